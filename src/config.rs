@@ -1,0 +1,139 @@
+//! One `Config` for the server, built from flags and environment, passed down.
+
+use crate::media::mcu::{Canvas, McuSettings};
+use crate::media::templates::PipelineTemplates;
+use crate::media::webrtc::WebrtcSettings;
+use crate::protocol::IceServer;
+use crate::room::RoomSettings;
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to serve HTTP and WebSocket signaling on.
+    #[arg(long, env = "GRIDMIX_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Folder of the browser client served at /.
+    #[arg(long, env = "GRIDMIX_ASSETS")]
+    pub assets: Option<PathBuf>,
+    /// Folder of *.gst files overriding the built-in pipeline chains by name.
+    #[arg(long, env = "GRIDMIX_PIPELINES")]
+    pub pipelines: Option<PathBuf>,
+    /// Composite size and rate, WIDTHxHEIGHT@FPS.
+    #[arg(long, default_value = "1280x720@30", value_parser = parse_canvas)]
+    pub canvas: Canvas,
+    /// Jitter-buffer latency for incoming media, in ms.
+    #[arg(long, default_value_t = 60)]
+    pub jitter_latency_ms: u32,
+    /// Most participants in one room.
+    #[arg(long, default_value_t = 25)]
+    pub max_participants: usize,
+    /// STUN server for the server's own ICE and for clients, host:port.
+    #[arg(long, env = "GRIDMIX_STUN")]
+    pub stun: Option<String>,
+    /// Restrict the server's ICE candidates to these local addresses (repeatable).
+    #[arg(long = "ice-address")]
+    pub ice_addresses: Vec<String>,
+}
+
+fn parse_canvas(s: &str) -> Result<Canvas, String> {
+    let bad = || format!("\"{s}\" is not WIDTHxHEIGHT@FPS, for example 1280x720@30");
+    let (size, fps) = s.split_once('@').ok_or_else(bad)?;
+    let (w, h) = size.split_once('x').ok_or_else(bad)?;
+    let canvas = Canvas {
+        width: w.parse().map_err(|_| bad())?,
+        height: h.parse().map_err(|_| bad())?,
+        fps: fps.parse().map_err(|_| bad())?,
+    };
+    let ok = (16..=3840).contains(&canvas.width) && (16..=2160).contains(&canvas.height) && (1..=60).contains(&canvas.fps);
+    if !ok || canvas.width % 2 == 1 || canvas.height % 2 == 1 {
+        return Err(format!("{s}: width and height must be even, at most 3840x2160, and fps 1-60"));
+    }
+    Ok(canvas)
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            assets: None,
+            pipelines: None,
+            canvas: Canvas::default(),
+            jitter_latency_ms: 60,
+            max_participants: 25,
+            stun: None,
+            ice_addresses: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub assets_dir: PathBuf,
+    pub rooms: RoomSettings,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> Result<Config> {
+        gst::init().context("initialising GStreamer")?;
+        let templates = PipelineTemplates::load(self.pipelines.as_deref())?;
+        templates.validate().context("checking the pipeline templates")?;
+        let webrtc = WebrtcSettings {
+            jitter_latency_ms: self.jitter_latency_ms,
+            stun_server: self.stun.as_ref().map(|s| format!("stun://{s}")),
+            ice_addresses: self.ice_addresses,
+        };
+        let ice_servers = self
+            .stun
+            .iter()
+            .map(|s| IceServer {
+                urls: vec![format!("stun:{s}")],
+                username: None,
+                credential: None,
+            })
+            .collect();
+        let mcu = McuSettings {
+            canvas: self.canvas,
+            webrtc,
+            templates: Arc::new(templates),
+            keyframe_interval: Duration::from_millis(500),
+        };
+        Ok(Config {
+            listen: self.listen,
+            assets_dir: self.assets.unwrap_or_else(default_assets_dir),
+            rooms: RoomSettings {
+                mcu,
+                max_participants: self.max_participants,
+                ice_servers,
+            },
+        })
+    }
+}
+
+/// ./assets when run from the checkout, else the one this binary was built from.
+fn default_assets_dir() -> PathBuf {
+    let local = PathBuf::from("assets");
+    if local.join("index.html").exists() {
+        local
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canvas_flag_parses_and_rejects_nonsense() {
+        assert_eq!(parse_canvas("640x360@15").unwrap(), Canvas { width: 640, height: 360, fps: 15 });
+        for bad in ["640x360", "x@1", "641x360@30", "640x360@0", "99999x360@30"] {
+            assert!(parse_canvas(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! gridmix: a WebRTC multi-party call server (MCU, SFU, mesh) on GStreamer.
+//!
+//! Dependencies point one way: signaling -> room -> media; `protocol`, `ids`
+//! and `media::layout` depend on nothing.
+
+pub mod ids;
+pub mod media;
+pub mod protocol;
+pub mod room;
+pub mod config;
+pub mod server;
+pub mod signaling;
+pub mod bot;

@@ -1,0 +1,159 @@
+//! The `gridmix` command: serve | bot.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use gridmix::bot::analysis::{rms, strongest_tone};
+use gridmix::bot::{Bot, BotConfig};
+use gridmix::config::ServeArgs;
+use gridmix::media::layout::GridLayout;
+use gridmix::protocol::Mode;
+use gridmix::server::Server;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "gridmix", version, about = "A WebRTC multi-party call server: MCU, SFU and mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the browser client and WebSocket signaling.
+    Serve(ServeArgs),
+    /// Join a room as a synthetic participant sending a colour and a tone.
+    Bot(BotArgs),
+}
+
+#[derive(clap::Args)]
+struct BotArgs {
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+    server: String,
+    #[arg(long)]
+    room: String,
+    #[arg(long, default_value = "bot")]
+    name: String,
+    #[arg(long, value_enum, default_value = "mcu")]
+    mode: ModeArg,
+    /// Colour of the video it sends, RRGGBB.
+    #[arg(long, default_value = "ff0000", value_parser = parse_colour)]
+    color: u32,
+    /// Frequency of the tone it sends, Hz.
+    #[arg(long, default_value_t = 440.0)]
+    tone: f64,
+    /// Leave after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Restrict the bot's ICE candidates to these local addresses (repeatable).
+    #[arg(long = "ice-address")]
+    ice_addresses: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Mcu,
+    Sfu,
+    Mesh,
+}
+
+fn parse_colour(s: &str) -> Result<u32, String> {
+    let hex = s.trim_start_matches('#');
+    if hex.len() != 6 {
+        return Err(format!("\"{s}\" is not a colour: use six hex digits, RRGGBB"));
+    }
+    u32::from_str_radix(hex, 16).map_err(|_| format!("\"{s}\" is not a colour: use six hex digits, RRGGBB"))
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Bot(args) => runtime.block_on(bot(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    gst::init().context("initialising GStreamer")?;
+    if let Err(missing) = gridmix::media::preflight::check_elements() {
+        eprintln!("{missing}");
+        std::process::exit(2);
+    }
+    let server = Server::start(args.into_config()?).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shut_down().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+async fn bot(args: BotArgs) -> Result<()> {
+    let mut config = BotConfig::new(&args.server, &args.room, &args.name, args.color, args.tone);
+    config.mode = match args.mode {
+        ModeArg::Mcu => Mode::Mcu,
+        ModeArg::Sfu => Mode::Sfu,
+        ModeArg::Mesh => Mode::Mesh,
+    };
+    config.ice_addresses = args.ice_addresses;
+    let bot = Bot::join(config).await?;
+    println!("joined as {}", bot.id());
+    let started = Instant::now();
+    let deadline = args.duration.map(Duration::from_secs);
+    let mut last_frames = 0;
+    loop {
+        tokio::select! {
+            _ = wait_for_signal() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        report(&bot, &mut last_frames).await;
+        if deadline.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    bot.leave().await;
+    Ok(())
+}
+
+/// One line on what the bot receives: frame rate and size, the colour at the
+/// centre of each tile, and the strongest tone it hears.
+async fn report(bot: &Bot, last_frames: &mut u64) {
+    let frames = bot.frames_received();
+    let fps = frames - *last_frames;
+    *last_frames = frames;
+    let mut line = format!("video {fps} fps");
+    if let Ok(frame) = bot.latest_frame(Duration::from_millis(100)).await {
+        let tiles = GridLayout::for_count(bot.state().others.len() + 1, frame.width, frame.height);
+        let colours: Vec<String> = tiles
+            .tiles
+            .iter()
+            .map(|t| {
+                let (x, y) = t.centre();
+                let [r, g, b] = frame.mean_rgb(x, y, 4);
+                format!("{r:02x}{g:02x}{b:02x}")
+            })
+            .collect();
+        line += &format!(" {}x{} tiles [{}]", frame.width, frame.height, colours.join(" "));
+    }
+    if let Ok(audio) = bot.record_audio(Duration::from_millis(250)).await {
+        let (hz, amplitude) = strongest_tone(&audio, gridmix::bot::AUDIO_RATE, 100.0, 3000.0, 10.0);
+        line += &format!("; audio rms {:.3}, strongest {hz:.0} Hz ({amplitude:.2})", rms(&audio));
+    }
+    println!("{line}");
+}

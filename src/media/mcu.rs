@@ -1,0 +1,789 @@
+//! The MCU room pipeline: every participant's video decoded into one grid,
+//! encoded once and sent to all; every participant's audio decoded and mixed
+//! per listener without their own voice (mix-minus).
+//!
+//! ```text
+//! background ─┐
+//! P1 placeholder ─┤
+//! P1 webrtc ─ video-decode ─┤ compositor ─ canvas caps ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
+//! P2 ...                    ┘                                                      └ queue ─ rtpvp8pay ─ P2 webrtc
+//! P1 webrtc ─ audio-decode ─ P1 audio-tee ─ queue ─┐
+//!                       silence ─ P2 audiomixer ─ audio-encode ─ rtpopuspay ─ P2 webrtc   (P2 hears all but P2)
+//! ```
+//!
+//! Owned by the room task. GStreamer callbacks only link a new webrtcbin src
+//! pad to the decode chain prepared for it (it must be linked at once) and
+//! post `MediaEvent`s; all other changes happen on the room task.
+//! Element names start with "<participant id>/" so a bus message can be
+//! traced to the participant it concerns.
+
+use crate::ids::{ParticipantId, RoomId};
+use crate::media::keyframe::{KeyframeDecision, KeyframeLimiter};
+use crate::media::layout::GridLayout;
+use crate::media::sdp::{Direction, MediaKind, MediaLine, summarize_offer};
+use crate::media::templates::{Chain, PipelineTemplates};
+use crate::media::webrtc::{self, WebrtcSettings};
+use crate::protocol::{ErrorCode, ProtocolError};
+use anyhow::{Context, Result, anyhow};
+use gst::prelude::*;
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// The composite's size and rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Canvas {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl Default for Canvas {
+    fn default() -> Self {
+        Canvas {
+            width: 1280,
+            height: 720,
+            fps: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct McuSettings {
+    pub canvas: Canvas,
+    pub webrtc: WebrtcSettings,
+    pub templates: Arc<PipelineTemplates>,
+    /// Minimum time between two keyframes forced on the shared encoder.
+    pub keyframe_interval: Duration,
+}
+
+/// Something that happened on a GStreamer thread, for the room task.
+#[derive(Debug)]
+pub enum MediaEvent {
+    IceCandidate {
+        participant: ParticipantId,
+        mline: u32,
+        candidate: String,
+    },
+    ConnectionState {
+        participant: ParticipantId,
+        state: WebRTCPeerConnectionState,
+    },
+    StreamStarted {
+        participant: ParticipantId,
+        media: String,
+    },
+    /// A receiver asked for a keyframe of the composite (PLI/FIR).
+    KeyframeRequested,
+}
+
+/// Where a participant's publish connection is in offer/answer.
+enum PublishState {
+    /// No offer yet; remote candidates that arrive early wait here.
+    AwaitingOffer { early_candidates: Vec<(u32, String)> },
+    /// The offer is applied and the media chains are linked.
+    Answered,
+}
+
+/// One speaker's audio entering one listener's mixer.
+struct MixInput {
+    tee_pad: gst::Pad,
+    queue: gst::Element,
+    mixer_pad: gst::Pad,
+}
+
+/// What one listener hears: everyone but themselves.
+struct ListenerMix {
+    mixer: gst::Element,
+    inputs: HashMap<ParticipantId, MixInput>,
+}
+
+struct Member {
+    id: ParticipantId,
+    webrtc: gst::Element,
+    placeholder_pad: gst::Pad,
+    video_pad: gst::Pad,
+    audio_tee: gst::Element,
+    mix: Option<ListenerMix>,
+    /// The video tee's pad feeding this participant's copy of the composite.
+    video_out: Option<gst::Pad>,
+    publish: PublishState,
+}
+
+pub struct McuMixer {
+    room: RoomId,
+    pipeline: gst::Pipeline,
+    compositor: gst::Element,
+    video_tee: gst::Element,
+    settings: McuSettings,
+    events: UnboundedSender<MediaEvent>,
+    members: Vec<Member>,
+    keyframes: KeyframeLimiter,
+}
+
+/// Marks the force-key-unit events gridmix sends itself, so the rate-limiting
+/// probe lets them through.
+const OWN_KEYFRAME_FIELD: &str = "gridmix-limited";
+
+fn raw_audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("rate", 48000i32)
+        .field("channels", 1i32)
+        .field("layout", "interleaved")
+        .build()
+}
+
+fn internal(e: anyhow::Error) -> ProtocolError {
+    ProtocolError::new(ErrorCode::Internal, format!("The server could not set up media: {e:#}."))
+}
+
+impl McuMixer {
+    pub fn new(room: &RoomId, settings: McuSettings, events: UnboundedSender<MediaEvent>) -> Result<Self> {
+        let pipeline = gst::Pipeline::with_name(&format!("mcu-{room}"));
+        let Canvas { width, height, fps } = settings.canvas;
+        let extra_latency = gst::ClockTime::from_mseconds(u64::from(settings.webrtc.jitter_latency_ms) + 60);
+
+        // A live, transparent source keeps the compositor ticking at the canvas
+        // rate even when nobody sends video.
+        let background = gst::ElementFactory::make("videotestsrc")
+            .name("background")
+            .property("is-live", true)
+            .property_from_str("pattern", "black")
+            .build()?;
+        let background_caps = gst::ElementFactory::make("capsfilter")
+            .property(
+                "caps",
+                // I420 like everything else the compositor blends: videotestsrc
+                // would otherwise pick a 64-bit RGB format.
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .field("colorimetry", "bt601")
+                    .field("width", 16i32)
+                    .field("height", 16i32)
+                    .field("framerate", gst::Fraction::new(fps as i32, 1))
+                    .build(),
+            )
+            .build()?;
+        let compositor = gst::ElementFactory::make("compositor")
+            .name("compositor")
+            .property_from_str("background", "black")
+            .property("ignore-inactive-pads", true)
+            .property("force-live", true)
+            // Participants' chains (jitter buffer + decode) join later with more
+            // latency than the background: budget for them up front so the
+            // composite's latency never changes mid-call.
+            .property("min-upstream-latency", extra_latency.nseconds())
+            .build()?;
+        let canvas_caps = gst::ElementFactory::make("capsfilter")
+            .name("canvas")
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .field("width", width as i32)
+                    .field("height", height as i32)
+                    .field("framerate", gst::Fraction::new(fps as i32, 1))
+                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                    // VP8 has no colour-space signalling and decoders (browsers
+                    // included) assume BT.601; encode what they will assume.
+                    .field("colorimetry", "bt601")
+                    .build(),
+            )
+            .build()?;
+        let encoder = settings.templates.build(Chain::VideoEncode)?;
+        encoder.set_property("name", "video-encode");
+        let video_tee = gst::ElementFactory::make("tee")
+            .name("video-tee")
+            .property("allow-not-linked", true)
+            .build()?;
+        pipeline.add_many([&background, &background_caps, &compositor, &canvas_caps, encoder.upcast_ref(), &video_tee])?;
+        gst::Element::link_many([&background, &background_caps])?;
+        let bg_pad = compositor
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| anyhow!("compositor gave no sink pad"))?;
+        bg_pad.set_property("alpha", 0.0f64);
+        bg_pad.set_property("zorder", 0u32);
+        background_caps
+            .static_pad("src")
+            .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
+            .link(&bg_pad)?;
+        gst::Element::link_many([&compositor, &canvas_caps, encoder.upcast_ref(), &video_tee])?;
+
+        let tee_sink = video_tee.static_pad("sink").ok_or_else(|| anyhow!("tee has no sink pad"))?;
+        let probe_events = events.clone();
+        // Receivers' keyframe requests travel up to the shared encoder. Hold
+        // them here and let the room's limiter decide (see keyframe.rs).
+        tee_sink.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            let Some(event) = info.event() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let is_keyframe_request = event.type_() == gst::EventType::CustomUpstream
+                && event.structure().is_some_and(|s| s.name() == "GstForceKeyUnit");
+            if !is_keyframe_request {
+                return gst::PadProbeReturn::Ok;
+            }
+            if event.structure().is_some_and(|s| s.has_field(OWN_KEYFRAME_FIELD)) {
+                return gst::PadProbeReturn::Ok;
+            }
+            let _ = probe_events.send(MediaEvent::KeyframeRequested);
+            gst::PadProbeReturn::Drop
+        });
+
+        pipeline
+            .set_state(gst::State::Playing)
+            .context("starting the room pipeline")?;
+        let keyframes = KeyframeLimiter::new(settings.keyframe_interval);
+        Ok(McuMixer {
+            room: room.clone(),
+            pipeline,
+            compositor,
+            video_tee,
+            settings,
+            events,
+            members: Vec::new(),
+            keyframes,
+        })
+    }
+
+    pub fn bus(&self) -> gst::Bus {
+        self.pipeline.bus().expect("a pipeline always has a bus")
+    }
+
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.pipeline
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The participant id an element belongs to, from its name prefix
+    /// ("<id>/..."); also for elements already removed from the pipeline.
+    pub fn owner_of(&self, source: &gst::Object) -> Option<ParticipantId> {
+        let pipeline = self.pipeline.upcast_ref::<gst::Object>();
+        let mut object = source.clone();
+        while let Some(parent) = object.parent() {
+            if &parent == pipeline {
+                break;
+            }
+            object = parent;
+        }
+        let name = object.name();
+        let (prefix, _) = name.split_once('/')?;
+        Some(ParticipantId::from_existing(prefix))
+    }
+
+    /// Gives a new participant a tile and everything needed to receive their
+    /// media; sending to them waits for their offer.
+    pub fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
+        let member = self.build_member(id).with_context(|| format!("adding participant {id}"))?;
+        self.members.push(member);
+        // Everyone else now hears the newcomer.
+        let speaker_tee = self.members.last().map(|m| m.audio_tee.clone()).expect("just pushed");
+        for member in self.members.iter_mut().filter(|m| &m.id != id) {
+            if let Some(mix) = member.mix.as_mut() {
+                connect_speaker(&self.pipeline, mix, &member.id, id, &speaker_tee)?;
+            }
+        }
+        self.relayout();
+        Ok(())
+    }
+
+    fn build_member(&self, id: &ParticipantId) -> Result<Member> {
+        let name = |part: &str| format!("{id}/{part}");
+        let fps = self.settings.canvas.fps as i32;
+
+        let webrtc = webrtc::make_webrtcbin(&name("webrtc"), &self.settings.webrtc)?;
+
+        let placeholder = gst::ElementFactory::make("videotestsrc")
+            .name(name("placeholder"))
+            .property("is-live", true)
+            .property_from_str("pattern", "solid-color")
+            .property("foreground-color", 0xff3c3c3cu32)
+            .build()?;
+        let placeholder_caps = gst::ElementFactory::make("capsfilter")
+            .name(name("placeholder-caps"))
+            .property(
+                "caps",
+                gst::Caps::builder("video/x-raw")
+                    .field("format", "I420")
+                    .field("colorimetry", "bt601")
+                    .field("width", 64i32)
+                    .field("height", 36i32)
+                    .field("framerate", gst::Fraction::new(fps, 1))
+                    .build(),
+            )
+            .build()?;
+        let video_decode = self.settings.templates.build(Chain::VideoDecode)?;
+        video_decode.set_property("name", name("video-decode"));
+        let audio_decode = self.settings.templates.build(Chain::AudioDecode)?;
+        audio_decode.set_property("name", name("audio-decode"));
+        let audio_tee = gst::ElementFactory::make("tee")
+            .name(name("audio-tee"))
+            .property("allow-not-linked", true)
+            .build()?;
+
+        let elements = vec![
+            webrtc.clone(),
+            placeholder.clone(),
+            placeholder_caps.clone(),
+            video_decode.clone().upcast(),
+            audio_decode.clone().upcast(),
+            audio_tee.clone(),
+        ];
+        self.pipeline.add_many(&elements)?;
+        placeholder.link(&placeholder_caps)?;
+        audio_decode.link(&audio_tee)?;
+
+        let placeholder_pad = self.request_compositor_pad(1)?;
+        placeholder_caps
+            .static_pad("src")
+            .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
+            .link(&placeholder_pad)?;
+        let video_pad = self.request_compositor_pad(2)?;
+        video_decode
+            .static_pad("src")
+            .ok_or_else(|| anyhow!("video-decode chain has no src pad"))?
+            .link(&video_pad)?;
+
+        self.watch_webrtcbin(id, &webrtc, &video_decode, &audio_decode);
+        for element in elements.iter().rev() {
+            element.sync_state_with_parent()?;
+        }
+        Ok(Member {
+            id: id.clone(),
+            webrtc,
+            placeholder_pad,
+            video_pad,
+            audio_tee,
+            mix: None,
+            video_out: None,
+            publish: PublishState::AwaitingOffer {
+                early_candidates: Vec::new(),
+            },
+        })
+    }
+
+    fn request_compositor_pad(&self, zorder: u32) -> Result<gst::Pad> {
+        let pad = self
+            .compositor
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| anyhow!("compositor gave no sink pad"))?;
+        pad.set_property("zorder", zorder);
+        pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+        Ok(pad)
+    }
+
+    /// Connects the webrtcbin's signals. Callbacks hold weak references only.
+    fn watch_webrtcbin(
+        &self,
+        id: &ParticipantId,
+        webrtc: &gst::Element,
+        video_decode: &gst::Bin,
+        audio_decode: &gst::Bin,
+    ) {
+        let events = self.events.clone();
+        let participant = id.clone();
+        webrtc::on_ice_candidate(webrtc, move |mline, candidate| {
+            let _ = events.send(MediaEvent::IceCandidate {
+                participant: participant.clone(),
+                mline,
+                candidate,
+            });
+        });
+
+        let events = self.events.clone();
+        let participant = id.clone();
+        webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
+            let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
+            let _ = events.send(MediaEvent::ConnectionState {
+                participant: participant.clone(),
+                state,
+            });
+        });
+
+        // A src pad must be linked at once or webrtcbin fails "not-linked":
+        // link it to the chain prepared for its kind, or a fakesink.
+        let events = self.events.clone();
+        let participant = id.clone();
+        let video_sink = video_decode.static_pad("sink").map(|p| p.downgrade());
+        let audio_sink = audio_decode.static_pad("sink").map(|p| p.downgrade());
+        webrtc.connect_pad_added(move |webrtc, pad| {
+            if pad.direction() != gst::PadDirection::Src {
+                return;
+            }
+            let media = webrtc::rtp_media_of(pad).unwrap_or_default();
+            let target = match media.as_str() {
+                "video" => video_sink.as_ref().and_then(|p| p.upgrade()),
+                "audio" => audio_sink.as_ref().and_then(|p| p.upgrade()),
+                _ => None,
+            };
+            let linked = target.is_some_and(|t| !t.is_linked() && pad.link(&t).is_ok());
+            if !linked {
+                discard_pad(webrtc, pad);
+            }
+            let _ = events.send(MediaEvent::StreamStarted {
+                participant: participant.clone(),
+                media,
+            });
+        });
+    }
+
+    fn member_mut(&mut self, id: &ParticipantId) -> Option<&mut Member> {
+        self.members.iter_mut().find(|m| &m.id == id)
+    }
+
+    /// Applies a client's offer on its publish connection and returns the
+    /// answer. The first offer also links the composite and the client's mix
+    /// to its webrtcbin; later offers (ICE restarts) only renegotiate.
+    pub async fn answer_offer(&mut self, id: &ParticipantId, sdp: &str) -> Result<String, ProtocolError> {
+        let summary = summarize_offer(sdp)?;
+        let audio = summary.first(MediaKind::Audio).cloned();
+        let video = summary.first(MediaKind::Video).cloned();
+        if audio.is_none() && video.is_none() {
+            return Err(ProtocolError::new(
+                ErrorCode::BadSdp,
+                "The offer has no usable audio or video m-line.",
+            ));
+        }
+        for line in [&audio, &video].into_iter().flatten() {
+            if line.payload_type.is_none() && line.direction != Direction::Inactive {
+                let codec = if line.kind == MediaKind::Audio { "Opus" } else { "VP8" };
+                return Err(ProtocolError::new(
+                    ErrorCode::BadSdp,
+                    format!("The offer's m-line {} does not offer {codec}, which this server needs.", line.index),
+                ));
+            }
+        }
+        let description = webrtc::parse_description(WebRTCSDPType::Offer, sdp)
+            .map_err(|e| ProtocolError::new(ErrorCode::BadSdp, format!("The offer is not valid SDP: {e:#}.")))?;
+        let member = self
+            .member_mut(id)
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
+        let webrtc = member.webrtc.clone();
+        let first_offer = matches!(member.publish, PublishState::AwaitingOffer { .. });
+
+        webrtc::set_remote_description(&webrtc, &description)
+            .await
+            .map_err(|e| ProtocolError::new(ErrorCode::BadSdp, format!("The offer was refused: {e:#}.")))?;
+        if first_offer {
+            for line in [&audio, &video].into_iter().flatten() {
+                self.attach_media_line(id, &webrtc, line).map_err(internal)?;
+            }
+        }
+        let answer = webrtc::create_answer(&webrtc).await.map_err(internal)?;
+        webrtc::set_local_description(&webrtc, &answer).await.map_err(internal)?;
+
+        let member = self
+            .member_mut(id)
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You left during negotiation."))?;
+        if let PublishState::AwaitingOffer { early_candidates } =
+            std::mem::replace(&mut member.publish, PublishState::Answered)
+        {
+            for (mline, candidate) in early_candidates {
+                webrtc::add_ice_candidate(&webrtc, mline, &candidate);
+            }
+        }
+        if first_offer && video.as_ref().is_some_and(|v| v.direction.client_receives()) {
+            self.request_keyframe();
+        }
+        Ok(webrtc::description_text(&answer))
+    }
+
+    /// Sets up the server's side of one offered m-line: what it sends on it,
+    /// its direction, and the one codec it accepts.
+    ///
+    /// On 1.22 a remote offer creates no transceivers; requesting the pad
+    /// `sink_<mline>` creates one bound to that m-line, and a receive-only
+    /// transceiver added now is matched to the m-line by create-answer.
+    fn attach_media_line(&mut self, id: &ParticipantId, webrtc: &gst::Element, line: &MediaLine) -> Result<()> {
+        let Some(pt) = line.payload_type else {
+            return Ok(());
+        };
+        let (media, encoding, clock_rate) = match line.kind {
+            MediaKind::Video => ("video", "VP8", 90000),
+            _ => ("audio", "OPUS", 48000),
+        };
+        let caps = webrtc::rtp_caps(media, encoding, clock_rate, pt);
+        let direction = match (line.direction.client_sends(), line.direction.client_receives()) {
+            (true, true) => WebRTCRTPTransceiverDirection::Sendrecv,
+            (false, true) => WebRTCRTPTransceiverDirection::Sendonly,
+            (true, false) => WebRTCRTPTransceiverDirection::Recvonly,
+            (false, false) => WebRTCRTPTransceiverDirection::Inactive,
+        };
+        let transceiver = if line.direction.client_receives() {
+            let sink = webrtc
+                .request_pad_simple(&format!("sink_{}", line.index))
+                .ok_or_else(|| anyhow!("webrtcbin gave no sink_{} pad", line.index))?;
+            match line.kind {
+                MediaKind::Video => self.attach_video_out(id, &sink, pt)?,
+                _ => self.attach_mix(id, &sink, pt)?,
+            }
+            webrtc::pad_transceiver(&sink).ok_or_else(|| anyhow!("sink_{} has no transceiver", line.index))?
+        } else {
+            webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>("add-transceiver", &[&direction, &caps])
+        };
+        transceiver.set_direction(direction);
+        // Answer with exactly the codec gridmix speaks, at the client's payload type.
+        transceiver.set_codec_preferences(Some(&caps));
+        Ok(())
+    }
+
+    /// Links the shared encoded composite to one participant.
+    fn attach_video_out(&mut self, id: &ParticipantId, sink: &gst::Pad, pt: u8) -> Result<()> {
+        let queue = gst::ElementFactory::make("queue")
+            .name(format!("{id}/video-out-queue"))
+            .property_from_str("leaky", "downstream")
+            .property("max-size-buffers", 60u32)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", 0u64)
+            .build()?;
+        let pay = gst::ElementFactory::make("rtpvp8pay")
+            .name(format!("{id}/video-pay"))
+            .property("pt", u32::from(pt))
+            .property_from_str("picture-id-mode", "15-bit")
+            .build()?;
+        self.pipeline.add_many([&queue, &pay])?;
+        queue.link(&pay)?;
+        pay.static_pad("src").ok_or_else(|| anyhow!("payloader has no src pad"))?.link(sink)?;
+        pay.sync_state_with_parent()?;
+        queue.sync_state_with_parent()?;
+        let tee_pad = self
+            .video_tee
+            .request_pad_simple("src_%u")
+            .ok_or_else(|| anyhow!("tee gave no src pad"))?;
+        tee_pad.link(&queue.static_pad("sink").ok_or_else(|| anyhow!("queue has no sink pad"))?)?;
+        let member = self.member_mut(id).ok_or_else(|| anyhow!("participant {id} is gone"))?;
+        member.video_out = Some(tee_pad);
+        Ok(())
+    }
+
+    /// Builds the listener's own mix of everyone else and links it.
+    fn attach_mix(&mut self, id: &ParticipantId, sink: &gst::Pad, pt: u8) -> Result<()> {
+        let name = |part: &str| format!("{id}/{part}");
+        let latency = gst::ClockTime::from_mseconds(u64::from(self.settings.webrtc.jitter_latency_ms) + 60);
+        // A live silent input keeps the mix flowing when nobody speaks.
+        let silence = gst::ElementFactory::make("audiotestsrc")
+            .name(name("silence"))
+            .property("is-live", true)
+            .property_from_str("wave", "silence")
+            .property("samplesperbuffer", 480i32)
+            .build()?;
+        let silence_caps = gst::ElementFactory::make("capsfilter")
+            .name(name("silence-caps"))
+            .property("caps", raw_audio_caps())
+            .build()?;
+        let mixer = gst::ElementFactory::make("audiomixer")
+            .name(name("mixer"))
+            .property("ignore-inactive-pads", true)
+            .property("force-live", true)
+            .property("min-upstream-latency", latency.nseconds())
+            .build()?;
+        let mix_caps = gst::ElementFactory::make("capsfilter")
+            .name(name("mix-caps"))
+            .property("caps", raw_audio_caps())
+            .build()?;
+        let encode = self.settings.templates.build(Chain::AudioEncode)?;
+        encode.set_property("name", name("audio-encode"));
+        let pay = gst::ElementFactory::make("rtpopuspay")
+            .name(name("audio-pay"))
+            .property("pt", u32::from(pt))
+            .build()?;
+        let elements = vec![silence, silence_caps, mixer.clone(), mix_caps, encode.upcast(), pay.clone()];
+        self.pipeline.add_many(&elements)?;
+        gst::Element::link_many(&elements)?;
+        pay.static_pad("src").ok_or_else(|| anyhow!("payloader has no src pad"))?.link(sink)?;
+        for element in elements.iter().rev() {
+            element.sync_state_with_parent()?;
+        }
+        let mut mix = ListenerMix {
+            mixer,
+            inputs: HashMap::new(),
+        };
+        for speaker in self.members.iter().filter(|m| &m.id != id) {
+            connect_speaker(&self.pipeline, &mut mix, id, &speaker.id, &speaker.audio_tee)?;
+        }
+        let member = self.member_mut(id).ok_or_else(|| anyhow!("participant {id} is gone"))?;
+        member.mix = Some(mix);
+        Ok(())
+    }
+
+    /// Adds a client's ICE candidate, or keeps it until the offer is applied.
+    pub fn add_remote_candidate(&mut self, id: &ParticipantId, mline: u32, candidate: String) -> Result<(), ProtocolError> {
+        let member = self
+            .member_mut(id)
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
+        match &mut member.publish {
+            PublishState::AwaitingOffer { early_candidates } => {
+                const MAX_EARLY: usize = 64;
+                if early_candidates.len() >= MAX_EARLY {
+                    return Err(ProtocolError::new(
+                        ErrorCode::BadState,
+                        "Too many ICE candidates before an offer.",
+                    ));
+                }
+                early_candidates.push((mline, candidate));
+            }
+            PublishState::Answered => webrtc::add_ice_candidate(&member.webrtc, mline, &candidate),
+        }
+        Ok(())
+    }
+
+    /// Removes a participant: their tile, their voice from every mix, their
+    /// own mix. Returns the removed elements, to be set to NULL off the room
+    /// task (webrtcbin can take a while to stop).
+    pub fn remove_participant(&mut self, id: &ParticipantId) -> Vec<gst::Element> {
+        let Some(index) = self.members.iter().position(|m| &m.id == id) else {
+            return Vec::new();
+        };
+        let member = self.members.remove(index);
+        let mut removed = Vec::new();
+        for other in &mut self.members {
+            if let Some(mix) = other.mix.as_mut()
+                && let Some(input) = mix.inputs.remove(id)
+            {
+                removed.push(detach_input(&self.pipeline, &member.audio_tee, &mix.mixer, input));
+            }
+        }
+        // Every element named after the participant, including sinks that
+        // callbacks made for unused streams. Removing unlinks them.
+        let prefix = format!("{id}/");
+        let own: Vec<gst::Element> = self
+            .pipeline
+            .children()
+            .into_iter()
+            .filter(|e| e.name().starts_with(&prefix))
+            .collect();
+        let _ = self.pipeline.remove_many(&own);
+        removed.extend(own);
+        // Then the request pads the participant held on shared elements.
+        for (speaker, input) in member.mix.map(|m| m.inputs).unwrap_or_default() {
+            if let Some(speaker) = self.members.iter().find(|m| m.id == speaker) {
+                speaker.audio_tee.release_request_pad(&input.tee_pad);
+            }
+        }
+        if let Some(tee_pad) = member.video_out {
+            self.video_tee.release_request_pad(&tee_pad);
+        }
+        self.compositor.release_request_pad(&member.placeholder_pad);
+        self.compositor.release_request_pad(&member.video_pad);
+        self.relayout();
+        removed
+    }
+
+    /// Puts every participant's tiles where the grid says, in join order.
+    fn relayout(&self) {
+        let canvas = self.settings.canvas;
+        let layout = GridLayout::for_count(self.members.len(), canvas.width, canvas.height);
+        for (member, rect) in self.members.iter().zip(&layout.tiles) {
+            for pad in [&member.placeholder_pad, &member.video_pad] {
+                pad.set_property("xpos", rect.x);
+                pad.set_property("ypos", rect.y);
+                pad.set_property("width", rect.width);
+                pad.set_property("height", rect.height);
+            }
+        }
+        tracing::debug!(room = %self.room, tiles = layout.tiles.len(), "layout updated");
+    }
+
+    /// A keyframe of the composite for everyone, rate-limited.
+    pub fn request_keyframe(&mut self) {
+        if self.keyframes.request(Instant::now()) == KeyframeDecision::Force {
+            self.force_keyframe();
+        }
+    }
+
+    /// Called periodically: sends a keyframe that the limiter held back.
+    pub fn poll_keyframes(&mut self) {
+        if self.keyframes.poll(Instant::now()) {
+            self.force_keyframe();
+        }
+    }
+
+    fn force_keyframe(&self) {
+        let structure = gst::Structure::builder("GstForceKeyUnit")
+            .field("all-headers", true)
+            .field(OWN_KEYFRAME_FIELD, true)
+            .build();
+        if let Some(pad) = self.video_tee.static_pad("sink") {
+            pad.push_event(gst::event::CustomUpstream::new(structure));
+        }
+        tracing::debug!(room = %self.room, "keyframe forced");
+    }
+
+    /// Stops the pipeline. Blocking: call from a blocking thread.
+    pub fn shut_down(&self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Links one speaker's audio into one listener's mixer through a leaky queue,
+/// so one slow mix never holds back the speaker's other listeners.
+fn connect_speaker(
+    pipeline: &gst::Pipeline,
+    mix: &mut ListenerMix,
+    listener: &ParticipantId,
+    speaker: &ParticipantId,
+    speaker_tee: &gst::Element,
+) -> Result<()> {
+    let queue = gst::ElementFactory::make("queue")
+        .name(format!("{listener}/hears-{speaker}"))
+        .property_from_str("leaky", "downstream")
+        .property("max-size-buffers", 0u32)
+        .property("max-size-bytes", 0u32)
+        .property("max-size-time", 200_000_000u64)
+        .build()?;
+    pipeline.add(&queue)?;
+    let mixer_pad = mix
+        .mixer
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| anyhow!("audiomixer gave no sink pad"))?;
+    queue.static_pad("src").ok_or_else(|| anyhow!("queue has no src pad"))?.link(&mixer_pad)?;
+    queue.sync_state_with_parent()?;
+    let tee_pad = speaker_tee
+        .request_pad_simple("src_%u")
+        .ok_or_else(|| anyhow!("tee gave no src pad"))?;
+    tee_pad.link(&queue.static_pad("sink").ok_or_else(|| anyhow!("queue has no sink pad"))?)?;
+    mix.inputs.insert(
+        speaker.clone(),
+        MixInput {
+            tee_pad,
+            queue,
+            mixer_pad,
+        },
+    );
+    Ok(())
+}
+
+/// Undoes `connect_speaker`; returns the queue for the caller to stop.
+fn detach_input(pipeline: &gst::Pipeline, tee: &gst::Element, mixer: &gst::Element, input: MixInput) -> gst::Element {
+    // Removing the queue unlinks it from both sides; then the request pads go.
+    let _ = pipeline.remove(&input.queue);
+    tee.release_request_pad(&input.tee_pad);
+    mixer.release_request_pad(&input.mixer_pad);
+    input.queue
+}
+
+/// Sinks a stream nobody uses, so webrtcbin does not fail with "not-linked".
+fn discard_pad(webrtc: &gst::Element, pad: &gst::Pad) {
+    let Some(parent) = webrtc.parent().and_then(|p| p.downcast::<gst::Bin>().ok()) else {
+        return;
+    };
+    let Ok(sink) = gst::ElementFactory::make("fakesink")
+        .name(format!("{}-discard-{}", webrtc.name(), pad.name()))
+        .property("async", false)
+        .property("sync", false)
+        .build()
+    else {
+        return;
+    };
+    if parent.add(&sink).is_ok()
+        && let Some(sink_pad) = sink.static_pad("sink")
+    {
+        let _ = pad.link(&sink_pad);
+        let _ = sink.sync_state_with_parent();
+    }
+}

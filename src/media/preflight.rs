@@ -1,0 +1,58 @@
+//! Start-up check that every GStreamer element gridmix uses is installed.
+
+/// Each element gridmix creates, with the Debian package that ships it.
+pub const REQUIRED_ELEMENTS: &[(&str, &str)] = &[
+    ("webrtcbin", "gstreamer1.0-plugins-bad"),
+    ("nicesrc", "gstreamer1.0-nice"),
+    ("nicesink", "gstreamer1.0-nice"),
+    ("dtlssrtpenc", "gstreamer1.0-plugins-bad"),
+    ("srtpenc", "gstreamer1.0-plugins-bad"),
+    ("rtpbin", "gstreamer1.0-plugins-good"),
+    ("capssetter", "gstreamer1.0-plugins-good"),
+    ("rtpvp8pay", "gstreamer1.0-plugins-good"),
+    ("rtpvp8depay", "gstreamer1.0-plugins-good"),
+    ("rtpopuspay", "gstreamer1.0-plugins-good"),
+    ("rtpopusdepay", "gstreamer1.0-plugins-good"),
+    ("vp8enc", "gstreamer1.0-plugins-good"),
+    ("vp8dec", "gstreamer1.0-plugins-good"),
+    ("opusenc", "gstreamer1.0-plugins-base"),
+    ("opusdec", "gstreamer1.0-plugins-base"),
+    ("compositor", "gstreamer1.0-plugins-base"),
+    ("audiomixer", "gstreamer1.0-plugins-base"),
+    ("videotestsrc", "gstreamer1.0-plugins-base"),
+    ("audiotestsrc", "gstreamer1.0-plugins-base"),
+    ("videoconvert", "gstreamer1.0-plugins-base"),
+    ("videoscale", "gstreamer1.0-plugins-base"),
+    ("audioconvert", "gstreamer1.0-plugins-base"),
+    ("audioresample", "gstreamer1.0-plugins-base"),
+    ("appsink", "gstreamer1.0-plugins-base"),
+    ("tee", "libgstreamer1.0-0"),
+    ("queue", "libgstreamer1.0-0"),
+    ("capsfilter", "libgstreamer1.0-0"),
+    ("fakesink", "libgstreamer1.0-0"),
+];
+
+/// The first missing element, as a sentence naming it and its package.
+pub fn check_elements() -> Result<(), String> {
+    let missing: Vec<String> = REQUIRED_ELEMENTS
+        .iter()
+        .filter(|(name, _)| gst::ElementFactory::find(name).is_none())
+        .map(|(name, package)| {
+            format!("GStreamer element \"{name}\" is missing: install the Debian package {package}")
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_required_element_is_installed() {
+        gst::init().unwrap();
+        super::check_elements().unwrap();
+    }
+}

@@ -1,0 +1,252 @@
+//! What an offer asks for, read from its SDP text. Pure: no GStreamer.
+//!
+//! The server needs a handful of facts from a client's offer before it builds
+//! anything: which m-lines carry audio and video, in which direction, and the
+//! payload type the client chose for each codec the server speaks (Chrome and
+//! Firefox pick different ones).
+
+use crate::protocol::{ErrorCode, ProtocolError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    Audio,
+    Video,
+    /// Data channels or anything else: answered as rejected/ignored.
+    Other,
+}
+
+/// Direction as the client (the offerer) wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// Whether the client will send media on this m-line.
+    pub fn client_sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+    /// Whether the client wants to receive media on this m-line.
+    pub fn client_receives(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::RecvOnly)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaLine {
+    pub index: u32,
+    pub kind: MediaKind,
+    pub mid: Option<String>,
+    pub direction: Direction,
+    /// The payload type the client chose for the codec gridmix uses on this
+    /// kind (VP8 for video, Opus for audio), if it offered that codec.
+    pub payload_type: Option<u8>,
+    /// Port 0 without a=bundle-only means the m-line is rejected.
+    pub rejected: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferSummary {
+    pub media: Vec<MediaLine>,
+}
+
+impl OfferSummary {
+    /// The first usable m-line of a kind.
+    pub fn first(&self, kind: MediaKind) -> Option<&MediaLine> {
+        self.media.iter().find(|m| m.kind == kind && !m.rejected)
+    }
+}
+
+fn bad_sdp(message: impl Into<String>) -> ProtocolError {
+    ProtocolError::new(ErrorCode::BadSdp, message)
+}
+
+/// The codec gridmix speaks for a kind, as written in a=rtpmap.
+fn wanted_codec(kind: MediaKind) -> Option<(&'static str, u32)> {
+    match kind {
+        MediaKind::Audio => Some(("opus", 48000)),
+        MediaKind::Video => Some(("vp8", 90000)),
+        MediaKind::Other => None,
+    }
+}
+
+/// Reads an offer. Errors are `bad-sdp` with a sentence saying what is wrong.
+pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
+    let mut lines = sdp.lines().map(str::trim_end).filter(|l| !l.is_empty());
+    if lines.next() != Some("v=0") {
+        return Err(bad_sdp("The SDP must start with \"v=0\"."));
+    }
+    let mut session_direction = Direction::SendRecv;
+    let mut media: Vec<MediaLine> = Vec::new();
+    let mut payloads: Vec<u8> = Vec::new();
+    for line in lines {
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(bad_sdp(format!("The SDP line \"{}\" is not key=value.", clip(line))));
+        };
+        if key.len() != 1 {
+            return Err(bad_sdp(format!("The SDP line \"{}\" has a bad key.", clip(line))));
+        }
+        match key {
+            "m" => {
+                let fields: Vec<&str> = value.split_whitespace().collect();
+                if fields.len() < 4 {
+                    return Err(bad_sdp(format!("The m-line \"{}\" is incomplete.", clip(line))));
+                }
+                let kind = match fields[0] {
+                    "audio" => MediaKind::Audio,
+                    "video" => MediaKind::Video,
+                    _ => MediaKind::Other,
+                };
+                let port: u32 = fields[1]
+                    .split('/')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(|| bad_sdp(format!("The m-line \"{}\" has a bad port.", clip(line))))?;
+                payloads = fields[3..].iter().filter_map(|p| p.parse().ok()).collect();
+                media.push(MediaLine {
+                    index: media.len() as u32,
+                    kind,
+                    mid: None,
+                    direction: session_direction,
+                    payload_type: None,
+                    rejected: port == 0,
+                });
+            }
+            "a" => {
+                let direction = match value {
+                    "sendrecv" => Some(Direction::SendRecv),
+                    "sendonly" => Some(Direction::SendOnly),
+                    "recvonly" => Some(Direction::RecvOnly),
+                    "inactive" => Some(Direction::Inactive),
+                    _ => None,
+                };
+                match (media.last_mut(), direction) {
+                    (None, Some(d)) => session_direction = d,
+                    (Some(m), Some(d)) => m.direction = d,
+                    (Some(m), None) => read_media_attribute(m, &payloads, value),
+                    (None, None) => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    if media.is_empty() {
+        return Err(bad_sdp("The offer has no m-lines: it must offer audio and/or video."));
+    }
+    Ok(OfferSummary { media })
+}
+
+fn read_media_attribute(m: &mut MediaLine, payloads: &[u8], value: &str) {
+    if value == "bundle-only" {
+        // Port 0 plus bundle-only: carried on the BUNDLE transport, not rejected.
+        m.rejected = false;
+    } else if let Some(mid) = value.strip_prefix("mid:") {
+        m.mid = Some(mid.to_owned());
+    } else if let Some(rtpmap) = value.strip_prefix("rtpmap:") {
+        // a=rtpmap:<pt> <name>/<clock>[/<channels>]
+        let Some((pt, encoding)) = rtpmap.split_once(' ') else {
+            return;
+        };
+        let Ok(pt) = pt.parse::<u8>() else { return };
+        let mut parts = encoding.split('/');
+        let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let clock: Option<u32> = parts.next().and_then(|c| c.parse().ok());
+        let wanted = wanted_codec(m.kind).is_some_and(|(n, c)| name == n && clock == Some(c));
+        if wanted && m.payload_type.is_none() && payloads.contains(&pt) {
+            m.payload_type = Some(pt);
+        }
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHROME_LIKE: &str = "v=0\r\n\
+o=- 1 2 IN IP4 127.0.0.1\r\n\
+s=-\r\n\
+t=0 0\r\n\
+a=group:BUNDLE 0 1\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111 63 9\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=mid:0\r\n\
+a=sendrecv\r\n\
+a=rtpmap:111 opus/48000/2\r\n\
+a=rtpmap:63 red/48000/2\r\n\
+a=rtpmap:9 G722/8000\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96 97 98\r\n\
+c=IN IP4 0.0.0.0\r\n\
+a=mid:1\r\n\
+a=recvonly\r\n\
+a=rtpmap:96 VP8/90000\r\n\
+a=rtpmap:97 rtx/90000\r\n\
+a=rtpmap:98 VP9/90000\r\n";
+
+    #[test]
+    fn reads_kinds_mids_directions_and_payload_types() {
+        let s = summarize_offer(CHROME_LIKE).unwrap();
+        assert_eq!(s.media.len(), 2);
+        let audio = s.first(MediaKind::Audio).unwrap();
+        assert_eq!((audio.index, audio.mid.as_deref()), (0, Some("0")));
+        assert_eq!(audio.direction, Direction::SendRecv);
+        assert_eq!(audio.payload_type, Some(111));
+        let video = s.first(MediaKind::Video).unwrap();
+        assert_eq!((video.index, video.mid.as_deref()), (1, Some("1")));
+        assert_eq!(video.direction, Direction::RecvOnly);
+        assert!(!video.direction.client_sends());
+        assert_eq!(video.payload_type, Some(96));
+    }
+
+    #[test]
+    fn firefox_payload_types_are_taken_as_offered() {
+        let sdp = CHROME_LIKE.replace("111", "109").replace("96", "120");
+        let s = summarize_offer(&sdp).unwrap();
+        assert_eq!(s.first(MediaKind::Audio).unwrap().payload_type, Some(109));
+        assert_eq!(s.first(MediaKind::Video).unwrap().payload_type, Some(120));
+    }
+
+    #[test]
+    fn a_codec_listed_in_rtpmap_but_not_on_the_m_line_is_ignored() {
+        let sdp = CHROME_LIKE.replace("SAVPF 96 97 98", "SAVPF 98");
+        let s = summarize_offer(&sdp).unwrap();
+        assert_eq!(s.first(MediaKind::Video).unwrap().payload_type, None);
+    }
+
+    #[test]
+    fn session_level_direction_applies_to_later_m_lines() {
+        let sdp = "v=0\na=sendonly\nm=audio 9 RTP/AVP 111\na=rtpmap:111 OPUS/48000/2\n";
+        let s = summarize_offer(sdp).unwrap();
+        assert_eq!(s.media[0].direction, Direction::SendOnly);
+    }
+
+    #[test]
+    fn rejected_m_lines_are_skipped_by_first() {
+        let sdp = "v=0\nm=video 0 RTP/AVP 96\nm=video 9 RTP/AVP 96\na=rtpmap:96 VP8/90000\n";
+        let s = summarize_offer(sdp).unwrap();
+        assert_eq!(s.first(MediaKind::Video).unwrap().index, 1);
+    }
+
+    #[test]
+    fn bundle_only_m_lines_with_port_zero_are_not_rejected() {
+        let sdp = "v=0\nm=video 9 RTP/AVP 96\na=rtpmap:96 VP8/90000\n\
+                   m=audio 0 RTP/AVP 111\na=bundle-only\na=rtpmap:111 OPUS/48000/2\n";
+        let s = summarize_offer(sdp).unwrap();
+        assert!(!s.media[1].rejected);
+        assert_eq!(s.first(MediaKind::Audio).unwrap().payload_type, Some(111));
+    }
+
+    #[test]
+    fn garbage_and_empty_offers_are_bad_sdp() {
+        for sdp in ["", "hello", "v=0\r\n", "v=0\nm=audio\n", "v=0\nxx=1\nm=audio 9 RTP/AVP 0\n", "v=0\nm=audio x RTP/AVP 0\n"] {
+            let err = summarize_offer(sdp).unwrap_err();
+            assert_eq!(err.code, ErrorCode::BadSdp, "{sdp:?}");
+        }
+    }
+}

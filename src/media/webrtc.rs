@@ -1,0 +1,156 @@
+//! webrtcbin helpers shared by the server and the bot: creation with
+//! conferencing settings, promises as futures, descriptions as text.
+
+use anyhow::{Context, Result, anyhow, bail};
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
+use std::time::Duration;
+
+/// A webrtcbin promise that has not resolved by then is treated as failed,
+/// so a stuck negotiation removes one participant instead of wedging a room.
+const PROMISE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How every gridmix webrtcbin is set up.
+#[derive(Debug, Clone, Default)]
+pub struct WebrtcSettings {
+    /// Jitter-buffer latency in ms (webrtcbin's default, 200, is too much for a call).
+    pub jitter_latency_ms: u32,
+    /// `stun://host:port`, if any.
+    pub stun_server: Option<String>,
+    /// Local addresses ICE may use; empty means every interface.
+    pub ice_addresses: Vec<String>,
+}
+
+pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Element> {
+    let webrtc = gst::ElementFactory::make("webrtcbin")
+        .name(name)
+        .property_from_str("bundle-policy", "max-bundle")
+        .property("latency", settings.jitter_latency_ms)
+        .build()
+        .context("creating webrtcbin")?;
+    if let Some(stun) = &settings.stun_server {
+        webrtc.set_property("stun-server", stun);
+    }
+    if !settings.ice_addresses.is_empty() {
+        let agent = webrtc.property::<glib::Object>("ice-agent");
+        for address in &settings.ice_addresses {
+            let added = agent.emit_by_name::<bool>("add-local-ip-address", &[address]);
+            if !added {
+                bail!("ICE agent refused local address {address}");
+            }
+        }
+    }
+    Ok(webrtc)
+}
+
+/// Runs `start` with a fresh promise and awaits its reply; a reply carrying
+/// an "error" field is returned as an error.
+async fn await_promise(
+    what: &str,
+    start: impl FnOnce(&gst::Promise),
+) -> Result<Option<gst::Structure>> {
+    let (promise, future) = gst::Promise::new_future();
+    start(&promise);
+    let reply = tokio::time::timeout(PROMISE_TIMEOUT, future)
+        .await
+        .map_err(|_| anyhow!("{what}: no reply from webrtcbin within {PROMISE_TIMEOUT:?}"))?
+        .map_err(|e| anyhow!("{what}: promise {e:?}"))?;
+    let Some(reply) = reply else { return Ok(None) };
+    if let Ok(err) = reply.get::<glib::Error>("error") {
+        bail!("{what}: {err}");
+    }
+    Ok(Some(reply.to_owned()))
+}
+
+pub fn parse_description(kind: WebRTCSDPType, sdp: &str) -> Result<WebRTCSessionDescription> {
+    let message = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
+        .map_err(|e| anyhow!("the SDP does not parse: {e}"))?;
+    Ok(WebRTCSessionDescription::new(kind, message))
+}
+
+pub fn description_text(desc: &WebRTCSessionDescription) -> String {
+    desc.sdp().to_string()
+}
+
+pub async fn set_remote_description(
+    webrtc: &gst::Element,
+    desc: &WebRTCSessionDescription,
+) -> Result<()> {
+    await_promise("set-remote-description", |p| {
+        webrtc.emit_by_name::<()>("set-remote-description", &[desc, p]);
+    })
+    .await?;
+    Ok(())
+}
+
+pub async fn set_local_description(
+    webrtc: &gst::Element,
+    desc: &WebRTCSessionDescription,
+) -> Result<()> {
+    await_promise("set-local-description", |p| {
+        webrtc.emit_by_name::<()>("set-local-description", &[desc, p]);
+    })
+    .await?;
+    Ok(())
+}
+
+async fn create_description(webrtc: &gst::Element, kind: &str) -> Result<WebRTCSessionDescription> {
+    let signal = format!("create-{kind}");
+    let reply = await_promise(&signal, |p| {
+        webrtc.emit_by_name::<()>(&signal, &[&None::<gst::Structure>, p]);
+    })
+    .await?
+    .ok_or_else(|| anyhow!("{signal}: empty reply"))?;
+    reply
+        .get::<WebRTCSessionDescription>(kind)
+        .with_context(|| format!("{signal}: reply has no {kind}"))
+}
+
+pub async fn create_offer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription> {
+    create_description(webrtc, "offer").await
+}
+
+pub async fn create_answer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription> {
+    create_description(webrtc, "answer").await
+}
+
+/// Adds a remote candidate. An empty candidate (end of candidates) is a no-op:
+/// webrtcbin 1.22 has no use for it.
+pub fn add_ice_candidate(webrtc: &gst::Element, mline: u32, candidate: &str) {
+    if !candidate.is_empty() {
+        webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+    }
+}
+
+/// Calls `on_candidate(mline, candidate)` for each local candidate, on a
+/// GStreamer thread: the callback must only post it somewhere.
+pub fn on_ice_candidate(webrtc: &gst::Element, on_candidate: impl Fn(u32, String) + Send + Sync + 'static) {
+    webrtc.connect("on-ice-candidate", false, move |values| {
+        let mline = values[1].get::<u32>().unwrap_or_default();
+        let candidate = values[2].get::<String>().unwrap_or_default();
+        on_candidate(mline, candidate);
+        None
+    });
+}
+
+/// The transceiver bound to a webrtcbin pad.
+pub fn pad_transceiver(pad: &gst::Pad) -> Option<gst_webrtc::WebRTCRTPTransceiver> {
+    pad.property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver")
+}
+
+/// The "media" field ("audio"/"video") of an RTP pad's caps.
+pub fn rtp_media_of(pad: &gst::Pad) -> Option<String> {
+    let caps = pad.current_caps().or_else(|| Some(pad.query_caps(None)))?;
+    caps.structure(0)?.get::<String>("media").ok()
+}
+
+/// Caps for an RTP stream of a codec gridmix sends.
+pub fn rtp_caps(media: &str, encoding: &str, clock_rate: i32, payload: u8) -> gst::Caps {
+    gst::Caps::builder("application/x-rtp")
+        .field("media", media)
+        .field("encoding-name", encoding)
+        .field("clock-rate", clock_rate)
+        .field("payload", i32::from(payload))
+        .build()
+}

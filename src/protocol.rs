@@ -1,0 +1,394 @@
+//! The signaling protocol: JSON text frames tagged by "type".
+//!
+//! This module is pure data: no I/O. The message and field names are a
+//! contract with outside clients (see README.md, "Protocol"); add, never rename.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// Room topology. Fixed by a room's first joiner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Mcu,
+    Sfu,
+    Mesh,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Mcu => "mcu",
+            Mode::Sfu => "sfu",
+            Mode::Mesh => "mesh",
+        })
+    }
+}
+
+/// Which of a participant's two peer connections a message belongs to.
+/// "publish": the client offers and the server answers.
+/// "subscribe": the server offers and the client answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerConnection {
+    #[default]
+    Publish,
+    Subscribe,
+}
+
+/// A trickled ICE candidate, in the browser's RTCIceCandidate field names.
+/// An empty `candidate` marks the end of candidates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceCandidate {
+    pub candidate: String,
+    #[serde(rename = "sdpMLineIndex")]
+    pub sdp_mline_index: u32,
+    #[serde(rename = "sdpMid", default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    #[serde(default)]
+    pub pc: PeerConnection,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    Join {
+        room: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<Mode>,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Ice(IceCandidate),
+    Leave,
+}
+
+/// Someone in a room, as other participants see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: String,
+    pub name: String,
+}
+
+/// An ICE server in the browser's RTCIceServer form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    Joined {
+        room: String,
+        participant: String,
+        mode: Mode,
+        participants: Vec<ParticipantInfo>,
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: String,
+    },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
+    Ice(IceCandidate),
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// Stable, machine-matchable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The frame is not JSON, or not a JSON object with a string "type".
+    BadJson,
+    /// The "type" is not one this server knows.
+    UnknownType,
+    /// A known type with missing or ill-typed fields.
+    BadMessage,
+    /// A message other than "join" before joining.
+    NotJoined,
+    /// A second "join" on a connection that already joined.
+    AlreadyJoined,
+    /// The SDP could not be parsed or offers nothing the server can use.
+    BadSdp,
+    /// The join asked for another mode than the room has.
+    ModeMismatch,
+    /// The mode is valid but this server does not serve it yet.
+    ModeUnsupported,
+    /// The room has its maximum number of participants.
+    RoomFull,
+    /// A message that makes no sense in the current negotiation state.
+    BadState,
+    /// Room or display name empty or too long.
+    BadName,
+    /// The participant's media connection failed (ICE/DTLS); they were removed.
+    ConnectionFailed,
+    /// The server failed while handling a valid request.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad-json",
+            ErrorCode::UnknownType => "unknown-type",
+            ErrorCode::BadMessage => "bad-message",
+            ErrorCode::NotJoined => "not-joined",
+            ErrorCode::AlreadyJoined => "already-joined",
+            ErrorCode::BadSdp => "bad-sdp",
+            ErrorCode::ModeMismatch => "mode-mismatch",
+            ErrorCode::ModeUnsupported => "mode-unsupported",
+            ErrorCode::RoomFull => "room-full",
+            ErrorCode::BadState => "bad-state",
+            ErrorCode::BadName => "bad-name",
+            ErrorCode::ConnectionFailed => "connection-failed",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// An error to report to a client: a stable code plus a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", code.as_str())]
+pub struct ProtocolError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ProtocolError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+}
+
+const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "ice", "leave"];
+
+/// Parses one client text frame, telling apart "not JSON", "unknown type" and
+/// "known type with bad fields" so that each gets its own error code.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        ProtocolError::new(ErrorCode::BadJson, format!("The message is not valid JSON: {e}."))
+    })?;
+    let Some(kind) = value.get("type").and_then(Value::as_str) else {
+        return Err(ProtocolError::new(
+            ErrorCode::BadJson,
+            "The message must be a JSON object with a string \"type\".",
+        ));
+    };
+    if !CLIENT_TYPES.contains(&kind) {
+        let kind: String = kind.chars().take(40).collect();
+        return Err(ProtocolError::new(
+            ErrorCode::UnknownType,
+            format!("Unknown message type \"{kind}\"."),
+        ));
+    }
+    let kind = kind.to_owned();
+    serde_json::from_value(value).map_err(|e| {
+        ProtocolError::new(
+            ErrorCode::BadMessage,
+            format!("The \"{kind}\" message is malformed: {e}."),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn golden_client() -> Vec<(ClientMessage, Value)> {
+        vec![
+            (
+                ClientMessage::Join {
+                    room: "standup".into(),
+                    name: "Ada".into(),
+                    mode: Some(Mode::Mcu),
+                },
+                json!({"type":"join","room":"standup","name":"Ada","mode":"mcu"}),
+            ),
+            (
+                ClientMessage::Join {
+                    room: "r".into(),
+                    name: "n".into(),
+                    mode: None,
+                },
+                json!({"type":"join","room":"r","name":"n"}),
+            ),
+            (
+                ClientMessage::Offer { sdp: "v=0".into() },
+                json!({"type":"offer","sdp":"v=0"}),
+            ),
+            (
+                ClientMessage::Answer { sdp: "v=0".into() },
+                json!({"type":"answer","sdp":"v=0"}),
+            ),
+            (
+                ClientMessage::Ice(IceCandidate {
+                    candidate: "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into(),
+                    sdp_mline_index: 0,
+                    sdp_mid: Some("0".into()),
+                    pc: PeerConnection::Subscribe,
+                }),
+                json!({"type":"ice","candidate":"candidate:1 1 UDP 1 127.0.0.1 5000 typ host",
+                       "sdpMLineIndex":0,"sdpMid":"0","pc":"subscribe"}),
+            ),
+            (ClientMessage::Leave, json!({"type":"leave"})),
+        ]
+    }
+
+    fn golden_server() -> Vec<(ServerMessage, Value)> {
+        vec![
+            (
+                ServerMessage::Joined {
+                    room: "r".into(),
+                    participant: "p2".into(),
+                    mode: Mode::Mcu,
+                    participants: vec![ParticipantInfo {
+                        id: "p1".into(),
+                        name: "Ada".into(),
+                    }],
+                    ice_servers: vec![IceServer {
+                        urls: vec!["stun:stun.example.org:3478".into()],
+                        username: None,
+                        credential: None,
+                    }],
+                },
+                json!({"type":"joined","room":"r","participant":"p2","mode":"mcu",
+                       "participants":[{"id":"p1","name":"Ada"}],
+                       "iceServers":[{"urls":["stun:stun.example.org:3478"]}]}),
+            ),
+            (
+                ServerMessage::ParticipantJoined {
+                    participant: ParticipantInfo {
+                        id: "p3".into(),
+                        name: "Bo".into(),
+                    },
+                },
+                json!({"type":"participant-joined","participant":{"id":"p3","name":"Bo"}}),
+            ),
+            (
+                ServerMessage::ParticipantLeft {
+                    participant: "p3".into(),
+                },
+                json!({"type":"participant-left","participant":"p3"}),
+            ),
+            (
+                ServerMessage::Offer { sdp: "v=0".into() },
+                json!({"type":"offer","sdp":"v=0"}),
+            ),
+            (
+                ServerMessage::Answer { sdp: "v=0".into() },
+                json!({"type":"answer","sdp":"v=0"}),
+            ),
+            (
+                ServerMessage::Ice(IceCandidate {
+                    candidate: String::new(),
+                    sdp_mline_index: 1,
+                    sdp_mid: None,
+                    pc: PeerConnection::Publish,
+                }),
+                json!({"type":"ice","candidate":"","sdpMLineIndex":1,"pc":"publish"}),
+            ),
+            (
+                ServerMessage::Error {
+                    code: ErrorCode::RoomFull,
+                    message: "The room is full.".into(),
+                },
+                json!({"type":"error","code":"room-full","message":"The room is full."}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn client_messages_match_golden_json_both_ways() {
+        for (msg, golden) in golden_client() {
+            assert_eq!(serde_json::to_value(&msg).unwrap(), golden);
+            assert_eq!(parse_client_message(&golden.to_string()).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn server_messages_match_golden_json_both_ways() {
+        for (msg, golden) in golden_server() {
+            assert_eq!(serde_json::to_value(&msg).unwrap(), golden);
+            let back: ServerMessage = serde_json::from_value(golden).unwrap();
+            assert_eq!(back, msg);
+        }
+    }
+
+    #[test]
+    fn ice_pc_defaults_to_publish() {
+        let msg =
+            parse_client_message(r#"{"type":"ice","candidate":"","sdpMLineIndex":0}"#).unwrap();
+        let ClientMessage::Ice(ice) = msg else {
+            panic!("not ice")
+        };
+        assert_eq!(ice.pc, PeerConnection::Publish);
+        assert_eq!(ice.sdp_mid, None);
+    }
+
+    #[test]
+    fn error_codes_serialize_as_their_stable_strings() {
+        for code in [
+            ErrorCode::BadJson,
+            ErrorCode::UnknownType,
+            ErrorCode::BadMessage,
+            ErrorCode::NotJoined,
+            ErrorCode::AlreadyJoined,
+            ErrorCode::BadSdp,
+            ErrorCode::ModeMismatch,
+            ErrorCode::ModeUnsupported,
+            ErrorCode::RoomFull,
+            ErrorCode::BadState,
+            ErrorCode::BadName,
+            ErrorCode::ConnectionFailed,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+        }
+    }
+
+    #[test]
+    fn malformed_input_gets_distinct_codes() {
+        let code = |t: &str| parse_client_message(t).unwrap_err().code;
+        assert_eq!(code("{not json"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":5}"#), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"join","room":"r"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"join","room":"r","name":"n","mode":"p2p"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::BadMessage);
+    }
+}

@@ -1,0 +1,92 @@
+//! Rooms: one tokio task per room owns its media; everything else talks to it
+//! through `RoomCommand`s on a bounded channel.
+
+pub mod registry;
+mod room;
+
+pub use room::RoomSettings;
+
+use crate::ids::{ParticipantId, RoomId};
+use crate::protocol::{ClientMessage, Mode, ProtocolError, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+
+/// Where a room sends one participant's messages. Bounded: a client that
+/// stops reading is removed rather than allowed to hold up the room.
+pub type Outbox = mpsc::Sender<ServerMessage>;
+
+pub const OUTBOX_CAPACITY: usize = 256;
+
+#[derive(Debug)]
+pub enum RoomCommand {
+    Join {
+        name: String,
+        outbox: Outbox,
+        reply: oneshot::Sender<Result<ParticipantId, ProtocolError>>,
+    },
+    Signal {
+        participant: ParticipantId,
+        message: ClientMessage,
+    },
+    Leave {
+        participant: ParticipantId,
+    },
+    /// What the room holds now, for the HTTP API and tests.
+    Describe {
+        reply: oneshot::Sender<RoomSnapshot>,
+    },
+    Shutdown,
+}
+
+/// A room as seen from outside its task.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSnapshot {
+    pub id: String,
+    pub mode: Mode,
+    pub participants: Vec<crate::protocol::ParticipantInfo>,
+    /// Whether a media pipeline exists for the room.
+    pub pipeline: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    pub id: RoomId,
+    pub mode: Mode,
+    /// Tells this room apart from a later room of the same id.
+    pub generation: u64,
+    commands: mpsc::Sender<RoomCommand>,
+}
+
+impl RoomHandle {
+    pub async fn send(&self, command: RoomCommand) -> Result<(), ProtocolError> {
+        self.commands.send(command).await.map_err(|_| {
+            ProtocolError::new(crate::protocol::ErrorCode::NotJoined, "The room has closed.")
+        })
+    }
+}
+
+/// A session's place in a room.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub room: RoomHandle,
+    pub participant: ParticipantId,
+}
+
+impl Membership {
+    pub async fn signal(&self, message: ClientMessage) -> Result<(), ProtocolError> {
+        self.room
+            .send(RoomCommand::Signal {
+                participant: self.participant.clone(),
+                message,
+            })
+            .await
+    }
+
+    pub async fn leave(self) {
+        let _ = self
+            .room
+            .send(RoomCommand::Leave {
+                participant: self.participant,
+            })
+            .await;
+    }
+}

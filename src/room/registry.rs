@@ -1,0 +1,168 @@
+//! Room id -> room handle. The map only holds channels; each room's state
+//! lives in its own task (room.rs).
+
+use super::room::{RoomSettings, run_room};
+use super::{Membership, Outbox, RoomCommand, RoomHandle, RoomSnapshot};
+use crate::ids::RoomId;
+use crate::protocol::{ErrorCode, Mode, ProtocolError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+pub const MAX_NAME_CHARS: usize = 64;
+const ROOM_COMMAND_CAPACITY: usize = 64;
+
+pub struct Registry {
+    rooms: Mutex<HashMap<RoomId, RoomHandle>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    next_generation: AtomicU64,
+    settings: RoomSettings,
+}
+
+impl Registry {
+    pub fn new(settings: RoomSettings) -> Arc<Self> {
+        Arc::new(Registry {
+            rooms: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+            next_generation: AtomicU64::new(1),
+            settings,
+        })
+    }
+
+    /// Joins (creating the room if needed). The room sends "joined" itself.
+    pub async fn join(
+        self: &Arc<Self>,
+        room: &str,
+        name: &str,
+        mode: Option<Mode>,
+        outbox: Outbox,
+    ) -> Result<Membership, ProtocolError> {
+        let room_id = RoomId::parse(room).ok_or_else(|| {
+            ProtocolError::new(
+                ErrorCode::BadName,
+                "The room id must be 1 to 64 letters, digits, '-', '_' or '.'.",
+            )
+        })?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+            return Err(ProtocolError::new(
+                ErrorCode::BadName,
+                format!("The display name must be 1 to {MAX_NAME_CHARS} printable characters."),
+            ));
+        }
+        let requested = mode.unwrap_or_default();
+        // A room that is closing as we join drops our request; retry, which
+        // finds the room gone and makes a new one.
+        for _ in 0..3 {
+            let handle = self.room_for(&room_id, requested)?;
+            if mode.is_some_and(|m| m != handle.mode) {
+                return Err(ProtocolError::new(
+                    ErrorCode::ModeMismatch,
+                    format!(
+                        "Room \"{room_id}\" is a {} room; you asked to join it in {requested} mode.",
+                        handle.mode
+                    ),
+                ));
+            }
+            let (reply, answer) = oneshot::channel();
+            let command = RoomCommand::Join {
+                name: name.to_owned(),
+                outbox: outbox.clone(),
+                reply,
+            };
+            if handle.send(command).await.is_err() {
+                self.forget(&room_id, handle.generation);
+                continue;
+            }
+            match answer.await {
+                Ok(Ok(participant)) => return Ok(Membership { room: handle, participant }),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => self.forget(&room_id, handle.generation),
+            }
+        }
+        Err(ProtocolError::new(ErrorCode::Internal, "The room could not be joined; try again."))
+    }
+
+    fn room_for(self: &Arc<Self>, id: &RoomId, mode: Mode) -> Result<RoomHandle, ProtocolError> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(handle) = rooms.get(id) {
+            return Ok(handle.clone());
+        }
+        if mode != Mode::Mcu {
+            return Err(ProtocolError::new(
+                ErrorCode::ModeUnsupported,
+                format!("This server does not serve {mode} rooms yet; use mcu."),
+            ));
+        }
+        let (commands, inbox) = mpsc::channel(ROOM_COMMAND_CAPACITY);
+        let handle = RoomHandle {
+            id: id.clone(),
+            mode,
+            generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
+            commands,
+        };
+        let span = tracing::info_span!("room", room = %id);
+        let task = tokio::spawn(
+            run_room(handle.clone(), self.settings.clone(), inbox, Arc::downgrade(self)).instrument(span),
+        );
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+        rooms.insert(id.clone(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Drops a room's entry if it is still that room (not a newer one).
+    pub(super) fn forget(&self, id: &RoomId, generation: u64) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if rooms.get(id).is_some_and(|h| h.generation == generation) {
+            rooms.remove(id);
+        }
+    }
+
+    fn handles(&self) -> Vec<RoomHandle> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Every open room, as its task sees it.
+    pub async fn snapshot(&self) -> Vec<RoomSnapshot> {
+        let mut rooms = Vec::new();
+        for handle in self.handles() {
+            let (reply, answer) = oneshot::channel();
+            if handle.send(RoomCommand::Describe { reply }).await.is_ok()
+                && let Ok(snapshot) = answer.await
+            {
+                rooms.push(snapshot);
+            }
+        }
+        rooms.sort_by(|a, b| a.id.cmp(&b.id));
+        rooms
+    }
+
+    /// Number of room tasks still running (closing rooms included).
+    pub fn running_rooms(&self) -> usize {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.len()
+    }
+
+    /// Stops every room: pipelines to NULL, participants' outboxes dropped.
+    pub async fn shutdown(&self) {
+        for handle in self.handles() {
+            let _ = handle.send(RoomCommand::Shutdown).await;
+        }
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                tracing::warn!("a room did not stop within 10 s");
+            }
+        }
+    }
+}
+
+/// Lets a room task unregister itself without keeping the registry alive.
+pub(super) type RegistryRef = Weak<Registry>;

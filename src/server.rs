@@ -1,0 +1,93 @@
+//! The HTTP server: assets at /, signaling at /ws, health at /healthz.
+
+use crate::config::Config;
+use crate::room::registry::Registry;
+use crate::room::RoomSnapshot;
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::services::ServeDir;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    /// Becomes true when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// A running server; `shut_down` stops it cleanly.
+pub struct Server {
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Binds `config.listen` (port 0 picks a free port) and starts serving.
+    pub async fn start(config: Config) -> Result<Server> {
+        gst::init().context("initialising GStreamer")?;
+        crate::media::preflight::check_elements().map_err(anyhow::Error::msg)?;
+        let registry = Registry::new(config.rooms.clone());
+        let (stop, shutdown) = watch::channel(false);
+        let state = AppState {
+            registry: registry.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/ws", get(crate::signaling::ws::upgrade))
+            .route("/api/rooms", get(list_rooms))
+            .fallback_service(ServeDir::new(&config.assets_dir))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let mut until_stopped = shutdown;
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = until_stopped.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        tracing::info!("gridmix serving on http://{addr}");
+        Ok(Server {
+            addr,
+            registry,
+            stop,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Closes every socket, stops every room's pipeline, stops serving.
+    pub async fn shut_down(self) {
+        let _ = self.stop.send(true);
+        self.registry.shutdown().await;
+        let _ = self.task.await;
+        tracing::info!("gridmix stopped");
+    }
+}
+
+async fn list_rooms(State(state): State<AppState>) -> axum::Json<Vec<RoomSnapshot>> {
+    axum::Json(state.registry.snapshot().await)
+}

@@ -1,0 +1,110 @@
+//! Shared helpers for the end-to-end tests: an in-process server on an
+//! ephemeral loopback port, bots pinned to loopback, and condition waits.
+#![allow(dead_code)]
+
+use anyhow::{Result, anyhow};
+use gridmix::bot::analysis::{VideoFrame, colour_close, rgb_of, tone_amplitude};
+use gridmix::bot::{AUDIO_RATE, Bot, BotConfig};
+use gridmix::config::ServeArgs;
+use gridmix::media::layout::GridLayout;
+use gridmix::server::Server;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub const LOOPBACK: &str = "127.0.0.1";
+/// Solid colours compress almost losslessly; 40 is far below the distance
+/// between any two test colours.
+pub const COLOUR_TOLERANCE: u8 = 40;
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A server on 127.0.0.1:0 whose ICE uses loopback only.
+pub async fn start_server(mut args: ServeArgs) -> Server {
+    init_tracing();
+    args.listen = "127.0.0.1:0".parse().unwrap();
+    args.ice_addresses = vec![LOOPBACK.to_owned()];
+    Server::start(args.into_config().expect("config")).await.expect("server starts")
+}
+
+pub fn bot_config(server: &Server, room: &str, name: &str, colour: u32, tone_hz: f64) -> BotConfig {
+    let mut config = BotConfig::new(&server.ws_url(), room, name, colour, tone_hz);
+    config.ice_addresses = vec![LOOPBACK.to_owned()];
+    config
+}
+
+/// Polls `check` until it returns Ok or `timeout` passes; the last error is
+/// returned so a failure says what was seen.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e.context(format!("still failing after {timeout:?}"))),
+            Err(_) => tokio::task::yield_now().await,
+        }
+    }
+}
+
+/// Checks that `frame` is the canvas size and that the centre of each grid
+/// tile has the expected colour, in join order.
+pub fn check_tiles(frame: &VideoFrame, canvas: (u32, u32), colours: &[u32]) -> Result<()> {
+    if (frame.width, frame.height) != canvas {
+        return Err(anyhow!("frame is {}x{}, not {}x{}", frame.width, frame.height, canvas.0, canvas.1));
+    }
+    let layout = GridLayout::for_count(colours.len(), frame.width, frame.height);
+    let mut seen = Vec::new();
+    let mut ok = true;
+    for (tile, &colour) in layout.tiles.iter().zip(colours) {
+        let (x, y) = tile.centre();
+        let actual = frame.mean_rgb(x, y, 8);
+        ok &= colour_close(actual, rgb_of(colour), COLOUR_TOLERANCE);
+        seen.push(format!("{actual:?} (want {:06x})", colour));
+    }
+    if !ok {
+        let mut ppm = format!("P6 {} {} 255\n", frame.width, frame.height).into_bytes();
+        for y in 0..frame.height as usize {
+            ppm.extend_from_slice(&frame.rgb[y * frame.stride..y * frame.stride + frame.width as usize * 3]);
+        }
+        let _ = std::fs::write("/tmp/debug-frame.ppm", ppm);
+    }
+    if ok { Ok(()) } else { Err(anyhow!("tile centres: {}", seen.join(", "))) }
+}
+
+/// Waits until the bot's received composite shows `colours` in grid order.
+pub async fn wait_for_tiles(bot: &Bot, colours: &[u32], timeout: Duration) -> Result<()> {
+    eventually(timeout, || async {
+        let frame = bot.latest_frame(Duration::from_secs(2)).await?;
+        check_tiles(&frame, (1280, 720), colours)
+    })
+    .await
+}
+
+/// Waits until what the bot hears has every tone in `present` (amplitude
+/// above 0.1; bots send 0.3) and no tone in `absent` (below a tenth of the
+/// weakest present tone).
+pub async fn wait_for_tones(bot: &Bot, present: &[f64], absent: &[f64], timeout: Duration) -> Result<()> {
+    eventually(timeout, || async {
+        let audio = bot.record_audio(Duration::from_millis(500)).await?;
+        let level = |hz: f64| tone_amplitude(&audio, AUDIO_RATE, hz);
+        let weakest = present.iter().map(|&f| level(f)).fold(f64::INFINITY, f64::min);
+        let loudest_absent = absent.iter().map(|&f| level(f)).fold(0.0, f64::max);
+        if weakest > 0.1 && loudest_absent < weakest / 10.0 {
+            Ok(())
+        } else {
+            let describe = |fs: &[f64]| fs.iter().map(|&f| format!("{f} Hz: {:.3}", level(f))).collect::<Vec<_>>().join(", ");
+            Err(anyhow!("present [{}], absent [{}]", describe(present), describe(absent)))
+        }
+    })
+    .await
+}
