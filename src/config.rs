@@ -49,9 +49,13 @@ fn parse_canvas(s: &str) -> Result<Canvas, String> {
         height: h.parse().map_err(|_| bad())?,
         fps: fps.parse().map_err(|_| bad())?,
     };
-    let ok = (16..=3840).contains(&canvas.width) && (16..=2160).contains(&canvas.height) && (1..=60).contains(&canvas.fps);
+    let ok = (16..=3840).contains(&canvas.width)
+        && (16..=2160).contains(&canvas.height)
+        && (1..=60).contains(&canvas.fps);
     if !ok || canvas.width % 2 == 1 || canvas.height % 2 == 1 {
-        return Err(format!("{s}: width and height must be even, at most 3840x2160, and fps 1-60"));
+        return Err(format!(
+            "{s}: width and height must be even, at most 3840x2160, and fps 1-60"
+        ));
     }
     Ok(canvas)
 }
@@ -82,7 +86,9 @@ impl ServeArgs {
     pub fn into_config(self) -> Result<Config> {
         gst::init().context("initialising GStreamer")?;
         let templates = PipelineTemplates::load(self.pipelines.as_deref())?;
-        templates.validate().context("checking the pipeline templates")?;
+        templates
+            .validate()
+            .context("checking the pipeline templates")?;
         let webrtc = WebrtcSettings {
             jitter_latency_ms: self.jitter_latency_ms,
             stun_server: self.stun.as_ref().map(|s| format!("stun://{s}")),
@@ -131,7 +137,14 @@ mod tests {
 
     #[test]
     fn canvas_flag_parses_and_rejects_nonsense() {
-        assert_eq!(parse_canvas("640x360@15").unwrap(), Canvas { width: 640, height: 360, fps: 15 });
+        assert_eq!(
+            parse_canvas("640x360@15").unwrap(),
+            Canvas {
+                width: 640,
+                height: 360,
+                fps: 15
+            }
+        );
         for bad in ["640x360", "x@1", "641x360@30", "640x360@0", "99999x360@30"] {
             assert!(parse_canvas(bad).is_err(), "{bad}");
         }

@@ -48,7 +48,8 @@ impl RoomId {
     pub fn parse(s: &str) -> Option<RoomId> {
         let ok = !s.is_empty()
             && s.len() <= MAX_ID_LEN
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
         ok.then(|| RoomId(s.to_owned()))
     }
 

@@ -3,11 +3,11 @@
 //! Dependencies point one way: signaling -> room -> media; `protocol`, `ids`
 //! and `media::layout` depend on nothing.
 
+pub mod bot;
+pub mod config;
 pub mod ids;
 pub mod media;
 pub mod protocol;
 pub mod room;
-pub mod config;
 pub mod server;
 pub mod signaling;
-pub mod bot;

@@ -11,7 +11,11 @@ use gridmix::server::Server;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "gridmix", version, about = "A WebRTC multi-party call server: MCU, SFU and mesh")]
+#[command(
+    name = "gridmix",
+    version,
+    about = "A WebRTC multi-party call server: MCU, SFU and mesh"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,9 +63,12 @@ enum ModeArg {
 fn parse_colour(s: &str) -> Result<u32, String> {
     let hex = s.trim_start_matches('#');
     if hex.len() != 6 {
-        return Err(format!("\"{s}\" is not a colour: use six hex digits, RRGGBB"));
+        return Err(format!(
+            "\"{s}\" is not a colour: use six hex digits, RRGGBB"
+        ));
     }
-    u32::from_str_radix(hex, 16).map_err(|_| format!("\"{s}\" is not a colour: use six hex digits, RRGGBB"))
+    u32::from_str_radix(hex, 16)
+        .map_err(|_| format!("\"{s}\" is not a colour: use six hex digits, RRGGBB"))
 }
 
 fn main() -> Result<()> {
@@ -149,11 +156,19 @@ async fn report(bot: &Bot, last_frames: &mut u64) {
                 format!("{r:02x}{g:02x}{b:02x}")
             })
             .collect();
-        line += &format!(" {}x{} tiles [{}]", frame.width, frame.height, colours.join(" "));
+        line += &format!(
+            " {}x{} tiles [{}]",
+            frame.width,
+            frame.height,
+            colours.join(" ")
+        );
     }
     if let Ok(audio) = bot.record_audio(Duration::from_millis(250)).await {
         let (hz, amplitude) = strongest_tone(&audio, gridmix::bot::AUDIO_RATE, 100.0, 3000.0, 10.0);
-        line += &format!("; audio rms {:.3}, strongest {hz:.0} Hz ({amplitude:.2})", rms(&audio));
+        line += &format!(
+            "; audio rms {:.3}, strongest {hz:.0} Hz ({amplitude:.2})",
+            rms(&audio)
+        );
     }
     println!("{line}");
 }

@@ -199,7 +199,10 @@ const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "ice", "leave"];
 /// "known type with bad fields" so that each gets its own error code.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        ProtocolError::new(ErrorCode::BadJson, format!("The message is not valid JSON: {e}."))
+        ProtocolError::new(
+            ErrorCode::BadJson,
+            format!("The message is not valid JSON: {e}."),
+        )
     })?;
     let Some(kind) = value.get("type").and_then(Value::as_str) else {
         return Err(ProtocolError::new(
@@ -388,7 +391,10 @@ mod tests {
         assert_eq!(code(r#"{"type":5}"#), ErrorCode::BadJson);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"join","room":"r"}"#), ErrorCode::BadMessage);
-        assert_eq!(code(r#"{"type":"join","room":"r","name":"n","mode":"p2p"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"type":"join","room":"r","name":"n","mode":"p2p"}"#),
+            ErrorCode::BadMessage
+        );
         assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::BadMessage);
     }
 }

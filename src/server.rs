@@ -1,8 +1,8 @@
 //! The HTTP server: assets at /, signaling at /ws, health at /healthz.
 
 use crate::config::Config;
-use crate::room::registry::Registry;
 use crate::room::RoomSnapshot;
+use crate::room::registry::Registry;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;

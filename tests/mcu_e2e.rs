@@ -50,7 +50,11 @@ async fn three_bots_see_their_tiles_hear_the_others_and_the_grid_shrinks_when_on
         .expect("after the leave, bot0 hears only bot2");
 
     for bot in bots {
-        assert!(bot.state().errors.is_empty(), "errors: {:?}", bot.state().errors);
+        assert!(
+            bot.state().errors.is_empty(),
+            "errors: {:?}",
+            bot.state().errors
+        );
         bot.leave().await;
     }
     let registry = server.registry().clone();

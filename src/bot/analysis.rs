@@ -42,7 +42,10 @@ pub fn rgb_of(colour: u32) -> [u8; 3] {
 /// Whether every channel is within `tolerance` (video coding shifts solid
 /// colours by a few units; distinct test colours differ by far more).
 pub fn colour_close(actual: [u8; 3], expected: [u8; 3], tolerance: u8) -> bool {
-    actual.iter().zip(expected).all(|(a, e)| a.abs_diff(e) <= tolerance)
+    actual
+        .iter()
+        .zip(expected)
+        .all(|(a, e)| a.abs_diff(e) <= tolerance)
 }
 
 /// Amplitude of the sinusoid at `hz` in `samples` (a full-scale sine is 1.0),
@@ -72,7 +75,12 @@ pub fn rms(samples: &[f32]) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
-    (samples.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>() / samples.len() as f64).sqrt()
+    (samples
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / samples.len() as f64)
+        .sqrt()
 }
 
 /// The frequency in [lo, hi] (in steps of `step` Hz) with the largest amplitude.
@@ -95,7 +103,10 @@ mod tests {
 
     fn sine(hz: f64, amplitude: f32, rate: u32, n: usize) -> Vec<f32> {
         (0..n)
-            .map(|i| amplitude * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin() as f32)
+            .map(|i| {
+                amplitude
+                    * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin() as f32
+            })
             .collect()
     }
 
@@ -129,7 +140,12 @@ mod tests {
                 rgb[y * stride + x * 3] = 200;
             }
         }
-        let frame = VideoFrame { width: w, height: h, stride, rgb };
+        let frame = VideoFrame {
+            width: w,
+            height: h,
+            stride,
+            rgb,
+        };
         assert_eq!(frame.mean_rgb(6, 2, 1), [200, 0, 0]);
         assert_eq!(frame.mean_rgb(1, 1, 1), [0, 0, 0]);
         // Clipped to x 2..=7, y 0..=3: columns 4..=7 of 2..=7 are red: 200 * 4 / 6.

@@ -78,11 +78,14 @@ pub struct Bot {
     task: Option<JoinHandle<()>>,
 }
 
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn send_json(ws: &mut WsStream, message: &ClientMessage) -> Result<()> {
     let text = serde_json::to_string(message)?;
-    ws.send(Message::Text(text.into())).await.context("sending to the server")
+    ws.send(Message::Text(text.into()))
+        .await
+        .context("sending to the server")
 }
 
 async fn next_server_message(ws: &mut WsStream) -> Result<Option<ServerMessage>> {
@@ -119,7 +122,9 @@ impl Bot {
                 participants,
                 ..
             }) => (participant, participants),
-            Some(ServerMessage::Error { code, message }) => bail!("join refused: {}: {message}", code.as_str()),
+            Some(ServerMessage::Error { code, message }) => {
+                bail!("join refused: {}: {message}", code.as_str())
+            }
             other => bail!("expected \"joined\", got {other:?}"),
         };
 
@@ -128,7 +133,10 @@ impl Bot {
         webrtc::on_ice_candidate(&media.webrtc, move |mline, candidate| {
             let _ = ice_tx.send((mline, candidate));
         });
-        media.pipeline.set_state(gst::State::Playing).context("starting the bot pipeline")?;
+        media
+            .pipeline
+            .set_state(gst::State::Playing)
+            .context("starting the bot pipeline")?;
         let offer = webrtc::create_offer(&media.webrtc).await?;
         webrtc::set_local_description(&media.webrtc, &offer).await?;
         send_json(
@@ -144,7 +152,13 @@ impl Bot {
             ..BotState::default()
         });
         let (leave, leave_rx) = oneshot::channel();
-        let task = tokio::spawn(run_signaling(ws, media.webrtc.clone(), ice_rx, state_tx, leave_rx));
+        let task = tokio::spawn(run_signaling(
+            ws,
+            media.webrtc.clone(),
+            ice_rx,
+            state_tx,
+            leave_rx,
+        ));
         Ok(Bot {
             id,
             pipeline: media.pipeline,
@@ -166,12 +180,19 @@ impl Bot {
     }
 
     /// Waits until the bot's signaling state satisfies `condition`.
-    pub async fn wait_for_state(&self, timeout: Duration, condition: impl Fn(&BotState) -> bool) -> Result<BotState> {
+    pub async fn wait_for_state(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&BotState) -> bool,
+    ) -> Result<BotState> {
         let mut state = self.state.clone();
         let result = tokio::time::timeout(timeout, state.wait_for(|s| condition(s))).await;
         match result {
             Ok(Ok(s)) => Ok(s.clone()),
-            _ => Err(anyhow!("state condition not met within {timeout:?}; state: {:?}", self.state())),
+            _ => Err(anyhow!(
+                "state condition not met within {timeout:?}; state: {:?}",
+                self.state()
+            )),
         }
     }
 
@@ -183,9 +204,11 @@ impl Bot {
     /// The most recent decoded frame, waiting up to `timeout` for one.
     pub async fn latest_frame(&self, timeout: Duration) -> Result<VideoFrame> {
         let sink = self.video_sink.clone();
-        let sample = tokio::task::spawn_blocking(move || sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64)))
-            .await?
-            .ok_or_else(|| anyhow!("no video frame within {timeout:?}"))?;
+        let sample = tokio::task::spawn_blocking(move || {
+            sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
+        })
+        .await?
+        .ok_or_else(|| anyhow!("no video frame within {timeout:?}"))?;
         frame_of(&sample)
     }
 
@@ -201,9 +224,14 @@ impl Bot {
                 let sample = sink
                     .try_pull_sample(gst::ClockTime::from_seconds(2))
                     .ok_or_else(|| anyhow!("audio stopped arriving"))?;
-                let buffer = sample.buffer().ok_or_else(|| anyhow!("audio sample without buffer"))?;
+                let buffer = sample
+                    .buffer()
+                    .ok_or_else(|| anyhow!("audio sample without buffer"))?;
                 let map = buffer.map_readable()?;
-                samples.extend(map.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+                samples.extend(
+                    map.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
             }
             Ok(samples)
         })
@@ -247,7 +275,9 @@ fn frame_of(sample: &gst::Sample) -> Result<VideoFrame> {
     let s = caps.structure(0).ok_or_else(|| anyhow!("empty caps"))?;
     let width = s.get::<i32>("width")? as u32;
     let height = s.get::<i32>("height")? as u32;
-    let buffer = sample.buffer().ok_or_else(|| anyhow!("frame without buffer"))?;
+    let buffer = sample
+        .buffer()
+        .ok_or_else(|| anyhow!("frame without buffer"))?;
     let map = buffer.map_readable()?;
     let stride = map.len() / height.max(1) as usize;
     Ok(VideoFrame {
@@ -371,7 +401,11 @@ impl BotMedia {
 }
 
 /// Adds a sending chain and links it to a new sendrecv m-line.
-fn link_sender(pipeline: &gst::Pipeline, webrtc: &gst::Element, source: gst::Element) -> Result<()> {
+fn link_sender(
+    pipeline: &gst::Pipeline,
+    webrtc: &gst::Element,
+    source: gst::Element,
+) -> Result<()> {
     pipeline.add(&source)?;
     let sink = webrtc
         .request_pad_simple("sink_%u")
@@ -397,7 +431,9 @@ fn discard(webrtc: &gst::Element, pad: &gst::Pad) {
     let Some(bin) = webrtc.parent().and_then(|p| p.downcast::<gst::Bin>().ok()) else {
         return;
     };
-    if let Ok(sink) = gst::ElementFactory::make("fakesink").property("sync", false).build()
+    if let Ok(sink) = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .build()
         && bin.add(&sink).is_ok()
         && let Some(sink_pad) = sink.static_pad("sink")
     {
@@ -484,4 +520,3 @@ async fn run_signaling(
     }
     state.send_modify(|s| s.disconnected = true);
 }
-

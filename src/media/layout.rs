@@ -89,6 +89,15 @@ impl GridLayout {
 mod tests {
     use super::*;
 
+    fn rect(x: i32, y: i32, width: i32, height: i32) -> Rect {
+        Rect {
+            x,
+            y,
+            width,
+            height,
+        }
+    }
+
     fn overlaps(a: &Rect, b: &Rect) -> bool {
         a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height
     }
@@ -96,24 +105,24 @@ mod tests {
     #[test]
     fn one_tile_fills_the_canvas() {
         let l = GridLayout::for_count(1, 1280, 720);
-        assert_eq!(l.tiles, vec![Rect { x: 0, y: 0, width: 1280, height: 720 }]);
+        assert_eq!(l.tiles, vec![rect(0, 0, 1280, 720)]);
     }
 
     #[test]
     fn two_tiles_sit_side_by_side_centred_vertically() {
         let l = GridLayout::for_count(2, 1280, 720);
         assert_eq!((l.columns, l.rows), (2, 1));
-        assert_eq!(l.tiles[0], Rect { x: 0, y: 180, width: 640, height: 360 });
-        assert_eq!(l.tiles[1], Rect { x: 640, y: 180, width: 640, height: 360 });
+        assert_eq!(l.tiles[0], rect(0, 180, 640, 360));
+        assert_eq!(l.tiles[1], rect(640, 180, 640, 360));
     }
 
     #[test]
     fn three_tiles_make_a_two_by_two_grid_with_the_last_row_centred() {
         let l = GridLayout::for_count(3, 1280, 720);
         assert_eq!((l.columns, l.rows), (2, 2));
-        assert_eq!(l.tiles[0], Rect { x: 0, y: 0, width: 640, height: 360 });
-        assert_eq!(l.tiles[1], Rect { x: 640, y: 0, width: 640, height: 360 });
-        assert_eq!(l.tiles[2], Rect { x: 320, y: 360, width: 640, height: 360 });
+        assert_eq!(l.tiles[0], rect(0, 0, 640, 360));
+        assert_eq!(l.tiles[1], rect(640, 0, 640, 360));
+        assert_eq!(l.tiles[2], rect(320, 360, 640, 360));
     }
 
     #[test]

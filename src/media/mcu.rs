@@ -82,7 +82,9 @@ pub enum MediaEvent {
 /// Where a participant's publish connection is in offer/answer.
 enum PublishState {
     /// No offer yet; remote candidates that arrive early wait here.
-    AwaitingOffer { early_candidates: Vec<(u32, String)> },
+    AwaitingOffer {
+        early_candidates: Vec<(u32, String)>,
+    },
     /// The offer is applied and the media chains are linked.
     Answered,
 }
@@ -137,36 +139,27 @@ fn raw_audio_caps() -> gst::Caps {
 }
 
 fn internal(e: anyhow::Error) -> ProtocolError {
-    ProtocolError::new(ErrorCode::Internal, format!("The server could not set up media: {e:#}."))
+    ProtocolError::new(
+        ErrorCode::Internal,
+        format!("The server could not set up media: {e:#}."),
+    )
 }
 
 impl McuMixer {
-    pub fn new(room: &RoomId, settings: McuSettings, events: UnboundedSender<MediaEvent>) -> Result<Self> {
+    pub fn new(
+        room: &RoomId,
+        settings: McuSettings,
+        events: UnboundedSender<MediaEvent>,
+    ) -> Result<Self> {
         let pipeline = gst::Pipeline::with_name(&format!("mcu-{room}"));
         let Canvas { width, height, fps } = settings.canvas;
-        let extra_latency = gst::ClockTime::from_mseconds(u64::from(settings.webrtc.jitter_latency_ms) + 60);
+        let extra_latency =
+            gst::ClockTime::from_mseconds(u64::from(settings.webrtc.jitter_latency_ms) + 60);
 
-        // A live, transparent source keeps the compositor ticking at the canvas
+        // A live black source keeps the compositor ticking at the canvas
         // rate even when nobody sends video.
-        let background = gst::ElementFactory::make("videotestsrc")
-            .name("background")
-            .property("is-live", true)
-            .property_from_str("pattern", "black")
-            .build()?;
-        let background_caps = gst::ElementFactory::make("capsfilter")
-            .property(
-                "caps",
-                // I420 like everything else the compositor blends: videotestsrc
-                // would otherwise pick a 64-bit RGB format.
-                gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("colorimetry", "bt601")
-                    .field("width", 16i32)
-                    .field("height", 16i32)
-                    .field("framerate", gst::Fraction::new(fps as i32, 1))
-                    .build(),
-            )
-            .build()?;
+        let (background, background_caps) =
+            solid_video_source("background", 0xff000000, 16, 16, fps as i32)?;
         let compositor = gst::ElementFactory::make("compositor")
             .name("compositor")
             .property_from_str("background", "black")
@@ -199,7 +192,14 @@ impl McuMixer {
             .name("video-tee")
             .property("allow-not-linked", true)
             .build()?;
-        pipeline.add_many([&background, &background_caps, &compositor, &canvas_caps, encoder.upcast_ref(), &video_tee])?;
+        pipeline.add_many([
+            &background,
+            &background_caps,
+            &compositor,
+            &canvas_caps,
+            encoder.upcast_ref(),
+            &video_tee,
+        ])?;
         gst::Element::link_many([&background, &background_caps])?;
         let bg_pad = compositor
             .request_pad_simple("sink_%u")
@@ -212,7 +212,9 @@ impl McuMixer {
             .link(&bg_pad)?;
         gst::Element::link_many([&compositor, &canvas_caps, encoder.upcast_ref(), &video_tee])?;
 
-        let tee_sink = video_tee.static_pad("sink").ok_or_else(|| anyhow!("tee has no sink pad"))?;
+        let tee_sink = video_tee
+            .static_pad("sink")
+            .ok_or_else(|| anyhow!("tee has no sink pad"))?;
         let probe_events = events.clone();
         // Receivers' keyframe requests travel up to the shared encoder. Hold
         // them here and let the room's limiter decide (see keyframe.rs).
@@ -221,11 +223,16 @@ impl McuMixer {
                 return gst::PadProbeReturn::Ok;
             };
             let is_keyframe_request = event.type_() == gst::EventType::CustomUpstream
-                && event.structure().is_some_and(|s| s.name() == "GstForceKeyUnit");
+                && event
+                    .structure()
+                    .is_some_and(|s| s.name() == "GstForceKeyUnit");
             if !is_keyframe_request {
                 return gst::PadProbeReturn::Ok;
             }
-            if event.structure().is_some_and(|s| s.has_field(OWN_KEYFRAME_FIELD)) {
+            if event
+                .structure()
+                .is_some_and(|s| s.has_field(OWN_KEYFRAME_FIELD))
+            {
                 return gst::PadProbeReturn::Ok;
             }
             let _ = probe_events.send(MediaEvent::KeyframeRequested);
@@ -279,10 +286,16 @@ impl McuMixer {
     /// Gives a new participant a tile and everything needed to receive their
     /// media; sending to them waits for their offer.
     pub fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
-        let member = self.build_member(id).with_context(|| format!("adding participant {id}"))?;
+        let member = self
+            .build_member(id)
+            .with_context(|| format!("adding participant {id}"))?;
         self.members.push(member);
         // Everyone else now hears the newcomer.
-        let speaker_tee = self.members.last().map(|m| m.audio_tee.clone()).expect("just pushed");
+        let speaker_tee = self
+            .members
+            .last()
+            .map(|m| m.audio_tee.clone())
+            .expect("just pushed");
         for member in self.members.iter_mut().filter(|m| &m.id != id) {
             if let Some(mix) = member.mix.as_mut() {
                 connect_speaker(&self.pipeline, mix, &member.id, id, &speaker_tee)?;
@@ -298,25 +311,8 @@ impl McuMixer {
 
         let webrtc = webrtc::make_webrtcbin(&name("webrtc"), &self.settings.webrtc)?;
 
-        let placeholder = gst::ElementFactory::make("videotestsrc")
-            .name(name("placeholder"))
-            .property("is-live", true)
-            .property_from_str("pattern", "solid-color")
-            .property("foreground-color", 0xff3c3c3cu32)
-            .build()?;
-        let placeholder_caps = gst::ElementFactory::make("capsfilter")
-            .name(name("placeholder-caps"))
-            .property(
-                "caps",
-                gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("colorimetry", "bt601")
-                    .field("width", 64i32)
-                    .field("height", 36i32)
-                    .field("framerate", gst::Fraction::new(fps, 1))
-                    .build(),
-            )
-            .build()?;
+        let (placeholder, placeholder_caps) =
+            solid_video_source(&name("placeholder"), PLACEHOLDER_ARGB, 64, 36, fps)?;
         let video_decode = self.settings.templates.build(Chain::VideoDecode)?;
         video_decode.set_property("name", name("video-decode"));
         let audio_decode = self.settings.templates.build(Chain::AudioDecode)?;
@@ -439,7 +435,11 @@ impl McuMixer {
     /// Applies a client's offer on its publish connection and returns the
     /// answer. The first offer also links the composite and the client's mix
     /// to its webrtcbin; later offers (ICE restarts) only renegotiate.
-    pub async fn answer_offer(&mut self, id: &ParticipantId, sdp: &str) -> Result<String, ProtocolError> {
+    pub async fn answer_offer(
+        &mut self,
+        id: &ParticipantId,
+        sdp: &str,
+    ) -> Result<String, ProtocolError> {
         let summary = summarize_offer(sdp)?;
         let audio = summary.first(MediaKind::Audio).cloned();
         let video = summary.first(MediaKind::Video).cloned();
@@ -451,15 +451,26 @@ impl McuMixer {
         }
         for line in [&audio, &video].into_iter().flatten() {
             if line.payload_type.is_none() && line.direction != Direction::Inactive {
-                let codec = if line.kind == MediaKind::Audio { "Opus" } else { "VP8" };
+                let codec = if line.kind == MediaKind::Audio {
+                    "Opus"
+                } else {
+                    "VP8"
+                };
                 return Err(ProtocolError::new(
                     ErrorCode::BadSdp,
-                    format!("The offer's m-line {} does not offer {codec}, which this server needs.", line.index),
+                    format!(
+                        "The offer's m-line {} does not offer {codec}, which this server needs.",
+                        line.index
+                    ),
                 ));
             }
         }
-        let description = webrtc::parse_description(WebRTCSDPType::Offer, sdp)
-            .map_err(|e| ProtocolError::new(ErrorCode::BadSdp, format!("The offer is not valid SDP: {e:#}.")))?;
+        let description = webrtc::parse_description(WebRTCSDPType::Offer, sdp).map_err(|e| {
+            ProtocolError::new(
+                ErrorCode::BadSdp,
+                format!("The offer is not valid SDP: {e:#}."),
+            )
+        })?;
         let member = self
             .member_mut(id)
             .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
@@ -468,18 +479,23 @@ impl McuMixer {
 
         webrtc::set_remote_description(&webrtc, &description)
             .await
-            .map_err(|e| ProtocolError::new(ErrorCode::BadSdp, format!("The offer was refused: {e:#}.")))?;
+            .map_err(|e| {
+                ProtocolError::new(ErrorCode::BadSdp, format!("The offer was refused: {e:#}."))
+            })?;
         if first_offer {
             for line in [&audio, &video].into_iter().flatten() {
-                self.attach_media_line(id, &webrtc, line).map_err(internal)?;
+                self.attach_media_line(id, &webrtc, line)
+                    .map_err(internal)?;
             }
         }
         let answer = webrtc::create_answer(&webrtc).await.map_err(internal)?;
-        webrtc::set_local_description(&webrtc, &answer).await.map_err(internal)?;
+        webrtc::set_local_description(&webrtc, &answer)
+            .await
+            .map_err(internal)?;
 
-        let member = self
-            .member_mut(id)
-            .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You left during negotiation."))?;
+        let member = self.member_mut(id).ok_or_else(|| {
+            ProtocolError::new(ErrorCode::NotJoined, "You left during negotiation.")
+        })?;
         if let PublishState::AwaitingOffer { early_candidates } =
             std::mem::replace(&mut member.publish, PublishState::Answered)
         {
@@ -487,7 +503,11 @@ impl McuMixer {
                 webrtc::add_ice_candidate(&webrtc, mline, &candidate);
             }
         }
-        if first_offer && video.as_ref().is_some_and(|v| v.direction.client_receives()) {
+        if first_offer
+            && video
+                .as_ref()
+                .is_some_and(|v| v.direction.client_receives())
+        {
             self.request_keyframe();
         }
         Ok(webrtc::description_text(&answer))
@@ -499,7 +519,12 @@ impl McuMixer {
     /// On 1.22 a remote offer creates no transceivers; requesting the pad
     /// `sink_<mline>` creates one bound to that m-line, and a receive-only
     /// transceiver added now is matched to the m-line by create-answer.
-    fn attach_media_line(&mut self, id: &ParticipantId, webrtc: &gst::Element, line: &MediaLine) -> Result<()> {
+    fn attach_media_line(
+        &mut self,
+        id: &ParticipantId,
+        webrtc: &gst::Element,
+        line: &MediaLine,
+    ) -> Result<()> {
         let Some(pt) = line.payload_type else {
             return Ok(());
         };
@@ -508,7 +533,10 @@ impl McuMixer {
             _ => ("audio", "OPUS", 48000),
         };
         let caps = webrtc::rtp_caps(media, encoding, clock_rate, pt);
-        let direction = match (line.direction.client_sends(), line.direction.client_receives()) {
+        let direction = match (
+            line.direction.client_sends(),
+            line.direction.client_receives(),
+        ) {
             (true, true) => WebRTCRTPTransceiverDirection::Sendrecv,
             (false, true) => WebRTCRTPTransceiverDirection::Sendonly,
             (true, false) => WebRTCRTPTransceiverDirection::Recvonly,
@@ -522,9 +550,13 @@ impl McuMixer {
                 MediaKind::Video => self.attach_video_out(id, &sink, pt)?,
                 _ => self.attach_mix(id, &sink, pt)?,
             }
-            webrtc::pad_transceiver(&sink).ok_or_else(|| anyhow!("sink_{} has no transceiver", line.index))?
+            webrtc::pad_transceiver(&sink)
+                .ok_or_else(|| anyhow!("sink_{} has no transceiver", line.index))?
         } else {
-            webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>("add-transceiver", &[&direction, &caps])
+            webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
+                "add-transceiver",
+                &[&direction, &caps],
+            )
         };
         transceiver.set_direction(direction);
         // Answer with exactly the codec gridmix speaks, at the client's payload type.
@@ -548,15 +580,23 @@ impl McuMixer {
             .build()?;
         self.pipeline.add_many([&queue, &pay])?;
         queue.link(&pay)?;
-        pay.static_pad("src").ok_or_else(|| anyhow!("payloader has no src pad"))?.link(sink)?;
+        pay.static_pad("src")
+            .ok_or_else(|| anyhow!("payloader has no src pad"))?
+            .link(sink)?;
         pay.sync_state_with_parent()?;
         queue.sync_state_with_parent()?;
         let tee_pad = self
             .video_tee
             .request_pad_simple("src_%u")
             .ok_or_else(|| anyhow!("tee gave no src pad"))?;
-        tee_pad.link(&queue.static_pad("sink").ok_or_else(|| anyhow!("queue has no sink pad"))?)?;
-        let member = self.member_mut(id).ok_or_else(|| anyhow!("participant {id} is gone"))?;
+        tee_pad.link(
+            &queue
+                .static_pad("sink")
+                .ok_or_else(|| anyhow!("queue has no sink pad"))?,
+        )?;
+        let member = self
+            .member_mut(id)
+            .ok_or_else(|| anyhow!("participant {id} is gone"))?;
         member.video_out = Some(tee_pad);
         Ok(())
     }
@@ -564,7 +604,8 @@ impl McuMixer {
     /// Builds the listener's own mix of everyone else and links it.
     fn attach_mix(&mut self, id: &ParticipantId, sink: &gst::Pad, pt: u8) -> Result<()> {
         let name = |part: &str| format!("{id}/{part}");
-        let latency = gst::ClockTime::from_mseconds(u64::from(self.settings.webrtc.jitter_latency_ms) + 60);
+        let latency =
+            gst::ClockTime::from_mseconds(u64::from(self.settings.webrtc.jitter_latency_ms) + 60);
         // A live silent input keeps the mix flowing when nobody speaks.
         let silence = gst::ElementFactory::make("audiotestsrc")
             .name(name("silence"))
@@ -592,10 +633,19 @@ impl McuMixer {
             .name(name("audio-pay"))
             .property("pt", u32::from(pt))
             .build()?;
-        let elements = vec![silence, silence_caps, mixer.clone(), mix_caps, encode.upcast(), pay.clone()];
+        let elements = vec![
+            silence,
+            silence_caps,
+            mixer.clone(),
+            mix_caps,
+            encode.upcast(),
+            pay.clone(),
+        ];
         self.pipeline.add_many(&elements)?;
         gst::Element::link_many(&elements)?;
-        pay.static_pad("src").ok_or_else(|| anyhow!("payloader has no src pad"))?.link(sink)?;
+        pay.static_pad("src")
+            .ok_or_else(|| anyhow!("payloader has no src pad"))?
+            .link(sink)?;
         for element in elements.iter().rev() {
             element.sync_state_with_parent()?;
         }
@@ -604,15 +654,28 @@ impl McuMixer {
             inputs: HashMap::new(),
         };
         for speaker in self.members.iter().filter(|m| &m.id != id) {
-            connect_speaker(&self.pipeline, &mut mix, id, &speaker.id, &speaker.audio_tee)?;
+            connect_speaker(
+                &self.pipeline,
+                &mut mix,
+                id,
+                &speaker.id,
+                &speaker.audio_tee,
+            )?;
         }
-        let member = self.member_mut(id).ok_or_else(|| anyhow!("participant {id} is gone"))?;
+        let member = self
+            .member_mut(id)
+            .ok_or_else(|| anyhow!("participant {id} is gone"))?;
         member.mix = Some(mix);
         Ok(())
     }
 
     /// Adds a client's ICE candidate, or keeps it until the offer is applied.
-    pub fn add_remote_candidate(&mut self, id: &ParticipantId, mline: u32, candidate: String) -> Result<(), ProtocolError> {
+    pub fn add_remote_candidate(
+        &mut self,
+        id: &ParticipantId,
+        mline: u32,
+        candidate: String,
+    ) -> Result<(), ProtocolError> {
         let member = self
             .member_mut(id)
             .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
@@ -634,7 +697,7 @@ impl McuMixer {
 
     /// Removes a participant: their tile, their voice from every mix, their
     /// own mix. Returns the removed elements, to be set to NULL off the room
-    /// task (webrtcbin can take a while to stop).
+    /// task (webrtcbin can take a while to stop), in the order to stop them.
     pub fn remove_participant(&mut self, id: &ParticipantId) -> Vec<gst::Element> {
         let Some(index) = self.members.iter().position(|m| &m.id == id) else {
             return Vec::new();
@@ -645,7 +708,12 @@ impl McuMixer {
             if let Some(mix) = other.mix.as_mut()
                 && let Some(input) = mix.inputs.remove(id)
             {
-                removed.push(detach_input(&self.pipeline, &member.audio_tee, &mix.mixer, input));
+                removed.push(detach_input(
+                    &self.pipeline,
+                    &member.audio_tee,
+                    &mix.mixer,
+                    input,
+                ));
             }
         }
         // Every element named after the participant, including sinks that
@@ -671,6 +739,11 @@ impl McuMixer {
         self.compositor.release_request_pad(&member.placeholder_pad);
         self.compositor.release_request_pad(&member.video_pad);
         self.relayout();
+        // The webrtcbin goes to NULL first, as in `shut_down`; here it also
+        // matters before DTLS connects, when webrtcbin holds upstream
+        // streaming threads blocked inside it (a participant that vanished
+        // mid-negotiation).
+        removed.sort_by_key(|e| e.factory().is_none_or(|f| f.name() != "webrtcbin"));
         removed
     }
 
@@ -716,6 +789,14 @@ impl McuMixer {
 
     /// Stops the pipeline. Blocking: call from a blocking thread.
     pub fn shut_down(&self) {
+        // Media flows in a loop (webrtcbin -> decode -> composite -> encode ->
+        // webrtcbin), so the pipeline has no sink-to-source order to stop in:
+        // if a payloader stopped before its webrtcbin, it would wait for a
+        // stream lock held by a thread blocked in the webrtcbin's paused sink.
+        // The webrtcbins go first, which releases every such thread.
+        for member in &self.members {
+            let _ = member.webrtc.set_state(gst::State::Null);
+        }
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
@@ -741,12 +822,19 @@ fn connect_speaker(
         .mixer
         .request_pad_simple("sink_%u")
         .ok_or_else(|| anyhow!("audiomixer gave no sink pad"))?;
-    queue.static_pad("src").ok_or_else(|| anyhow!("queue has no src pad"))?.link(&mixer_pad)?;
+    queue
+        .static_pad("src")
+        .ok_or_else(|| anyhow!("queue has no src pad"))?
+        .link(&mixer_pad)?;
     queue.sync_state_with_parent()?;
     let tee_pad = speaker_tee
         .request_pad_simple("src_%u")
         .ok_or_else(|| anyhow!("tee gave no src pad"))?;
-    tee_pad.link(&queue.static_pad("sink").ok_or_else(|| anyhow!("queue has no sink pad"))?)?;
+    tee_pad.link(
+        &queue
+            .static_pad("sink")
+            .ok_or_else(|| anyhow!("queue has no sink pad"))?,
+    )?;
     mix.inputs.insert(
         speaker.clone(),
         MixInput {
@@ -758,8 +846,48 @@ fn connect_speaker(
     Ok(())
 }
 
+/// The grey of the tile of a participant who sends no video.
+const PLACEHOLDER_ARGB: u32 = 0xff3c3c3c;
+
+/// A live solid-colour source with its caps: I420 like everything else the
+/// compositor blends (videotestsrc would otherwise pick a 64-bit RGB
+/// format), tiny because the compositor scales it to its tile.
+fn solid_video_source(
+    name: &str,
+    argb: u32,
+    width: i32,
+    height: i32,
+    fps: i32,
+) -> Result<(gst::Element, gst::Element)> {
+    let source = gst::ElementFactory::make("videotestsrc")
+        .name(name)
+        .property("is-live", true)
+        .property_from_str("pattern", "solid-color")
+        .property("foreground-color", argb)
+        .build()?;
+    let caps = gst::ElementFactory::make("capsfilter")
+        .name(format!("{name}-caps"))
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("colorimetry", "bt601")
+                .field("width", width)
+                .field("height", height)
+                .field("framerate", gst::Fraction::new(fps, 1))
+                .build(),
+        )
+        .build()?;
+    Ok((source, caps))
+}
+
 /// Undoes `connect_speaker`; returns the queue for the caller to stop.
-fn detach_input(pipeline: &gst::Pipeline, tee: &gst::Element, mixer: &gst::Element, input: MixInput) -> gst::Element {
+fn detach_input(
+    pipeline: &gst::Pipeline,
+    tee: &gst::Element,
+    mixer: &gst::Element,
+    input: MixInput,
+) -> gst::Element {
     // Removing the queue unlinks it from both sides; then the request pads go.
     let _ = pipeline.remove(&input.queue);
     tee.release_request_pad(&input.tee_pad);

@@ -84,16 +84,25 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
     let mut payloads: Vec<u8> = Vec::new();
     for line in lines {
         let Some((key, value)) = line.split_once('=') else {
-            return Err(bad_sdp(format!("The SDP line \"{}\" is not key=value.", clip(line))));
+            return Err(bad_sdp(format!(
+                "The SDP line \"{}\" is not key=value.",
+                clip(line)
+            )));
         };
         if key.len() != 1 {
-            return Err(bad_sdp(format!("The SDP line \"{}\" has a bad key.", clip(line))));
+            return Err(bad_sdp(format!(
+                "The SDP line \"{}\" has a bad key.",
+                clip(line)
+            )));
         }
         match key {
             "m" => {
                 let fields: Vec<&str> = value.split_whitespace().collect();
                 if fields.len() < 4 {
-                    return Err(bad_sdp(format!("The m-line \"{}\" is incomplete.", clip(line))));
+                    return Err(bad_sdp(format!(
+                        "The m-line \"{}\" is incomplete.",
+                        clip(line)
+                    )));
                 }
                 let kind = match fields[0] {
                     "audio" => MediaKind::Audio,
@@ -104,7 +113,9 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
                     .split('/')
                     .next()
                     .and_then(|p| p.parse().ok())
-                    .ok_or_else(|| bad_sdp(format!("The m-line \"{}\" has a bad port.", clip(line))))?;
+                    .ok_or_else(|| {
+                        bad_sdp(format!("The m-line \"{}\" has a bad port.", clip(line)))
+                    })?;
                 payloads = fields[3..].iter().filter_map(|p| p.parse().ok()).collect();
                 media.push(MediaLine {
                     index: media.len() as u32,
@@ -134,7 +145,9 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
         }
     }
     if media.is_empty() {
-        return Err(bad_sdp("The offer has no m-lines: it must offer audio and/or video."));
+        return Err(bad_sdp(
+            "The offer has no m-lines: it must offer audio and/or video.",
+        ));
     }
     Ok(OfferSummary { media })
 }
@@ -244,7 +257,14 @@ a=rtpmap:98 VP9/90000\r\n";
 
     #[test]
     fn garbage_and_empty_offers_are_bad_sdp() {
-        for sdp in ["", "hello", "v=0\r\n", "v=0\nm=audio\n", "v=0\nxx=1\nm=audio 9 RTP/AVP 0\n", "v=0\nm=audio x RTP/AVP 0\n"] {
+        for sdp in [
+            "",
+            "hello",
+            "v=0\r\n",
+            "v=0\nm=audio\n",
+            "v=0\nxx=1\nm=audio 9 RTP/AVP 0\n",
+            "v=0\nm=audio x RTP/AVP 0\n",
+        ] {
             let err = summarize_offer(sdp).unwrap_err();
             assert_eq!(err.code, ErrorCode::BadSdp, "{sdp:?}");
         }

@@ -139,13 +139,26 @@ mod tests {
         gst::init().unwrap();
         let dir = std::env::temp_dir().join(format!("gridmix-tpl-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("audio-encode.gst"), "# mine\naudioconvert ! opusenc bitrate=16000").unwrap();
+        std::fs::write(
+            dir.join("audio-encode.gst"),
+            "# mine\naudioconvert ! opusenc bitrate=16000",
+        )
+        .unwrap();
         let t = PipelineTemplates::load(Some(&dir)).unwrap();
-        assert_eq!(t.text(Chain::AudioEncode), "audioconvert ! opusenc bitrate=16000");
-        assert_eq!(t.text(Chain::VideoEncode), PipelineTemplates::builtin().text(Chain::VideoEncode));
+        assert_eq!(
+            t.text(Chain::AudioEncode),
+            "audioconvert ! opusenc bitrate=16000"
+        );
+        assert_eq!(
+            t.text(Chain::VideoEncode),
+            PipelineTemplates::builtin().text(Chain::VideoEncode)
+        );
         t.validate().unwrap();
         std::fs::write(dir.join("video-encode.gst"), "vp8enc ! nosuchelement").unwrap();
-        let err = PipelineTemplates::load(Some(&dir)).unwrap().validate().unwrap_err();
+        let err = PipelineTemplates::load(Some(&dir))
+            .unwrap()
+            .validate()
+            .unwrap_err();
         assert!(format!("{err:#}").contains("nosuchelement"), "{err:#}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

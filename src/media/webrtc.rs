@@ -125,7 +125,10 @@ pub fn add_ice_candidate(webrtc: &gst::Element, mline: u32, candidate: &str) {
 
 /// Calls `on_candidate(mline, candidate)` for each local candidate, on a
 /// GStreamer thread: the callback must only post it somewhere.
-pub fn on_ice_candidate(webrtc: &gst::Element, on_candidate: impl Fn(u32, String) + Send + Sync + 'static) {
+pub fn on_ice_candidate(
+    webrtc: &gst::Element,
+    on_candidate: impl Fn(u32, String) + Send + Sync + 'static,
+) {
     webrtc.connect("on-ice-candidate", false, move |values| {
         let mline = values[1].get::<u32>().unwrap_or_default();
         let candidate = values[2].get::<String>().unwrap_or_default();

@@ -2,9 +2,9 @@
 //! through `RoomCommand`s on a bounded channel.
 
 pub mod registry;
-mod room;
+mod task;
 
-pub use room::RoomSettings;
+pub use task::RoomSettings;
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::{ClientMessage, Mode, ProtocolError, ServerMessage};
@@ -59,7 +59,10 @@ pub struct RoomHandle {
 impl RoomHandle {
     pub async fn send(&self, command: RoomCommand) -> Result<(), ProtocolError> {
         self.commands.send(command).await.map_err(|_| {
-            ProtocolError::new(crate::protocol::ErrorCode::NotJoined, "The room has closed.")
+            ProtocolError::new(
+                crate::protocol::ErrorCode::NotJoined,
+                "The room has closed.",
+            )
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Room id -> room handle. The map only holds channels; each room's state
 //! lives in its own task (room.rs).
 
-use super::room::{RoomSettings, run_room};
+use super::task::{RoomSettings, run_room};
 use super::{Membership, Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::RoomId;
 use crate::protocol::{ErrorCode, Mode, ProtocolError};
@@ -48,7 +48,10 @@ impl Registry {
             )
         })?;
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        if name.is_empty()
+            || name.chars().count() > MAX_NAME_CHARS
+            || name.chars().any(char::is_control)
+        {
             return Err(ProtocolError::new(
                 ErrorCode::BadName,
                 format!("The display name must be 1 to {MAX_NAME_CHARS} printable characters."),
@@ -79,12 +82,20 @@ impl Registry {
                 continue;
             }
             match answer.await {
-                Ok(Ok(participant)) => return Ok(Membership { room: handle, participant }),
+                Ok(Ok(participant)) => {
+                    return Ok(Membership {
+                        room: handle,
+                        participant,
+                    });
+                }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => self.forget(&room_id, handle.generation),
             }
         }
-        Err(ProtocolError::new(ErrorCode::Internal, "The room could not be joined; try again."))
+        Err(ProtocolError::new(
+            ErrorCode::Internal,
+            "The room could not be joined; try again.",
+        ))
     }
 
     fn room_for(self: &Arc<Self>, id: &RoomId, mode: Mode) -> Result<RoomHandle, ProtocolError> {
@@ -107,7 +118,13 @@ impl Registry {
         };
         let span = tracing::info_span!("room", room = %id);
         let task = tokio::spawn(
-            run_room(handle.clone(), self.settings.clone(), inbox, Arc::downgrade(self)).instrument(span),
+            run_room(
+                handle.clone(),
+                self.settings.clone(),
+                inbox,
+                Arc::downgrade(self),
+            )
+            .instrument(span),
         );
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|t| !t.is_finished());
@@ -125,7 +142,12 @@ impl Registry {
     }
 
     fn handles(&self) -> Vec<RoomHandle> {
-        self.rooms.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every open room, as its task sees it.
@@ -155,9 +177,13 @@ impl Registry {
         for handle in self.handles() {
             let _ = handle.send(RoomCommand::Shutdown).await;
         }
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {
-            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a room did not stop within 10 s");
             }
         }

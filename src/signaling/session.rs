@@ -57,5 +57,8 @@ pub async fn run_session(
 }
 
 fn not_joined() -> ProtocolError {
-    ProtocolError::new(ErrorCode::NotJoined, "Send \"join\" before any other message.")
+    ProtocolError::new(
+        ErrorCode::NotJoined,
+        "Send \"join\" before any other message.",
+    )
 }

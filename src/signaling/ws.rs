@@ -4,8 +4,8 @@ use super::session::{Inbound, run_session};
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage, parse_client_message};
 use crate::room::OUTBOX_CAPACITY;
 use crate::server::AppState;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -80,7 +80,10 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     // the writer ends.
     drop(inbound);
     let _ = session.await;
-    if tokio::time::timeout(Duration::from_secs(5), writer).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .is_err()
+    {
         tracing::debug!("websocket writer did not finish in time");
     }
 }

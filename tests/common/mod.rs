@@ -30,7 +30,9 @@ pub async fn start_server(mut args: ServeArgs) -> Server {
     init_tracing();
     args.listen = "127.0.0.1:0".parse().unwrap();
     args.ice_addresses = vec![LOOPBACK.to_owned()];
-    Server::start(args.into_config().expect("config")).await.expect("server starts")
+    Server::start(args.into_config().expect("config"))
+        .await
+        .expect("server starts")
 }
 
 pub fn bot_config(server: &Server, room: &str, name: &str, colour: u32, tone_hz: f64) -> BotConfig {
@@ -50,7 +52,9 @@ where
     loop {
         match check().await {
             Ok(v) => return Ok(v),
-            Err(e) if Instant::now() >= deadline => return Err(e.context(format!("still failing after {timeout:?}"))),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("still failing after {timeout:?}")));
+            }
             Err(_) => tokio::task::yield_now().await,
         }
     }
@@ -60,7 +64,13 @@ where
 /// tile has the expected colour, in join order.
 pub fn check_tiles(frame: &VideoFrame, canvas: (u32, u32), colours: &[u32]) -> Result<()> {
     if (frame.width, frame.height) != canvas {
-        return Err(anyhow!("frame is {}x{}, not {}x{}", frame.width, frame.height, canvas.0, canvas.1));
+        return Err(anyhow!(
+            "frame is {}x{}, not {}x{}",
+            frame.width,
+            frame.height,
+            canvas.0,
+            canvas.1
+        ));
     }
     let layout = GridLayout::for_count(colours.len(), frame.width, frame.height);
     let mut seen = Vec::new();
@@ -74,11 +84,20 @@ pub fn check_tiles(frame: &VideoFrame, canvas: (u32, u32), colours: &[u32]) -> R
     if !ok {
         let mut ppm = format!("P6 {} {} 255\n", frame.width, frame.height).into_bytes();
         for y in 0..frame.height as usize {
-            ppm.extend_from_slice(&frame.rgb[y * frame.stride..y * frame.stride + frame.width as usize * 3]);
+            ppm.extend_from_slice(
+                &frame.rgb[y * frame.stride..y * frame.stride + frame.width as usize * 3],
+            );
         }
-        let _ = std::fs::write("/tmp/debug-frame.ppm", ppm);
+        // Kept for a person to look at: what the bot saw when the check failed.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("test-output");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join("failed-frame.ppm"), ppm);
     }
-    if ok { Ok(()) } else { Err(anyhow!("tile centres: {}", seen.join(", "))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow!("tile centres: {}", seen.join(", ")))
+    }
 }
 
 /// Waits until the bot's received composite shows `colours` in grid order.
@@ -93,17 +112,34 @@ pub async fn wait_for_tiles(bot: &Bot, colours: &[u32], timeout: Duration) -> Re
 /// Waits until what the bot hears has every tone in `present` (amplitude
 /// above 0.1; bots send 0.3) and no tone in `absent` (below a tenth of the
 /// weakest present tone).
-pub async fn wait_for_tones(bot: &Bot, present: &[f64], absent: &[f64], timeout: Duration) -> Result<()> {
+pub async fn wait_for_tones(
+    bot: &Bot,
+    present: &[f64],
+    absent: &[f64],
+    timeout: Duration,
+) -> Result<()> {
     eventually(timeout, || async {
         let audio = bot.record_audio(Duration::from_millis(500)).await?;
         let level = |hz: f64| tone_amplitude(&audio, AUDIO_RATE, hz);
-        let weakest = present.iter().map(|&f| level(f)).fold(f64::INFINITY, f64::min);
+        let weakest = present
+            .iter()
+            .map(|&f| level(f))
+            .fold(f64::INFINITY, f64::min);
         let loudest_absent = absent.iter().map(|&f| level(f)).fold(0.0, f64::max);
         if weakest > 0.1 && loudest_absent < weakest / 10.0 {
             Ok(())
         } else {
-            let describe = |fs: &[f64]| fs.iter().map(|&f| format!("{f} Hz: {:.3}", level(f))).collect::<Vec<_>>().join(", ");
-            Err(anyhow!("present [{}], absent [{}]", describe(present), describe(absent)))
+            let describe = |fs: &[f64]| {
+                fs.iter()
+                    .map(|&f| format!("{f} Hz: {:.3}", level(f)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Err(anyhow!(
+                "present [{}], absent [{}]",
+                describe(present),
+                describe(absent)
+            ))
         }
     })
     .await

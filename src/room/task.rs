@@ -5,8 +5,8 @@ use super::{Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::ParticipantId;
 use crate::media::mcu::{McuMixer, McuSettings, MediaEvent};
 use crate::protocol::{
-    ClientMessage, ErrorCode, IceCandidate, IceServer, PeerConnection, ParticipantInfo, ProtocolError,
-    ServerMessage,
+    ClientMessage, ErrorCode, IceCandidate, IceServer, ParticipantInfo, PeerConnection,
+    ProtocolError, ServerMessage,
 };
 use futures::StreamExt;
 use gst::prelude::*;
@@ -61,7 +61,10 @@ pub(super) async fn run_room(
         Err(e) => {
             tracing::error!("could not start the room pipeline: {e:#}");
             forget(&registry, &handle);
-            refuse_all(&mut commands, &format!("The room's media pipeline could not start: {e:#}."));
+            refuse_all(
+                &mut commands,
+                &format!("The room's media pipeline could not start: {e:#}."),
+            );
             return;
         }
     };
@@ -123,11 +126,18 @@ fn refuse_all(commands: &mut mpsc::Receiver<RoomCommand>, message: &str) {
 impl Room {
     async fn handle_command(&mut self, command: RoomCommand) {
         match command {
-            RoomCommand::Join { name, outbox, reply } => {
+            RoomCommand::Join {
+                name,
+                outbox,
+                reply,
+            } => {
                 let result = self.join(name, outbox);
                 let _ = reply.send(result);
             }
-            RoomCommand::Signal { participant, message } => {
+            RoomCommand::Signal {
+                participant,
+                message,
+            } => {
                 if let Err(e) = self.signal(&participant, message).await {
                     self.send_to(&participant, e.to_message());
                 }
@@ -149,13 +159,19 @@ impl Room {
         if self.participants.len() >= self.settings.max_participants {
             return Err(ProtocolError::new(
                 ErrorCode::RoomFull,
-                format!("The room is full ({} participants).", self.settings.max_participants),
+                format!(
+                    "The room is full ({} participants).",
+                    self.settings.max_participants
+                ),
             ));
         }
         let id = ParticipantId::fresh();
         self.mixer.add_participant(&id).map_err(|e| {
             tracing::error!(participant = %id, "could not add participant: {e:#}");
-            ProtocolError::new(ErrorCode::Internal, "The server could not add you to the room's media.")
+            ProtocolError::new(
+                ErrorCode::Internal,
+                "The server could not add you to the room's media.",
+            )
         })?;
         let joined = ServerMessage::Joined {
             room: self.handle.id.to_string(),
@@ -164,7 +180,11 @@ impl Room {
             participants: self.participants.iter().map(Participant::info).collect(),
             ice_servers: self.settings.ice_servers.clone(),
         };
-        let newcomer = Participant { id: id.clone(), name, outbox };
+        let newcomer = Participant {
+            id: id.clone(),
+            name,
+            outbox,
+        };
         let announcement = ServerMessage::ParticipantJoined {
             participant: newcomer.info(),
         };
@@ -175,9 +195,16 @@ impl Room {
         Ok(id)
     }
 
-    async fn signal(&mut self, id: &ParticipantId, message: ClientMessage) -> Result<(), ProtocolError> {
+    async fn signal(
+        &mut self,
+        id: &ParticipantId,
+        message: ClientMessage,
+    ) -> Result<(), ProtocolError> {
         if !self.participants.iter().any(|p| &p.id == id) {
-            return Err(ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."));
+            return Err(ProtocolError::new(
+                ErrorCode::NotJoined,
+                "You are not in this room.",
+            ));
         }
         match message {
             ClientMessage::Offer { sdp } => match self.mixer.answer_offer(id, &sdp).await {
@@ -202,7 +229,10 @@ impl Room {
                 "There is no offer outstanding: an MCU room uses only the publish connection.",
             )),
             ClientMessage::Ice(ice) => match ice.pc {
-                PeerConnection::Publish => self.mixer.add_remote_candidate(id, ice.sdp_mline_index, ice.candidate),
+                PeerConnection::Publish => {
+                    self.mixer
+                        .add_remote_candidate(id, ice.sdp_mline_index, ice.candidate)
+                }
                 PeerConnection::Subscribe => Err(ProtocolError::new(
                     ErrorCode::BadState,
                     "There is no subscribe connection in an MCU room.",
@@ -260,7 +290,9 @@ impl Room {
         match message.view() {
             MessageView::Error(err) => {
                 let source = message.src();
-                let path = source.map(|s| s.path_string().to_string()).unwrap_or_default();
+                let path = source
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
                 match source.and_then(|s| self.mixer.owner_of(s)) {
                     Some(participant) if self.participants.iter().any(|p| p.id == participant) => {
                         tracing::warn!(participant = %participant, "media error from {path}, removing: {}", err.error());
@@ -273,12 +305,17 @@ impl Room {
                     None => {
                         // A shared element failed: the composite is gone for
                         // everyone, so say so and close the room.
-                        tracing::error!("room pipeline error from {path}: {} ({:?})", err.error(), err.debug());
+                        tracing::error!(
+                            "room pipeline error from {path}: {} ({:?})",
+                            err.error(),
+                            err.debug()
+                        );
                         let failure = ProtocolError::new(
                             ErrorCode::Internal,
                             "The room's media pipeline failed; please join again.",
                         );
-                        let everyone: Vec<ParticipantId> = self.participants.iter().map(|p| p.id.clone()).collect();
+                        let everyone: Vec<ParticipantId> =
+                            self.participants.iter().map(|p| p.id.clone()).collect();
                         for id in everyone {
                             self.send_to(&id, failure.to_message());
                             self.remove(&id, "room pipeline failed");
