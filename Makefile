@@ -1,0 +1,36 @@
+# gridmix: `make run` serves on http://127.0.0.1:8080, `make test` runs every test.
+# Both install what is missing first (Debian 12, as root); the install step is
+# skipped in a second when everything is present.
+
+SHELL := /bin/bash
+CARGO := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+LISTEN ?= 127.0.0.1:8080
+
+DEB_PACKAGES := pkg-config \
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice
+PKGCONFIG_MODULES := gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0 gstreamer-webrtc-1.0
+# One element from each plugin package gridmix needs.
+GST_ELEMENTS := webrtcbin nicesrc dtlssrtpenc compositor audiomixer opusenc vp8enc rtpvp8pay capssetter
+
+.PHONY: deps build run test
+
+deps:
+	@ready=yes; \
+	pkg-config --exists $(PKGCONFIG_MODULES) 2>/dev/null || ready=no; \
+	for e in $(GST_ELEMENTS); do gst-inspect-1.0 $$e >/dev/null 2>&1 || ready=no; done; \
+	if [ $$ready = yes ]; then \
+	  echo "GStreamer and its plugins are already installed"; \
+	else \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PACKAGES); \
+	fi
+
+build: deps
+	$(CARGO) build --release --locked
+
+run: build
+	./target/release/gridmix serve --listen $(LISTEN)
+
+test: deps
+	$(CARGO) test --locked
