@@ -45,6 +45,9 @@ struct BotArgs {
     /// Frequency of the tone it sends, Hz.
     #[arg(long, default_value_t = 440.0)]
     tone: f64,
+    /// Send nothing, only watch and listen.
+    #[arg(long)]
+    viewer: bool,
     /// Leave after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
@@ -119,17 +122,20 @@ async fn bot(args: BotArgs) -> Result<()> {
         ModeArg::Mesh => Mode::Mesh,
     };
     config.ice_addresses = args.ice_addresses;
+    config.send_video = !args.viewer;
+    config.send_audio = !args.viewer;
+    let mode = config.mode;
     let bot = Bot::join(config).await?;
     println!("joined as {}", bot.id());
     let started = Instant::now();
     let deadline = args.duration.map(Duration::from_secs);
-    let mut last_frames = 0;
+    let mut last = (0, Instant::now());
     loop {
         tokio::select! {
             _ = wait_for_signal() => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        report(&bot, &mut last_frames).await;
+        report(&bot, mode, &mut last).await;
         if deadline.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
@@ -138,16 +144,44 @@ async fn bot(args: BotArgs) -> Result<()> {
     Ok(())
 }
 
-/// One line on what the bot receives: frame rate and size, the colour at the
-/// centre of each tile, and the strongest tone it hears.
-async fn report(bot: &Bot, last_frames: &mut u64) {
+/// One line on what the bot receives: frame rate, then per stream (the MCU
+/// composite, or each other participant in SFU and mesh) the frame size,
+/// colours and the strongest tone it hears.
+/// `last` is the frame count and time of the previous report.
+async fn report(bot: &Bot, mode: Mode, last: &mut (u64, Instant)) {
     let frames = bot.frames_received();
-    let fps = frames - *last_frames;
-    *last_frames = frames;
-    let mut line = format!("video {fps} fps");
-    if let Ok(frame) = bot.latest_frame(Duration::from_millis(100)).await {
-        let tiles = GridLayout::for_count(bot.state().others.len() + 1, frame.width, frame.height);
-        let colours: Vec<String> = tiles
+    let fps = (frames - last.0) as f64 / last.1.elapsed().as_secs_f64().max(0.001);
+    *last = (frames, Instant::now());
+    let mut line = format!("video {fps:.0} fps");
+    if mode == Mode::Mcu {
+        line += &describe_stream(bot, None).await;
+    } else {
+        for stream in bot.received_streams() {
+            line += &format!(
+                "; from {stream}:{}",
+                describe_stream(bot, Some(&stream)).await
+            );
+        }
+    }
+    println!("{line}");
+}
+
+/// The size and colours of a stream's latest frame (the centre of each grid
+/// tile of the composite, or the centre of a participant's picture) and the
+/// strongest tone in its audio.
+async fn describe_stream(bot: &Bot, stream: Option<&str>) -> String {
+    let mut text = String::new();
+    let wait = Duration::from_millis(100);
+    let frame = match stream {
+        Some(stream) => bot.frame_from(stream, wait).await,
+        None => bot.latest_frame(wait).await,
+    };
+    if let Ok(frame) = frame {
+        let tiles = match stream {
+            Some(_) => 1,
+            None => bot.state().others.len() + 1,
+        };
+        let colours: Vec<String> = GridLayout::for_count(tiles, frame.width, frame.height)
             .tiles
             .iter()
             .map(|t| {
@@ -156,19 +190,19 @@ async fn report(bot: &Bot, last_frames: &mut u64) {
                 format!("{r:02x}{g:02x}{b:02x}")
             })
             .collect();
-        line += &format!(
-            " {}x{} tiles [{}]",
-            frame.width,
-            frame.height,
-            colours.join(" ")
-        );
+        text += &format!(" {}x{} [{}]", frame.width, frame.height, colours.join(" "));
     }
-    if let Ok(audio) = bot.record_audio(Duration::from_millis(250)).await {
+    let window = Duration::from_millis(250);
+    let audio = match stream {
+        Some(stream) => bot.record_audio_from(stream, window).await,
+        None => bot.record_audio(window).await,
+    };
+    if let Ok(audio) = audio {
         let (hz, amplitude) = strongest_tone(&audio, gridmix::bot::AUDIO_RATE, 100.0, 3000.0, 10.0);
-        line += &format!(
-            "; audio rms {:.3}, strongest {hz:.0} Hz ({amplitude:.2})",
+        text += &format!(
+            " audio rms {:.3}, strongest {hz:.0} Hz ({amplitude:.2})",
             rms(&audio)
         );
     }
-    println!("{line}");
+    text
 }

@@ -49,6 +49,12 @@ pub struct IceCandidate {
     pub sdp_mid: Option<String>,
     #[serde(default)]
     pub pc: PeerConnection,
+    /// Mesh rooms: the participant a client's candidate is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Mesh rooms: the participant a relayed candidate comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +68,15 @@ pub enum ClientMessage {
     },
     Offer {
         sdp: String,
+        /// Mesh rooms: the participant the offer is for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
     },
     Answer {
         sdp: String,
+        /// Mesh rooms: the participant the answer is for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
     },
     Ice(IceCandidate),
     Leave,
@@ -106,9 +118,15 @@ pub enum ServerMessage {
     },
     Offer {
         sdp: String,
+        /// Mesh rooms: the participant who made the offer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
     },
     Answer {
         sdp: String,
+        /// Mesh rooms: the participant who answered.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
     },
     Ice(IceCandidate),
     Error {
@@ -135,8 +153,6 @@ pub enum ErrorCode {
     BadSdp,
     /// The join asked for another mode than the room has.
     ModeMismatch,
-    /// The mode is valid but this server does not serve it yet.
-    ModeUnsupported,
     /// The room has its maximum number of participants.
     RoomFull,
     /// A message that makes no sense in the current negotiation state.
@@ -145,6 +161,8 @@ pub enum ErrorCode {
     BadName,
     /// The participant's media connection failed (ICE/DTLS); they were removed.
     ConnectionFailed,
+    /// A mesh relay named a participant who is not in the room.
+    UnknownParticipant,
     /// The server failed while handling a valid request.
     Internal,
 }
@@ -159,11 +177,11 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined => "already-joined",
             ErrorCode::BadSdp => "bad-sdp",
             ErrorCode::ModeMismatch => "mode-mismatch",
-            ErrorCode::ModeUnsupported => "mode-unsupported",
             ErrorCode::RoomFull => "room-full",
             ErrorCode::BadState => "bad-state",
             ErrorCode::BadName => "bad-name",
             ErrorCode::ConnectionFailed => "connection-failed",
+            ErrorCode::UnknownParticipant => "unknown-participant",
             ErrorCode::Internal => "internal",
         }
     }
@@ -250,11 +268,24 @@ mod tests {
                 json!({"type":"join","room":"r","name":"n"}),
             ),
             (
-                ClientMessage::Offer { sdp: "v=0".into() },
+                ClientMessage::Offer {
+                    sdp: "v=0".into(),
+                    to: None,
+                },
                 json!({"type":"offer","sdp":"v=0"}),
             ),
             (
-                ClientMessage::Answer { sdp: "v=0".into() },
+                ClientMessage::Offer {
+                    sdp: "v=0".into(),
+                    to: Some("p2".into()),
+                },
+                json!({"type":"offer","sdp":"v=0","to":"p2"}),
+            ),
+            (
+                ClientMessage::Answer {
+                    sdp: "v=0".into(),
+                    to: None,
+                },
                 json!({"type":"answer","sdp":"v=0"}),
             ),
             (
@@ -263,9 +294,22 @@ mod tests {
                     sdp_mline_index: 0,
                     sdp_mid: Some("0".into()),
                     pc: PeerConnection::Subscribe,
+                    to: None,
+                    from: None,
                 }),
                 json!({"type":"ice","candidate":"candidate:1 1 UDP 1 127.0.0.1 5000 typ host",
                        "sdpMLineIndex":0,"sdpMid":"0","pc":"subscribe"}),
+            ),
+            (
+                ClientMessage::Ice(IceCandidate {
+                    candidate: String::new(),
+                    sdp_mline_index: 1,
+                    sdp_mid: None,
+                    pc: PeerConnection::Publish,
+                    to: Some("p1".into()),
+                    from: None,
+                }),
+                json!({"type":"ice","candidate":"","sdpMLineIndex":1,"pc":"publish","to":"p1"}),
             ),
             (ClientMessage::Leave, json!({"type":"leave"})),
         ]
@@ -308,12 +352,18 @@ mod tests {
                 json!({"type":"participant-left","participant":"p3"}),
             ),
             (
-                ServerMessage::Offer { sdp: "v=0".into() },
+                ServerMessage::Offer {
+                    sdp: "v=0".into(),
+                    from: None,
+                },
                 json!({"type":"offer","sdp":"v=0"}),
             ),
             (
-                ServerMessage::Answer { sdp: "v=0".into() },
-                json!({"type":"answer","sdp":"v=0"}),
+                ServerMessage::Answer {
+                    sdp: "v=0".into(),
+                    from: Some("p1".into()),
+                },
+                json!({"type":"answer","sdp":"v=0","from":"p1"}),
             ),
             (
                 ServerMessage::Ice(IceCandidate {
@@ -321,6 +371,8 @@ mod tests {
                     sdp_mline_index: 1,
                     sdp_mid: None,
                     pc: PeerConnection::Publish,
+                    to: None,
+                    from: None,
                 }),
                 json!({"type":"ice","candidate":"","sdpMLineIndex":1,"pc":"publish"}),
             ),
@@ -372,11 +424,11 @@ mod tests {
             ErrorCode::AlreadyJoined,
             ErrorCode::BadSdp,
             ErrorCode::ModeMismatch,
-            ErrorCode::ModeUnsupported,
             ErrorCode::RoomFull,
             ErrorCode::BadState,
             ErrorCode::BadName,
             ErrorCode::ConnectionFailed,
+            ErrorCode::UnknownParticipant,
             ErrorCode::Internal,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));

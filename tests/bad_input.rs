@@ -145,9 +145,6 @@ async fn full_rooms_and_wrong_modes_are_refused() {
     c.send(r#"{"type":"join","room":"small","name":"c","mode":"sfu"}"#)
         .await;
     c.expect_error(ErrorCode::ModeMismatch).await;
-    c.send(r#"{"type":"join","room":"elsewhere","name":"c","mode":"mesh"}"#)
-        .await;
-    c.expect_error(ErrorCode::ModeUnsupported).await;
 
     // A leaves; C now fits, and B hears about both.
     a.send(r#"{"type":"leave"}"#).await;
@@ -207,5 +204,157 @@ async fn a_socket_dropped_mid_negotiation_removes_only_that_participant() {
     );
     late.leave().await;
     stayer.leave().await;
+    server.shut_down().await;
+}
+
+/// Joins a raw client to `room` in `mode`.
+async fn join_raw(
+    server: &gridmix::server::Server,
+    room: &str,
+    name: &str,
+    mode: &str,
+) -> (RawClient, String) {
+    let mut raw = RawClient::connect(server).await;
+    raw.send(&format!(
+        r#"{{"type":"join","room":"{room}","name":"{name}","mode":"{mode}"}}"#
+    ))
+    .await;
+    match raw.recv().await {
+        ServerMessage::Joined { participant, .. } => (raw, participant),
+        other => panic!("expected joined, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sfu_mistakes_get_errors_and_the_room_keeps_forwarding() {
+    let server = start_server(ServeArgs::default()).await;
+    let (mut raw, _) = join_raw(&server, "sfu-bad", "raw", "sfu").await;
+    raw.send(r#"{"type":"answer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"}"#)
+        .await;
+    raw.expect_error(ErrorCode::BadState).await;
+    raw.send(r#"{"type":"ice","candidate":"candidate:1 1 UDP 1 127.0.0.1 9 typ host","sdpMLineIndex":0,"pc":"subscribe"}"#)
+        .await;
+    raw.expect_error(ErrorCode::BadState).await;
+    raw.send(r#"{"type":"offer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"}"#)
+        .await;
+    raw.expect_error(ErrorCode::BadSdp).await;
+    raw.send(r#"{"type":"offer","sdp":"not sdp"}"#).await;
+    raw.expect_error(ErrorCode::BadSdp).await;
+    raw.send(r#"{"type":"join","room":"sfu-bad","name":"again","mode":"mcu"}"#)
+        .await;
+    raw.expect_error(ErrorCode::AlreadyJoined).await;
+    let mut wrong_mode = RawClient::connect(&server).await;
+    wrong_mode
+        .send(r#"{"type":"join","room":"sfu-bad","name":"m","mode":"mcu"}"#)
+        .await;
+    wrong_mode.expect_error(ErrorCode::ModeMismatch).await;
+
+    // The room still forwards real media between two bots.
+    let members = vec![
+        join_member(
+            &server,
+            "sfu-bad",
+            "a",
+            gridmix::protocol::Mode::Sfu,
+            (0xff0000, 500.0),
+            false,
+        )
+        .await,
+        join_member(
+            &server,
+            "sfu-bad",
+            "b",
+            gridmix::protocol::Mode::Sfu,
+            (0x0000ff, 900.0),
+            false,
+        )
+        .await,
+    ];
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("forwarding after bad input");
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mesh_relays_to_unknown_or_departed_participants_get_errors() {
+    let server = start_server(ServeArgs::default()).await;
+    let (mut raw, raw_id) = join_raw(&server, "mesh-bad", "raw", "mesh").await;
+    let (mut other, other_id) = join_raw(&server, "mesh-bad", "other", "mesh").await;
+    raw.send(r#"{"type":"offer","sdp":"v=0","to":"p999-nobody"}"#)
+        .await;
+    raw.expect_error(ErrorCode::UnknownParticipant).await;
+    raw.send(r#"{"type":"offer","sdp":"v=0"}"#).await;
+    raw.expect_error(ErrorCode::BadMessage).await;
+    raw.send(&format!(
+        r#"{{"type":"answer","sdp":"v=0","to":"{raw_id}"}}"#
+    ))
+    .await;
+    raw.expect_error(ErrorCode::BadMessage).await;
+    raw.send(r#"{"type":"ice","candidate":"","sdpMLineIndex":0,"to":"p999-nobody"}"#)
+        .await;
+    raw.expect_error(ErrorCode::UnknownParticipant).await;
+
+    // A relay between the two arrives with "from".
+    raw.send(&format!(
+        r#"{{"type":"offer","sdp":"v=0 hello","to":"{other_id}"}}"#
+    ))
+    .await;
+    loop {
+        if let ServerMessage::Offer { sdp, from } = other.recv().await {
+            assert_eq!(sdp, "v=0 hello");
+            assert_eq!(from.as_deref(), Some(raw_id.as_str()));
+            break;
+        }
+    }
+    // Once the other has left, a relay to it is an error, not a crash.
+    other.send(r#"{"type":"leave"}"#).await;
+    loop {
+        if let ServerMessage::ParticipantLeft { participant } = raw.recv().await {
+            assert_eq!(participant, other_id);
+            break;
+        }
+    }
+    raw.send(&format!(
+        r#"{{"type":"answer","sdp":"v=0","to":"{other_id}"}}"#
+    ))
+    .await;
+    raw.expect_error(ErrorCode::UnknownParticipant).await;
+
+    // The room goes on: two bots joining now exchange media.
+    let members = vec![
+        join_member(
+            &server,
+            "mesh-bad",
+            "a",
+            gridmix::protocol::Mode::Mesh,
+            (0xff0000, 500.0),
+            false,
+        )
+        .await,
+        join_member(
+            &server,
+            "mesh-bad",
+            "b",
+            gridmix::protocol::Mode::Mesh,
+            (0x0000ff, 900.0),
+            false,
+        )
+        .await,
+    ];
+    wait_for_tracks_from(&members[1], &[&members[0]], TIMEOUT)
+        .await
+        .expect("b receives a after bad input");
+    wait_for_tracks_from(&members[0], &[&members[1]], TIMEOUT)
+        .await
+        .expect("a receives b after bad input");
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
     server.shut_down().await;
 }

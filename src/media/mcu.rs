@@ -18,15 +18,18 @@
 //! traced to the participant it concerns.
 
 use crate::ids::{ParticipantId, RoomId};
+use crate::media::candidates::RemoteCandidates;
+use crate::media::events::{MediaEvent, watch_connection};
 use crate::media::keyframe::{KeyframeDecision, KeyframeLimiter};
 use crate::media::layout::GridLayout;
-use crate::media::sdp::{Direction, MediaKind, MediaLine, summarize_offer};
+use crate::media::members;
+use crate::media::sdp::{MediaKind, MediaLine, summarize_offer};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
-use crate::protocol::{ErrorCode, ProtocolError};
+use crate::protocol::{ErrorCode, PeerConnection, ProtocolError};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
-use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSDPType};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,36 +62,6 @@ pub struct McuSettings {
     pub keyframe_interval: Duration,
 }
 
-/// Something that happened on a GStreamer thread, for the room task.
-#[derive(Debug)]
-pub enum MediaEvent {
-    IceCandidate {
-        participant: ParticipantId,
-        mline: u32,
-        candidate: String,
-    },
-    ConnectionState {
-        participant: ParticipantId,
-        state: WebRTCPeerConnectionState,
-    },
-    StreamStarted {
-        participant: ParticipantId,
-        media: String,
-    },
-    /// A receiver asked for a keyframe of the composite (PLI/FIR).
-    KeyframeRequested,
-}
-
-/// Where a participant's publish connection is in offer/answer.
-enum PublishState {
-    /// No offer yet; remote candidates that arrive early wait here.
-    AwaitingOffer {
-        early_candidates: Vec<(u32, String)>,
-    },
-    /// The offer is applied and the media chains are linked.
-    Answered,
-}
-
 /// One speaker's audio entering one listener's mixer.
 struct MixInput {
     tee_pad: gst::Pad,
@@ -111,7 +84,8 @@ struct Member {
     mix: Option<ListenerMix>,
     /// The video tee's pad feeding this participant's copy of the composite.
     video_out: Option<gst::Pad>,
-    publish: PublishState,
+    /// Held until the client's offer is applied; ready means it was.
+    remote_candidates: RemoteCandidates,
 }
 
 pub struct McuMixer {
@@ -236,7 +210,9 @@ impl McuMixer {
                 return gst::PadProbeReturn::Ok;
             }
             let _ = probe_events.send(MediaEvent::KeyframeRequested);
-            gst::PadProbeReturn::Drop
+            // Handled, not Drop: the probe consumes the event (gstreamer-rs
+            // unrefs it), and GStreamer must not unref it again.
+            gst::PadProbeReturn::Handled
         });
 
         pipeline
@@ -267,20 +243,9 @@ impl McuMixer {
         self.members.len()
     }
 
-    /// The participant id an element belongs to, from its name prefix
-    /// ("<id>/..."); also for elements already removed from the pipeline.
+    /// The participant an element belongs to (see `members::owner_of`).
     pub fn owner_of(&self, source: &gst::Object) -> Option<ParticipantId> {
-        let pipeline = self.pipeline.upcast_ref::<gst::Object>();
-        let mut object = source.clone();
-        while let Some(parent) = object.parent() {
-            if &parent == pipeline {
-                break;
-            }
-            object = parent;
-        }
-        let name = object.name();
-        let (prefix, _) = name.split_once('/')?;
-        Some(ParticipantId::from_existing(prefix))
+        members::owner_of(&self.pipeline, source)
     }
 
     /// Gives a new participant a tile and everything needed to receive their
@@ -357,9 +322,7 @@ impl McuMixer {
             audio_tee,
             mix: None,
             video_out: None,
-            publish: PublishState::AwaitingOffer {
-                early_candidates: Vec::new(),
-            },
+            remote_candidates: RemoteCandidates::default(),
         })
     }
 
@@ -381,25 +344,7 @@ impl McuMixer {
         video_decode: &gst::Bin,
         audio_decode: &gst::Bin,
     ) {
-        let events = self.events.clone();
-        let participant = id.clone();
-        webrtc::on_ice_candidate(webrtc, move |mline, candidate| {
-            let _ = events.send(MediaEvent::IceCandidate {
-                participant: participant.clone(),
-                mline,
-                candidate,
-            });
-        });
-
-        let events = self.events.clone();
-        let participant = id.clone();
-        webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
-            let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
-            let _ = events.send(MediaEvent::ConnectionState {
-                participant: participant.clone(),
-                state,
-            });
-        });
+        watch_connection(webrtc, &self.events, id, PeerConnection::Publish);
 
         // A src pad must be linked at once or webrtcbin fails "not-linked":
         // link it to the chain prepared for its kind, or a fakesink.
@@ -419,7 +364,7 @@ impl McuMixer {
             };
             let linked = target.is_some_and(|t| !t.is_linked() && pad.link(&t).is_ok());
             if !linked {
-                discard_pad(webrtc, pad);
+                members::discard_pad(webrtc, pad);
             }
             let _ = events.send(MediaEvent::StreamStarted {
                 participant: participant.clone(),
@@ -443,28 +388,7 @@ impl McuMixer {
         let summary = summarize_offer(sdp)?;
         let audio = summary.first(MediaKind::Audio).cloned();
         let video = summary.first(MediaKind::Video).cloned();
-        if audio.is_none() && video.is_none() {
-            return Err(ProtocolError::new(
-                ErrorCode::BadSdp,
-                "The offer has no usable audio or video m-line.",
-            ));
-        }
-        for line in [&audio, &video].into_iter().flatten() {
-            if line.payload_type.is_none() && line.direction != Direction::Inactive {
-                let codec = if line.kind == MediaKind::Audio {
-                    "Opus"
-                } else {
-                    "VP8"
-                };
-                return Err(ProtocolError::new(
-                    ErrorCode::BadSdp,
-                    format!(
-                        "The offer's m-line {} does not offer {codec}, which this server needs.",
-                        line.index
-                    ),
-                ));
-            }
-        }
+        summary.check_usable([&audio, &video].into_iter().flatten())?;
         let description = webrtc::parse_description(WebRTCSDPType::Offer, sdp).map_err(|e| {
             ProtocolError::new(
                 ErrorCode::BadSdp,
@@ -475,7 +399,7 @@ impl McuMixer {
             .member_mut(id)
             .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
         let webrtc = member.webrtc.clone();
-        let first_offer = matches!(member.publish, PublishState::AwaitingOffer { .. });
+        let first_offer = !member.remote_candidates.is_ready();
 
         webrtc::set_remote_description(&webrtc, &description)
             .await
@@ -496,12 +420,8 @@ impl McuMixer {
         let member = self.member_mut(id).ok_or_else(|| {
             ProtocolError::new(ErrorCode::NotJoined, "You left during negotiation.")
         })?;
-        if let PublishState::AwaitingOffer { early_candidates } =
-            std::mem::replace(&mut member.publish, PublishState::Answered)
-        {
-            for (mline, candidate) in early_candidates {
-                webrtc::add_ice_candidate(&webrtc, mline, &candidate);
-            }
+        for (mline, candidate) in member.remote_candidates.ready() {
+            webrtc::add_ice_candidate(&webrtc, mline, &candidate);
         }
         if first_offer
             && video
@@ -528,11 +448,7 @@ impl McuMixer {
         let Some(pt) = line.payload_type else {
             return Ok(());
         };
-        let (media, encoding, clock_rate) = match line.kind {
-            MediaKind::Video => ("video", "VP8", 90000),
-            _ => ("audio", "OPUS", 48000),
-        };
-        let caps = webrtc::rtp_caps(media, encoding, clock_rate, pt);
+        let caps = webrtc::rtp_caps(line.kind, pt);
         let direction = match (
             line.direction.client_sends(),
             line.direction.client_receives(),
@@ -679,18 +595,8 @@ impl McuMixer {
         let member = self
             .member_mut(id)
             .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
-        match &mut member.publish {
-            PublishState::AwaitingOffer { early_candidates } => {
-                const MAX_EARLY: usize = 64;
-                if early_candidates.len() >= MAX_EARLY {
-                    return Err(ProtocolError::new(
-                        ErrorCode::BadState,
-                        "Too many ICE candidates before an offer.",
-                    ));
-                }
-                early_candidates.push((mline, candidate));
-            }
-            PublishState::Answered => webrtc::add_ice_candidate(&member.webrtc, mline, &candidate),
+        if let Some((mline, candidate)) = member.remote_candidates.add(mline, candidate)? {
+            webrtc::add_ice_candidate(&member.webrtc, mline, &candidate);
         }
         Ok(())
     }
@@ -718,15 +624,7 @@ impl McuMixer {
         }
         // Every element named after the participant, including sinks that
         // callbacks made for unused streams. Removing unlinks them.
-        let prefix = format!("{id}/");
-        let own: Vec<gst::Element> = self
-            .pipeline
-            .children()
-            .into_iter()
-            .filter(|e| e.name().starts_with(&prefix))
-            .collect();
-        let _ = self.pipeline.remove_many(&own);
-        removed.extend(own);
+        removed.extend(members::remove_elements_of(&self.pipeline, id));
         // Then the request pads the participant held on shared elements.
         for (speaker, input) in member.mix.map(|m| m.inputs).unwrap_or_default() {
             if let Some(speaker) = self.members.iter().find(|m| m.id == speaker) {
@@ -739,11 +637,7 @@ impl McuMixer {
         self.compositor.release_request_pad(&member.placeholder_pad);
         self.compositor.release_request_pad(&member.video_pad);
         self.relayout();
-        // The webrtcbin goes to NULL first, as in `shut_down`; here it also
-        // matters before DTLS connects, when webrtcbin holds upstream
-        // streaming threads blocked inside it (a participant that vanished
-        // mid-negotiation).
-        removed.sort_by_key(|e| e.factory().is_none_or(|f| f.name() != "webrtcbin"));
+        members::sort_for_stopping(&mut removed);
         removed
     }
 
@@ -789,15 +683,7 @@ impl McuMixer {
 
     /// Stops the pipeline. Blocking: call from a blocking thread.
     pub fn shut_down(&self) {
-        // Media flows in a loop (webrtcbin -> decode -> composite -> encode ->
-        // webrtcbin), so the pipeline has no sink-to-source order to stop in:
-        // if a payloader stopped before its webrtcbin, it would wait for a
-        // stream lock held by a thread blocked in the webrtcbin's paused sink.
-        // The webrtcbins go first, which releases every such thread.
-        for member in &self.members {
-            let _ = member.webrtc.set_state(gst::State::Null);
-        }
-        let _ = self.pipeline.set_state(gst::State::Null);
+        members::stop_pipeline(&self.pipeline);
     }
 }
 
@@ -893,25 +779,4 @@ fn detach_input(
     tee.release_request_pad(&input.tee_pad);
     mixer.release_request_pad(&input.mixer_pad);
     input.queue
-}
-
-/// Sinks a stream nobody uses, so webrtcbin does not fail with "not-linked".
-fn discard_pad(webrtc: &gst::Element, pad: &gst::Pad) {
-    let Some(parent) = webrtc.parent().and_then(|p| p.downcast::<gst::Bin>().ok()) else {
-        return;
-    };
-    let Ok(sink) = gst::ElementFactory::make("fakesink")
-        .name(format!("{}-discard-{}", webrtc.name(), pad.name()))
-        .property("async", false)
-        .property("sync", false)
-        .build()
-    else {
-        return;
-    };
-    if parent.add(&sink).is_ok()
-        && let Some(sink_pad) = sink.static_pad("sink")
-    {
-        let _ = pad.link(&sink_pad);
-        let _ = sink.sync_state_with_parent();
-    }
 }

@@ -1,9 +1,16 @@
-//! Everything GStreamer. `layout`, `sdp` and `keyframe` are pure logic.
+//! Everything GStreamer. `layout`, `sdp`, `keyframe`, `negotiation`,
+//! `candidates` and `rtp` are pure logic.
 
+pub mod candidates;
+pub mod events;
 pub mod keyframe;
 pub mod layout;
 pub mod mcu;
+pub mod members;
+pub mod negotiation;
 pub mod preflight;
+pub mod rtp;
 pub mod sdp;
+pub mod sfu;
 pub mod templates;
 pub mod webrtc;

@@ -46,6 +46,9 @@ pub struct MediaLine {
     pub payload_type: Option<u8>,
     /// Port 0 without a=bundle-only means the m-line is rejected.
     pub rejected: bool,
+    /// The MediaStream id of the m-line's track: a=msid, else the msid of
+    /// its a=ssrc lines.
+    pub stream_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,34 @@ impl OfferSummary {
     /// The first usable m-line of a kind.
     pub fn first(&self, kind: MediaKind) -> Option<&MediaLine> {
         self.media.iter().find(|m| m.kind == kind && !m.rejected)
+    }
+
+    /// Checks the m-lines the server will use: there must be at least one,
+    /// and each that is not inactive must offer the codec gridmix speaks.
+    pub fn check_usable<'a>(
+        &self,
+        lines: impl IntoIterator<Item = &'a MediaLine>,
+    ) -> Result<(), ProtocolError> {
+        let mut any = false;
+        for line in lines {
+            any = true;
+            if line.payload_type.is_none() && line.direction != Direction::Inactive {
+                let codec = if line.kind == MediaKind::Audio {
+                    "Opus"
+                } else {
+                    "VP8"
+                };
+                return Err(bad_sdp(format!(
+                    "The offer's m-line {} does not offer {codec}, which this server needs.",
+                    line.index
+                )));
+            }
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(bad_sdp("The offer has no usable audio or video m-line."))
+        }
     }
 }
 
@@ -124,6 +155,7 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
                     direction: session_direction,
                     payload_type: None,
                     rejected: port == 0,
+                    stream_id: None,
                 });
             }
             "a" => {
@@ -158,6 +190,15 @@ fn read_media_attribute(m: &mut MediaLine, payloads: &[u8], value: &str) {
         m.rejected = false;
     } else if let Some(mid) = value.strip_prefix("mid:") {
         m.mid = Some(mid.to_owned());
+    } else if let Some(msid) = value.strip_prefix("msid:") {
+        // a=msid:<stream> [<track>] wins over a=ssrc:<n> msid:<stream> <track>.
+        m.stream_id = msid.split_whitespace().next().map(str::to_owned);
+    } else if let Some(ssrc) = value.strip_prefix("ssrc:") {
+        if m.stream_id.is_none()
+            && let Some((_, msid)) = ssrc.split_once(" msid:")
+        {
+            m.stream_id = msid.split_whitespace().next().map(str::to_owned);
+        }
     } else if let Some(rtpmap) = value.strip_prefix("rtpmap:") {
         // a=rtpmap:<pt> <name>/<clock>[/<channels>]
         let Some((pt, encoding)) = rtpmap.split_once(' ') else {
@@ -174,6 +215,90 @@ fn read_media_attribute(m: &mut MediaLine, payloads: &[u8], value: &str) {
     }
 }
 
+/// Who a sent m-line's track belongs to, as the receiver should see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackLabel {
+    /// The m-line's index in the SDP.
+    pub mline: u32,
+    /// MediaStream id: the publishing participant's id.
+    pub stream: String,
+    /// MediaStreamTrack id.
+    pub track: String,
+    /// The SSRC the track's RTP carries, when known: lets a receiver demux
+    /// bundled m-lines that share a payload type.
+    pub ssrc: Option<u32>,
+}
+
+/// Rewrites the msid and ssrc attributes of each labelled m-line: its old
+/// `a=msid` and `a=ssrc` lines go, `a=msid:<stream> <track>` and (with a
+/// known SSRC) `a=ssrc:<n> cname:` / `a=ssrc:<n> msid:` lines are added at
+/// the end of the m-section. Works on the text because webrtcbin 1.22 writes
+/// these only once RTP has flowed through a pad, and with its own ids.
+pub fn label_tracks(sdp: &str, labels: &[TrackLabel]) -> String {
+    let mut out = String::with_capacity(sdp.len() + labels.len() * 120);
+    let mut mline: Option<u32> = None;
+    let label_of = |mline: Option<u32>| mline.and_then(|i| labels.iter().find(|l| l.mline == i));
+    let finish_section = |out: &mut String, label: Option<&TrackLabel>| {
+        let Some(l) = label else { return };
+        out.push_str(&format!("a=msid:{} {}\r\n", l.stream, l.track));
+        if let Some(ssrc) = l.ssrc {
+            out.push_str(&format!("a=ssrc:{ssrc} cname:{}\r\n", l.stream));
+            out.push_str(&format!("a=ssrc:{ssrc} msid:{} {}\r\n", l.stream, l.track));
+        }
+    };
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with("m=") {
+            finish_section(&mut out, label_of(mline));
+            mline = Some(mline.map_or(0, |i| i + 1));
+        }
+        let labelled = label_of(mline).is_some();
+        let replaced = ["a=msid:", "a=ssrc:", "a=ssrc-group:"]
+            .iter()
+            .any(|p| line.starts_with(p));
+        if labelled && replaced {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    finish_section(&mut out, label_of(mline));
+    out
+}
+
+/// Renumbers payload types in an SDP: in m-line format lists and in
+/// a=rtpmap, a=fmtp and a=rtcp-fb lines. `map` is (from, to).
+pub fn renumber_payload_types(sdp: &str, map: &[(u8, u8)]) -> String {
+    let renumber = |pt: &str| {
+        pt.parse::<u8>()
+            .ok()
+            .and_then(|p| map.iter().find(|(from, _)| *from == p))
+            .map_or_else(|| pt.to_owned(), |(_, to)| to.to_string())
+    };
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("m=") {
+            let fields: Vec<String> = rest
+                .split(' ')
+                .enumerate()
+                .map(|(i, f)| if i >= 3 { renumber(f) } else { f.to_owned() })
+                .collect();
+            out.push_str(&format!("m={}", fields.join(" ")));
+        } else if let Some((attr, rest)) = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+            .iter()
+            .find_map(|a| line.strip_prefix(a).map(|rest| (*a, rest)))
+        {
+            let (pt, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            out.push_str(format!("{attr}{} {tail}", renumber(pt)).trim_end());
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(60).collect()
 }
@@ -181,6 +306,62 @@ fn clip(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn track_labels_replace_msid_and_ssrc_per_mline_and_read_back() {
+        let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n\
+a=ssrc:1 msid:old track\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=sendonly\r\na=msid:stale x\r\n\
+a=rtpmap:111 OPUS/48000/2\r\n\
+m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio2\r\na=inactive\r\na=rtpmap:111 OPUS/48000/2\r\n\
+a=ssrc:7 cname:keep\r\n";
+        let before = summarize_offer(offer).unwrap();
+        assert_eq!(before.media[0].stream_id.as_deref(), Some("old"));
+        assert_eq!(before.media[1].stream_id.as_deref(), Some("stale"));
+        let labels = vec![
+            TrackLabel {
+                mline: 0,
+                stream: "p1".into(),
+                track: "p1-video".into(),
+                ssrc: Some(42),
+            },
+            TrackLabel {
+                mline: 1,
+                stream: "p2".into(),
+                track: "p2-audio".into(),
+                ssrc: None,
+            },
+        ];
+        let labelled = label_tracks(offer, &labels);
+        let after = summarize_offer(&labelled).unwrap();
+        let ids: Vec<Option<&str>> = after.media.iter().map(|m| m.stream_id.as_deref()).collect();
+        assert_eq!(ids, [Some("p1"), Some("p2"), None]);
+        assert!(labelled.contains(
+            "a=msid:p1 p1-video\r\na=ssrc:42 cname:p1\r\na=ssrc:42 msid:p1 p1-video\r\nm=audio"
+        ));
+        assert!(!labelled.contains("a=ssrc:1 "));
+        assert!(!labelled.contains("stale"));
+        // An unlabelled m-line keeps what it had.
+        assert!(labelled.ends_with("a=ssrc:7 cname:keep\r\n"));
+    }
+
+    #[test]
+    fn payload_types_are_renumbered_everywhere_they_appear() {
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 VP8/90000\r\n\
+a=rtcp-fb:96 nack pli\r\na=fmtp:97 apt=96\r\na=rtpmap:97 rtx/90000\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 OPUS/48000/2\r\na=ssrc:96 cname:x\r\n";
+        let renumbered = renumber_payload_types(answer, &[(96, 100), (111, 109)]);
+        assert_eq!(
+            renumbered,
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 100 97\r\na=rtpmap:100 VP8/90000\r\n\
+a=rtcp-fb:100 nack pli\r\na=fmtp:97 apt=96\r\na=rtpmap:97 rtx/90000\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 OPUS/48000/2\r\na=ssrc:96 cname:x\r\n"
+        );
+        let summary = summarize_offer(&renumbered).unwrap();
+        assert_eq!(summary.media[0].payload_type, Some(100));
+        assert_eq!(summary.media[1].payload_type, Some(109));
+    }
 
     const CHROME_LIKE: &str = "v=0\r\n\
 o=- 1 2 IN IP4 127.0.0.1\r\n\

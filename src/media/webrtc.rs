@@ -1,6 +1,7 @@
 //! webrtcbin helpers shared by the server and the bot: creation with
 //! conferencing settings, promises as futures, descriptions as text.
 
+use crate::media::sdp::MediaKind;
 use anyhow::{Context, Result, anyhow, bail};
 use gst::glib;
 use gst::prelude::*;
@@ -148,12 +149,23 @@ pub fn rtp_media_of(pad: &gst::Pad) -> Option<String> {
     caps.structure(0)?.get::<String>("media").ok()
 }
 
-/// Caps for an RTP stream of a codec gridmix sends.
-pub fn rtp_caps(media: &str, encoding: &str, clock_rate: i32, payload: u8) -> gst::Caps {
-    gst::Caps::builder("application/x-rtp")
-        .field("media", media)
-        .field("encoding-name", encoding)
-        .field("clock-rate", clock_rate)
-        .field("payload", i32::from(payload))
-        .build()
+/// Caps for an RTP stream of the codec gridmix speaks for `kind`: VP8 with
+/// keyframe requests (PLI, FIR) negotiated, or stereo-signalled Opus (the
+/// rtpmap browsers require is opus/48000/2).
+pub fn rtp_caps(kind: MediaKind, payload: u8) -> gst::Caps {
+    let builder = gst::Caps::builder("application/x-rtp").field("payload", i32::from(payload));
+    match kind {
+        MediaKind::Video => builder
+            .field("media", "video")
+            .field("encoding-name", "VP8")
+            .field("clock-rate", 90000i32)
+            .field("rtcp-fb-nack-pli", true)
+            .field("rtcp-fb-ccm-fir", true),
+        MediaKind::Audio | MediaKind::Other => builder
+            .field("media", "audio")
+            .field("encoding-name", "OPUS")
+            .field("clock-rate", 48000i32)
+            .field("encoding-params", "2"),
+    }
+    .build()
 }

@@ -103,12 +103,6 @@ impl Registry {
         if let Some(handle) = rooms.get(id) {
             return Ok(handle.clone());
         }
-        if mode != Mode::Mcu {
-            return Err(ProtocolError::new(
-                ErrorCode::ModeUnsupported,
-                format!("This server does not serve {mode} rooms yet; use mcu."),
-            ));
-        }
         let (commands, inbox) = mpsc::channel(ROOM_COMMAND_CAPACITY);
         let handle = RoomHandle {
             id: id.clone(),

@@ -3,9 +3,11 @@
 use super::registry::RegistryRef;
 use super::{Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::ParticipantId;
-use crate::media::mcu::{McuMixer, McuSettings, MediaEvent};
+use crate::media::events::MediaEvent;
+use crate::media::mcu::{McuMixer, McuSettings};
+use crate::media::sfu::SfuRouter;
 use crate::protocol::{
-    ClientMessage, ErrorCode, IceCandidate, IceServer, ParticipantInfo, PeerConnection,
+    ClientMessage, ErrorCode, IceCandidate, IceServer, Mode, ParticipantInfo, PeerConnection,
     ProtocolError, ServerMessage,
 };
 use futures::StreamExt;
@@ -38,12 +40,68 @@ impl Participant {
     }
 }
 
+/// What carries a room's media, by mode.
+enum Media {
+    /// Decodes, composites, mixes and encodes (media/mcu.rs).
+    Mcu(McuMixer),
+    /// Forwards RTP untouched (media/sfu.rs).
+    Sfu(SfuRouter),
+    /// Carries no media: peers send to each other; the room relays signaling.
+    Mesh,
+}
+
+impl Media {
+    fn start(
+        mode: Mode,
+        handle: &RoomHandle,
+        settings: &RoomSettings,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> anyhow::Result<Media> {
+        Ok(match mode {
+            Mode::Mcu => Media::Mcu(McuMixer::new(&handle.id, settings.mcu.clone(), events)?),
+            Mode::Sfu => Media::Sfu(SfuRouter::new(
+                &handle.id,
+                settings.mcu.webrtc.clone(),
+                events,
+            )?),
+            Mode::Mesh => Media::Mesh,
+        })
+    }
+
+    fn pipeline(&self) -> Option<&gst::Pipeline> {
+        match self {
+            Media::Mcu(mixer) => Some(mixer.pipeline()),
+            Media::Sfu(router) => Some(router.pipeline()),
+            Media::Mesh => None,
+        }
+    }
+
+    fn owner_of(&self, source: &gst::Object) -> Option<ParticipantId> {
+        match self {
+            Media::Mcu(mixer) => mixer.owner_of(source),
+            Media::Sfu(router) => router.owner_of(source),
+            Media::Mesh => None,
+        }
+    }
+
+    /// Blocking: call from a blocking thread.
+    fn shut_down(&self) {
+        match self {
+            Media::Mcu(mixer) => mixer.shut_down(),
+            Media::Sfu(router) => router.shut_down(),
+            Media::Mesh => {}
+        }
+    }
+}
+
 struct Room {
     handle: RoomHandle,
     settings: RoomSettings,
-    mixer: McuMixer,
+    media: Media,
     /// In join order, which is also tile order.
     participants: Vec<Participant>,
+    /// SFU: participants whose subscribe connection needs a new offer.
+    renegotiate: Vec<ParticipantId>,
 }
 
 /// How often deferred keyframe requests are checked.
@@ -56,8 +114,8 @@ pub(super) async fn run_room(
     registry: RegistryRef,
 ) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mixer = match McuMixer::new(&handle.id, settings.mcu.clone(), events_tx) {
-        Ok(mixer) => mixer,
+    let media = match Media::start(handle.mode, &handle, &settings, events_tx) {
+        Ok(media) => media,
         Err(e) => {
             tracing::error!("could not start the room pipeline: {e:#}");
             forget(&registry, &handle);
@@ -69,12 +127,15 @@ pub(super) async fn run_room(
         }
     };
     tracing::info!(mode = %handle.mode, "room opened");
-    let mut bus = mixer.bus().stream();
+    let mut bus = media
+        .pipeline()
+        .map(|p| p.bus().expect("a pipeline always has a bus").stream());
     let mut room = Room {
         handle,
         settings,
-        mixer,
+        media,
         participants: Vec::new(),
+        renegotiate: Vec::new(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -91,9 +152,14 @@ pub(super) async fn run_room(
                 }
             },
             Some(event) = events.recv() => room.handle_media_event(event),
-            Some(message) = bus.next() => room.handle_bus_message(&message),
-            _ = tick.tick() => room.mixer.poll_keyframes(),
+            Some(message) = next_bus_message(&mut bus) => room.handle_bus_message(&message),
+            _ = tick.tick() => {
+                if let Media::Mcu(mixer) = &mut room.media {
+                    mixer.poll_keyframes();
+                }
+            }
         }
+        room.send_due_offers().await;
         if join_handled && room.participants.is_empty() {
             // Unregister first so new joiners make a new room; anything still
             // queued here is refused by dropping it (joiners retry).
@@ -103,9 +169,16 @@ pub(super) async fn run_room(
     }
     drop(commands);
     room.participants.clear();
-    let mixer = room.mixer;
-    let _ = tokio::task::spawn_blocking(move || mixer.shut_down()).await;
+    let media = room.media;
+    let _ = tokio::task::spawn_blocking(move || media.shut_down()).await;
     tracing::info!("room closed");
+}
+
+async fn next_bus_message(bus: &mut Option<gst::bus::BusStream>) -> Option<gst::Message> {
+    match bus {
+        Some(bus) => bus.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn forget(registry: &RegistryRef, handle: &RoomHandle) {
@@ -148,7 +221,7 @@ impl Room {
                     id: self.handle.id.to_string(),
                     mode: self.handle.mode,
                     participants: self.participants.iter().map(Participant::info).collect(),
-                    pipeline: true,
+                    pipeline: self.media.pipeline().is_some(),
                 });
             }
             RoomCommand::Shutdown => {}
@@ -166,7 +239,16 @@ impl Room {
             ));
         }
         let id = ParticipantId::fresh();
-        self.mixer.add_participant(&id).map_err(|e| {
+        let added = match &mut self.media {
+            Media::Mcu(mixer) => mixer.add_participant(&id),
+            Media::Sfu(router) => router.add_participant(&id).map(|has_tracks| {
+                if has_tracks {
+                    self.renegotiate.push(id.clone());
+                }
+            }),
+            Media::Mesh => Ok(()),
+        };
+        added.map_err(|e| {
             tracing::error!(participant = %id, "could not add participant: {e:#}");
             ProtocolError::new(
                 ErrorCode::Internal,
@@ -206,42 +288,166 @@ impl Room {
                 "You are not in this room.",
             ));
         }
-        match message {
-            ClientMessage::Offer { sdp } => match self.mixer.answer_offer(id, &sdp).await {
-                Ok(answer) => {
-                    tracing::info!(participant = %id, "publish offer answered");
-                    self.send_to(id, ServerMessage::Answer { sdp: answer });
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::info!(participant = %id, "publish offer refused: {e}");
-                    if e.code == ErrorCode::Internal {
-                        // A broken branch costs this participant, not the room.
-                        self.send_to(id, e.to_message());
-                        self.remove(id, "negotiation failed");
-                        return Ok(());
-                    }
-                    Err(e)
-                }
-            },
-            ClientMessage::Answer { .. } => Err(ProtocolError::new(
+        match (&mut self.media, message) {
+            (_, ClientMessage::Join { .. } | ClientMessage::Leave) => Err(ProtocolError::new(
+                ErrorCode::BadState,
+                "join and leave are handled by the session, not the room.",
+            )),
+            (Media::Mesh, ClientMessage::Offer { sdp, to }) => {
+                self.relay(id, to, |from| ServerMessage::Offer { sdp, from })
+            }
+            (Media::Mesh, ClientMessage::Answer { sdp, to }) => {
+                self.relay(id, to, |from| ServerMessage::Answer { sdp, from })
+            }
+            (Media::Mesh, ClientMessage::Ice(ice)) => {
+                let to = ice.to.clone();
+                self.relay(id, to, |from| {
+                    ServerMessage::Ice(IceCandidate {
+                        to: None,
+                        from,
+                        ..ice
+                    })
+                })
+            }
+            (Media::Mcu(mixer), ClientMessage::Offer { sdp, .. }) => {
+                let answer = mixer.answer_offer(id, &sdp).await;
+                self.publish_answered(id, answer)
+            }
+            (Media::Sfu(router), ClientMessage::Offer { sdp, .. }) => {
+                let answer = router.answer_publish_offer(id, &sdp).await;
+                self.publish_answered(id, answer)
+            }
+            (Media::Mcu(_), ClientMessage::Answer { .. }) => Err(ProtocolError::new(
                 ErrorCode::BadState,
                 "There is no offer outstanding: an MCU room uses only the publish connection.",
             )),
-            ClientMessage::Ice(ice) => match ice.pc {
+            (Media::Sfu(router), ClientMessage::Answer { sdp, .. }) => {
+                let next = router.apply_subscribe_answer(id, &sdp).await?;
+                tracing::info!(participant = %id, "subscribe answer applied");
+                if let Some(offer) = next {
+                    self.send_to(
+                        id,
+                        ServerMessage::Offer {
+                            sdp: offer,
+                            from: None,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            (Media::Mcu(mixer), ClientMessage::Ice(ice)) => match ice.pc {
                 PeerConnection::Publish => {
-                    self.mixer
-                        .add_remote_candidate(id, ice.sdp_mline_index, ice.candidate)
+                    mixer.add_remote_candidate(id, ice.sdp_mline_index, ice.candidate)
                 }
                 PeerConnection::Subscribe => Err(ProtocolError::new(
                     ErrorCode::BadState,
                     "There is no subscribe connection in an MCU room.",
                 )),
             },
-            ClientMessage::Join { .. } | ClientMessage::Leave => Err(ProtocolError::new(
-                ErrorCode::BadState,
-                "join and leave are handled by the session, not the room.",
-            )),
+            (Media::Sfu(router), ClientMessage::Ice(ice)) => {
+                router.add_remote_candidate(id, ice.pc, ice.sdp_mline_index, ice.candidate)
+            }
+        }
+    }
+
+    /// Sends the answer to a publish offer, or handles its failure.
+    fn publish_answered(
+        &mut self,
+        id: &ParticipantId,
+        answer: Result<String, ProtocolError>,
+    ) -> Result<(), ProtocolError> {
+        match answer {
+            Ok(sdp) => {
+                tracing::info!(participant = %id, "publish offer answered");
+                self.send_to(id, ServerMessage::Answer { sdp, from: None });
+                Ok(())
+            }
+            Err(e) if e.code == ErrorCode::Internal => {
+                // A broken branch costs this participant, not the room.
+                tracing::info!(participant = %id, "publish offer failed: {e}");
+                self.send_to(id, e.to_message());
+                self.remove(id, "negotiation failed");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::info!(participant = %id, "publish offer refused: {e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Mesh: passes a message to the participant it names, saying who it is from.
+    fn relay(
+        &mut self,
+        from: &ParticipantId,
+        to: Option<String>,
+        message: impl FnOnce(Option<String>) -> ServerMessage,
+    ) -> Result<(), ProtocolError> {
+        let Some(to) = to else {
+            return Err(ProtocolError::new(
+                ErrorCode::BadMessage,
+                "In a mesh room, offer, answer and ice must say \"to\" which participant they are for.",
+            ));
+        };
+        let Some(target) = self
+            .participants
+            .iter()
+            .find(|p| p.id.as_str() == to)
+            .map(|p| p.id.clone())
+        else {
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownParticipant,
+                format!(
+                    "There is no participant \"{}\" in this room.",
+                    to.chars().take(40).collect::<String>()
+                ),
+            ));
+        };
+        if &target == from {
+            return Err(ProtocolError::new(
+                ErrorCode::BadMessage,
+                "A participant cannot send signaling to itself.",
+            ));
+        }
+        self.send_to(&target, message(Some(from.to_string())));
+        Ok(())
+    }
+
+    /// SFU: sends the subscribe offers that changes made due, one
+    /// outstanding per participant.
+    async fn send_due_offers(&mut self) {
+        while let Some(id) = self.renegotiate.pop() {
+            let Media::Sfu(router) = &mut self.media else {
+                self.renegotiate.clear();
+                return;
+            };
+            match router.tracks_changed(&id).await {
+                Ok(Some(sdp)) => {
+                    tracing::info!(participant = %id, "subscribe offer sent");
+                    self.send_to(&id, ServerMessage::Offer { sdp, from: None });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(participant = %id, "subscribe offer failed: {e:#}");
+                    self.send_to(
+                        &id,
+                        ProtocolError::new(
+                            ErrorCode::Internal,
+                            "The server could not offer you the other participants' media.",
+                        )
+                        .to_message(),
+                    );
+                    self.remove(&id, "subscribe negotiation failed");
+                }
+            }
+        }
+    }
+
+    fn mark_for_offer(&mut self, ids: Vec<ParticipantId>) {
+        for id in ids {
+            if !self.renegotiate.contains(&id) {
+                self.renegotiate.push(id);
+            }
         }
     }
 
@@ -249,6 +455,7 @@ impl Room {
         match event {
             MediaEvent::IceCandidate {
                 participant,
+                pc,
                 mline,
                 candidate,
             } => self.send_to(
@@ -257,13 +464,26 @@ impl Room {
                     candidate,
                     sdp_mline_index: mline,
                     sdp_mid: None,
-                    pc: PeerConnection::Publish,
+                    pc,
+                    to: None,
+                    from: None,
                 }),
             ),
-            MediaEvent::ConnectionState { participant, state } => {
-                tracing::info!(participant = %participant, "connection {state:?}");
+            MediaEvent::ConnectionState {
+                participant,
+                pc,
+                state,
+            } => {
+                tracing::info!(participant = %participant, "{pc:?} connection {state:?}");
                 match state {
-                    WebRTCPeerConnectionState::Connected => self.mixer.request_keyframe(),
+                    WebRTCPeerConnectionState::Connected => match &mut self.media {
+                        Media::Mcu(mixer) => mixer.request_keyframe(),
+                        Media::Sfu(router) if pc == PeerConnection::Subscribe => {
+                            let publishers = router.video_publishers_for(&participant);
+                            router.request_keyframes(&publishers);
+                        }
+                        _ => {}
+                    },
                     WebRTCPeerConnectionState::Failed => {
                         self.send_to(
                             &participant,
@@ -281,7 +501,26 @@ impl Room {
             MediaEvent::StreamStarted { participant, media } => {
                 tracing::info!(participant = %participant, "receiving {media}");
             }
-            MediaEvent::KeyframeRequested => self.mixer.request_keyframe(),
+            MediaEvent::TrackPublished {
+                participant,
+                kind,
+                caps,
+            } => {
+                let Media::Sfu(router) = &mut self.media else {
+                    return;
+                };
+                match router.track_published(&participant, kind, caps) {
+                    Ok(changed) => self.mark_for_offer(changed),
+                    Err(e) => {
+                        tracing::error!(participant = %participant, "could not forward a track: {e:#}")
+                    }
+                }
+            }
+            MediaEvent::KeyframeRequested => {
+                if let Media::Mcu(mixer) = &mut self.media {
+                    mixer.request_keyframe();
+                }
+            }
         }
     }
 
@@ -293,7 +532,7 @@ impl Room {
                 let path = source
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
-                match source.and_then(|s| self.mixer.owner_of(s)) {
+                match source.and_then(|s| self.media.owner_of(s)) {
                     Some(participant) if self.participants.iter().any(|p| p.id == participant) => {
                         tracing::warn!(participant = %participant, "media error from {path}, removing: {}", err.error());
                         self.remove(&participant, "media error");
@@ -327,7 +566,9 @@ impl Room {
                 tracing::debug!("pipeline warning: {} ({:?})", w.error(), w.debug());
             }
             MessageView::Latency(_) => {
-                let _ = self.mixer.pipeline().recalculate_latency();
+                if let Some(pipeline) = self.media.pipeline() {
+                    let _ = pipeline.recalculate_latency();
+                }
             }
             _ => {}
         }
@@ -339,7 +580,16 @@ impl Room {
             return;
         };
         self.participants.remove(index);
-        let removed = self.mixer.remove_participant(id);
+        self.renegotiate.retain(|p| p != id);
+        let removed = match &mut self.media {
+            Media::Mcu(mixer) => mixer.remove_participant(id),
+            Media::Sfu(router) => {
+                let (removed, changed) = router.remove_participant(id);
+                self.mark_for_offer(changed);
+                removed
+            }
+            Media::Mesh => Vec::new(),
+        };
         tokio::task::spawn_blocking(move || {
             for element in removed {
                 let _ = element.set_state(gst::State::Null);

@@ -7,6 +7,7 @@ use gridmix::bot::analysis::{VideoFrame, colour_close, rgb_of, tone_amplitude};
 use gridmix::bot::{AUDIO_RATE, Bot, BotConfig};
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
+use gridmix::media::sdp::MediaKind;
 use gridmix::server::Server;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -111,15 +112,31 @@ pub async fn wait_for_tiles(bot: &Bot, colours: &[u32], timeout: Duration) -> Re
 
 /// Waits until what the bot hears has every tone in `present` (amplitude
 /// above 0.1; bots send 0.3) and no tone in `absent` (below a tenth of the
-/// weakest present tone).
+/// weakest present tone). MCU: the bot's mix.
 pub async fn wait_for_tones(
     bot: &Bot,
     present: &[f64],
     absent: &[f64],
     timeout: Duration,
 ) -> Result<()> {
+    wait_for_tones_in(bot, None, present, absent, timeout).await
+}
+
+/// As `wait_for_tones`, in the audio of one stream (SFU, mesh: the sender's
+/// participant id), or in the MCU mix when `stream` is None.
+pub async fn wait_for_tones_in(
+    bot: &Bot,
+    stream: Option<&str>,
+    present: &[f64],
+    absent: &[f64],
+    timeout: Duration,
+) -> Result<()> {
     eventually(timeout, || async {
-        let audio = bot.record_audio(Duration::from_millis(500)).await?;
+        let window = Duration::from_millis(500);
+        let audio = match stream {
+            Some(stream) => bot.record_audio_from(stream, window).await?,
+            None => bot.record_audio(window).await?,
+        };
         let level = |hz: f64| tone_amplitude(&audio, AUDIO_RATE, hz);
         let weakest = present
             .iter()
@@ -136,11 +153,180 @@ pub async fn wait_for_tones(
                     .join(", ")
             };
             Err(anyhow!(
-                "present [{}], absent [{}]",
+                "{}: present [{}], absent [{}]",
+                stream.unwrap_or("mix"),
                 describe(present),
                 describe(absent)
             ))
         }
     })
     .await
+}
+
+/// Waits until the video the bot receives from `stream` (a participant id)
+/// is a bot's 640x360 picture of `colour`.
+pub async fn wait_for_colour_from(
+    bot: &Bot,
+    stream: &str,
+    colour: u32,
+    timeout: Duration,
+) -> Result<()> {
+    eventually(timeout, || async {
+        let frame = bot.frame_from(stream, Duration::from_secs(2)).await?;
+        let centre = frame.mean_rgb(frame.width as i32 / 2, frame.height as i32 / 2, 8);
+        if (frame.width, frame.height) != (640, 360) {
+            return Err(anyhow!(
+                "{stream}: frame is {}x{}, not 640x360",
+                frame.width,
+                frame.height
+            ));
+        }
+        if colour_close(centre, rgb_of(colour), COLOUR_TOLERANCE) {
+            Ok(())
+        } else {
+            Err(anyhow!("{stream}: centre is {centre:?}, want {colour:06x}"))
+        }
+    })
+    .await
+}
+
+/// A bot in a test, with what it sends.
+pub struct Member {
+    pub bot: Bot,
+    pub colour: u32,
+    pub tone: f64,
+    /// Sends nothing (a viewer).
+    pub viewer: bool,
+}
+
+impl Member {
+    pub fn id(&self) -> &str {
+        self.bot.id()
+    }
+}
+
+/// SFU and mesh: waits until `receiver` has exactly one live video and one
+/// live audio track from each of `senders` and none from anyone else (itself
+/// included), each track decoding to its sender's colour and tone.
+pub async fn wait_for_tracks_from(
+    receiver: &Member,
+    senders: &[&Member],
+    timeout: Duration,
+) -> Result<()> {
+    let mut want: Vec<String> = senders.iter().map(|s| s.id().to_owned()).collect();
+    want.sort();
+    for kind in [MediaKind::Video, MediaKind::Audio] {
+        receiver
+            .bot
+            .wait_for_state(timeout, |s| s.live_streams(kind) == want)
+            .await
+            .map_err(|e| {
+                e.context(format!(
+                    "{} live {kind:?} streams, want {want:?}",
+                    receiver.id()
+                ))
+            })?;
+    }
+    let all_tones: Vec<f64> = senders
+        .iter()
+        .map(|s| s.tone)
+        .chain([receiver.tone])
+        .collect();
+    for sender in senders {
+        wait_for_colour_from(&receiver.bot, sender.id(), sender.colour, timeout).await?;
+        let others: Vec<f64> = all_tones
+            .iter()
+            .copied()
+            .filter(|&t| t != sender.tone)
+            .collect();
+        wait_for_tones_in(
+            &receiver.bot,
+            Some(sender.id()),
+            &[sender.tone],
+            &others,
+            timeout,
+        )
+        .await?;
+    }
+    if receiver
+        .bot
+        .received_streams()
+        .iter()
+        .any(|s| s == receiver.id())
+    {
+        return Err(anyhow!("{} received its own media", receiver.id()));
+    }
+    Ok(())
+}
+
+/// Every member but the viewers, as senders.
+pub fn senders_except<'a>(members: &'a [Member], receiver: &Member) -> Vec<&'a Member> {
+    members
+        .iter()
+        .filter(|m| !m.viewer && m.id() != receiver.id())
+        .collect()
+}
+
+/// Checks that every member receives every other sender's tracks, and only those.
+pub async fn wait_for_full_exchange(members: &[Member], timeout: Duration) -> Result<()> {
+    for receiver in members {
+        let senders = senders_except(members, receiver);
+        wait_for_tracks_from(receiver, &senders, timeout).await?;
+    }
+    Ok(())
+}
+
+pub fn assert_no_errors(members: &[Member]) {
+    for m in members {
+        let errors = m.bot.state().errors;
+        assert!(errors.is_empty(), "{} got errors: {errors:?}", m.id());
+    }
+}
+
+/// Joins a bot sending `colour` and `tone` (nothing if `viewer`) in `mode`.
+pub async fn join_member(
+    server: &Server,
+    room: &str,
+    name: &str,
+    mode: gridmix::protocol::Mode,
+    (colour, tone): (u32, f64),
+    viewer: bool,
+) -> Member {
+    join_member_with(server, room, name, mode, (colour, tone), viewer, |_| {}).await
+}
+
+/// As `join_member`, with `adjust` changing the bot's configuration first.
+pub async fn join_member_with(
+    server: &Server,
+    room: &str,
+    name: &str,
+    mode: gridmix::protocol::Mode,
+    (colour, tone): (u32, f64),
+    viewer: bool,
+    adjust: impl FnOnce(&mut BotConfig),
+) -> Member {
+    let mut config = bot_config(server, room, name, colour, tone);
+    config.mode = mode;
+    config.send_video = !viewer;
+    config.send_audio = !viewer;
+    adjust(&mut config);
+    let bot = Bot::join(config)
+        .await
+        .unwrap_or_else(|e| panic!("{name} joins: {e:#}"));
+    Member {
+        bot,
+        colour,
+        tone,
+        viewer,
+    }
+}
+
+/// GETs `url` and parses the JSON body.
+pub async fn reqwest_json(url: &str) -> serde_json::Value {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }

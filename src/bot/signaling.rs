@@ -1,0 +1,417 @@
+//! The bot's side of the protocol in each mode:
+//! - MCU: one publish connection (the bot offers sendrecv), receiving the composite;
+//! - SFU: a publish connection (the bot offers sendonly) if it sends anything,
+//!   and the subscribe connection, where it answers every server offer;
+//! - mesh: one connection per other participant; the newcomer offers to each
+//!   participant already there, who answers.
+
+use super::media::{BotMedia, COMPOSITE, PeerLink, StreamOwner};
+use super::{BotConfig, BotState, RemoteTrack};
+use crate::media::sdp::{MediaKind, renumber_payload_types, summarize_offer};
+use crate::media::webrtc;
+use crate::protocol::{
+    ClientMessage, ErrorCode, IceCandidate, Mode, ParticipantInfo, PeerConnection, ServerMessage,
+};
+use anyhow::{Context, Result, anyhow};
+use futures::{SinkExt, StreamExt};
+use gst::prelude::*;
+use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+pub type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn send_json(ws: &mut WsStream, message: &ClientMessage) -> Result<()> {
+    let text = serde_json::to_string(message)?;
+    ws.send(Message::Text(text.into()))
+        .await
+        .context("sending to the server")
+}
+
+pub async fn next_server_message(ws: &mut WsStream) -> Result<Option<ServerMessage>> {
+    while let Some(frame) = ws.next().await {
+        match frame.context("reading from the server")? {
+            Message::Text(text) => {
+                return serde_json::from_str(text.as_str())
+                    .map(Some)
+                    .with_context(|| format!("server sent an unknown message: {text}"));
+            }
+            Message::Close(_) => return Ok(None),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Which connection a message or candidate belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Publish,
+    Subscribe,
+    Peer(String),
+}
+
+/// A peer connection and where it is in offer/answer.
+struct Connection {
+    link: PeerLink,
+    remote_set: bool,
+    /// Remote candidates that arrived before the remote description.
+    early_candidates: Vec<(u32, String)>,
+}
+
+pub struct Session {
+    ws: WsStream,
+    mode: Mode,
+    media: BotMedia,
+    publish: Option<Connection>,
+    subscribe: Option<Connection>,
+    peers: HashMap<String, Connection>,
+    local_ice: mpsc::UnboundedSender<(Route, u32, String)>,
+    local_ice_rx: mpsc::UnboundedReceiver<(Route, u32, String)>,
+    state: watch::Sender<BotState>,
+    /// (offered, answered) payload types renumbered in subscribe answers.
+    subscribe_payload_renumbering: Vec<(u8, u8)>,
+}
+
+impl Session {
+    /// Makes the bot's first offers, as its mode wants.
+    pub async fn start(
+        ws: WsStream,
+        config: &BotConfig,
+        media: BotMedia,
+        others: &[ParticipantInfo],
+        state: watch::Sender<BotState>,
+    ) -> Result<Session> {
+        let (local_ice, local_ice_rx) = mpsc::unbounded_channel();
+        let mode = config.mode;
+        let mut session = Session {
+            subscribe_payload_renumbering: config.subscribe_payload_renumbering.clone(),
+            ws,
+            mode,
+            media,
+            publish: None,
+            subscribe: None,
+            peers: HashMap::new(),
+            local_ice,
+            local_ice_rx,
+            state,
+        };
+        match mode {
+            Mode::Mcu => {
+                let mut conn =
+                    session.connect(Route::Publish, StreamOwner::Fixed(COMPOSITE.into()))?;
+                session.media.offer_lines(
+                    &mut conn.link,
+                    WebRTCRTPTransceiverDirection::Sendrecv,
+                    true,
+                )?;
+                session.offer(conn, Route::Publish).await?;
+            }
+            Mode::Sfu if session.media.sends_anything() => {
+                let mut conn = session.connect(Route::Publish, StreamOwner::Nobody)?;
+                session.media.offer_lines(
+                    &mut conn.link,
+                    WebRTCRTPTransceiverDirection::Sendonly,
+                    false,
+                )?;
+                session.offer(conn, Route::Publish).await?;
+            }
+            Mode::Sfu => {}
+            Mode::Mesh => {
+                for other in others {
+                    let route = Route::Peer(other.id.clone());
+                    let mut conn =
+                        session.connect(route.clone(), StreamOwner::Fixed(other.id.clone()))?;
+                    session.media.offer_lines(
+                        &mut conn.link,
+                        WebRTCRTPTransceiverDirection::Sendrecv,
+                        true,
+                    )?;
+                    session.offer(conn, route).await?;
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    pub fn pipeline(&self) -> gst::Pipeline {
+        self.media.pipeline.clone()
+    }
+
+    pub fn receivers(&self) -> super::media::Receivers {
+        self.media.receivers.clone()
+    }
+
+    fn connect(&self, route: Route, owner: StreamOwner) -> Result<Connection> {
+        let name = match &route {
+            Route::Publish => "publish".to_owned(),
+            Route::Subscribe => "subscribe".to_owned(),
+            Route::Peer(id) => format!("peer-{id}"),
+        };
+        let link = self.media.add_connection(&name, owner)?;
+        let local_ice = self.local_ice.clone();
+        webrtc::on_ice_candidate(&link.webrtc, move |mline, candidate| {
+            let _ = local_ice.send((route.clone(), mline, candidate));
+        });
+        Ok(Connection {
+            link,
+            remote_set: false,
+            early_candidates: Vec::new(),
+        })
+    }
+
+    /// Creates and sends an offer on a new connection, and keeps it.
+    async fn offer(&mut self, conn: Connection, route: Route) -> Result<()> {
+        let offer = webrtc::create_offer(&conn.link.webrtc).await?;
+        webrtc::set_local_description(&conn.link.webrtc, &offer).await?;
+        let to = match &route {
+            Route::Peer(id) => Some(id.clone()),
+            _ => None,
+        };
+        self.store(route, conn);
+        send_json(
+            &mut self.ws,
+            &ClientMessage::Offer {
+                sdp: webrtc::description_text(&offer),
+                to,
+            },
+        )
+        .await
+    }
+
+    fn store(&mut self, route: Route, conn: Connection) {
+        match route {
+            Route::Publish => self.publish = Some(conn),
+            Route::Subscribe => self.subscribe = Some(conn),
+            Route::Peer(id) => {
+                self.peers.insert(id, conn);
+            }
+        }
+    }
+
+    fn connection(&mut self, route: &Route) -> Option<&mut Connection> {
+        match route {
+            Route::Publish => self.publish.as_mut(),
+            Route::Subscribe => self.subscribe.as_mut(),
+            Route::Peer(id) => self.peers.get_mut(id),
+        }
+    }
+
+    fn route_of(&self, pc: PeerConnection, from: Option<String>) -> Route {
+        match (self.mode, from, pc) {
+            (Mode::Mesh, Some(from), _) => Route::Peer(from),
+            (_, _, PeerConnection::Subscribe) => Route::Subscribe,
+            _ => Route::Publish,
+        }
+    }
+
+    fn record_error(&self, what: &str, e: anyhow::Error) {
+        tracing::warn!("bot: {what}: {e:#}");
+        self.state
+            .send_modify(|s| s.errors.push((ErrorCode::BadSdp, format!("{what}: {e:#}"))));
+    }
+
+    /// Runs until the socket closes or `leave` fires.
+    pub async fn run(mut self, mut leave: oneshot::Receiver<()>) {
+        loop {
+            tokio::select! {
+                message = next_server_message(&mut self.ws) => match message {
+                    Ok(Some(message)) => self.handle(message).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!("bot signaling: {e:#}");
+                        break;
+                    }
+                },
+                Some((route, mline, candidate)) = self.local_ice_rx.recv() => {
+                    let (pc, to) = match route {
+                        Route::Publish => (PeerConnection::Publish, None),
+                        Route::Subscribe => (PeerConnection::Subscribe, None),
+                        Route::Peer(id) => (PeerConnection::Publish, Some(id)),
+                    };
+                    let ice = ClientMessage::Ice(IceCandidate {
+                        candidate,
+                        sdp_mline_index: mline,
+                        sdp_mid: None,
+                        pc,
+                        to,
+                        from: None,
+                    });
+                    if send_json(&mut self.ws, &ice).await.is_err() {
+                        break;
+                    }
+                }
+                _ = &mut leave => {
+                    let _ = send_json(&mut self.ws, &ClientMessage::Leave).await;
+                    let _ = self.ws.close(None).await;
+                    break;
+                }
+            }
+        }
+        self.state.send_modify(|s| s.disconnected = true);
+    }
+
+    async fn handle(&mut self, message: ServerMessage) {
+        match message {
+            ServerMessage::Answer { sdp, from } => {
+                let route = self.route_of(PeerConnection::Publish, from);
+                match self.apply_remote(&route, WebRTCSDPType::Answer, &sdp).await {
+                    Ok(()) => {
+                        self.note_tracks(&route, &sdp);
+                        self.state.send_modify(|s| s.answered = true);
+                    }
+                    Err(e) => self.record_error("applying an answer", e),
+                }
+            }
+            ServerMessage::Offer { sdp, from } => {
+                let route = self.route_of(PeerConnection::Subscribe, from);
+                if let Err(e) = self.answer(route, &sdp).await {
+                    self.record_error("answering an offer", e);
+                }
+            }
+            ServerMessage::Ice(ice) => {
+                let route = self.route_of(ice.pc, ice.from);
+                match self.connection(&route) {
+                    Some(conn) if conn.remote_set => webrtc::add_ice_candidate(
+                        &conn.link.webrtc,
+                        ice.sdp_mline_index,
+                        &ice.candidate,
+                    ),
+                    Some(conn) => conn
+                        .early_candidates
+                        .push((ice.sdp_mline_index, ice.candidate)),
+                    None => tracing::debug!("bot: candidate for no connection ({route:?})"),
+                }
+            }
+            ServerMessage::ParticipantJoined { participant } => {
+                self.state.send_modify(|s| s.others.push(participant));
+            }
+            ServerMessage::ParticipantLeft { participant } => {
+                if let Some(conn) = self.peers.remove(&participant) {
+                    self.stop(conn);
+                }
+                let mesh = self.mode == Mode::Mesh;
+                self.state.send_modify(|s| {
+                    s.others.retain(|p| p.id != participant);
+                    if mesh {
+                        s.tracks.retain(|t| t.stream != participant);
+                    }
+                });
+            }
+            ServerMessage::Error { code, message } => {
+                tracing::warn!("bot got error {}: {message}", code.as_str());
+                self.state.send_modify(|s| s.errors.push((code, message)));
+            }
+            ServerMessage::Joined { .. } => tracing::debug!("bot ignores a second joined"),
+        }
+    }
+
+    async fn apply_remote(&mut self, route: &Route, kind: WebRTCSDPType, sdp: &str) -> Result<()> {
+        let description = webrtc::parse_description(kind, sdp)?;
+        let conn = self
+            .connection(route)
+            .ok_or_else(|| anyhow!("no connection for {route:?}"))?;
+        webrtc::set_remote_description(&conn.link.webrtc, &description).await?;
+        let conn = self
+            .connection(route)
+            .ok_or_else(|| anyhow!("connection {route:?} closed"))?;
+        conn.remote_set = true;
+        for (mline, candidate) in conn.early_candidates.drain(..) {
+            webrtc::add_ice_candidate(&conn.link.webrtc, mline, &candidate);
+        }
+        Ok(())
+    }
+
+    /// Answers an offer: the server's on the SFU subscribe connection (a
+    /// first offer or a renegotiation), or a mesh peer's.
+    async fn answer(&mut self, route: Route, sdp: &str) -> Result<()> {
+        if self.connection(&route).is_none() {
+            let owner = match &route {
+                Route::Peer(id) => StreamOwner::Fixed(id.clone()),
+                _ => StreamOwner::ByMsid,
+            };
+            let conn = self.connect(route.clone(), owner)?;
+            self.store(route.clone(), conn);
+        }
+        self.apply_remote(&route, WebRTCSDPType::Offer, sdp).await?;
+        let offer = webrtc::parse_description(WebRTCSDPType::Offer, sdp)?;
+        let conn = self
+            .connection(&route)
+            .ok_or_else(|| anyhow!("connection {route:?} closed"))?;
+        let webrtc = conn.link.webrtc.clone();
+        if let Route::Peer(id) = &route {
+            let conn = self
+                .peers
+                .get_mut(id)
+                .ok_or_else(|| anyhow!("connection {route:?} closed"))?;
+            self.media.answer_lines(&mut conn.link, &offer)?;
+        }
+        let mut answer = webrtc::create_answer(&webrtc).await?;
+        if route == Route::Subscribe && !self.subscribe_payload_renumbering.is_empty() {
+            let text = webrtc::description_text(&answer);
+            let renumbered = renumber_payload_types(&text, &self.subscribe_payload_renumbering);
+            answer = webrtc::parse_description(WebRTCSDPType::Answer, &renumbered)?;
+        }
+        webrtc::set_local_description(&webrtc, &answer).await?;
+        self.note_tracks(&route, sdp);
+        let to = match &route {
+            Route::Peer(id) => Some(id.clone()),
+            _ => None,
+        };
+        if route == Route::Subscribe {
+            self.state.send_modify(|s| s.subscribe_offers += 1);
+        }
+        send_json(
+            &mut self.ws,
+            &ClientMessage::Answer {
+                sdp: webrtc::description_text(&answer),
+                to,
+            },
+        )
+        .await
+    }
+
+    /// Records which tracks the other side sends on a connection, from its
+    /// offer or answer.
+    fn note_tracks(&self, route: &Route, sdp: &str) {
+        let Ok(summary) = summarize_offer(sdp) else {
+            return;
+        };
+        let fixed_stream = match route {
+            Route::Peer(id) => Some(id.clone()),
+            Route::Publish | Route::Subscribe => None,
+        };
+        let tracks: Vec<RemoteTrack> = summary
+            .media
+            .iter()
+            .filter(|m| m.kind != MediaKind::Other)
+            .map(|m| RemoteTrack {
+                stream: fixed_stream
+                    .clone()
+                    .or_else(|| m.stream_id.clone())
+                    .unwrap_or_default(),
+                kind: m.kind,
+                active: !m.rejected && m.direction.client_sends(),
+            })
+            .collect();
+        match route {
+            Route::Subscribe => self.state.send_modify(|s| s.tracks = tracks),
+            Route::Peer(id) => self.state.send_modify(|s| {
+                s.tracks.retain(|t| &t.stream != id);
+                s.tracks.extend(tracks);
+            }),
+            Route::Publish => {}
+        }
+    }
+
+    fn stop(&self, conn: Connection) {
+        let elements = self.media.remove_connection(conn.link);
+        tokio::task::spawn_blocking(move || {
+            for element in elements {
+                let _ = element.set_state(gst::State::Null);
+            }
+        });
+    }
+}

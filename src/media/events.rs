@@ -1,0 +1,69 @@
+//! What GStreamer threads tell a room task. Callbacks only post these; the
+//! room task acts on them.
+
+use crate::ids::ParticipantId;
+use crate::media::sdp::MediaKind;
+use crate::protocol::PeerConnection;
+use gst::prelude::*;
+use gst_webrtc::WebRTCPeerConnectionState;
+use tokio::sync::mpsc::UnboundedSender;
+
+#[derive(Debug)]
+pub enum MediaEvent {
+    /// A local ICE candidate to trickle to the participant.
+    IceCandidate {
+        participant: ParticipantId,
+        pc: PeerConnection,
+        mline: u32,
+        candidate: String,
+    },
+    ConnectionState {
+        participant: ParticipantId,
+        pc: PeerConnection,
+        state: WebRTCPeerConnectionState,
+    },
+    /// Media of a kind ("audio"/"video") started arriving from a participant.
+    StreamStarted {
+        participant: ParticipantId,
+        media: String,
+    },
+    /// SFU: a participant's published track started arriving, with the caps
+    /// of its RTP (codec and payload type as the publisher negotiated them).
+    TrackPublished {
+        participant: ParticipantId,
+        kind: MediaKind,
+        caps: gst::Caps,
+    },
+    /// A receiver asked for a keyframe of the MCU composite (PLI/FIR).
+    KeyframeRequested,
+}
+
+/// Posts a webrtcbin's local ICE candidates and connection-state changes as
+/// events for the room task.
+pub fn watch_connection(
+    webrtc: &gst::Element,
+    events: &UnboundedSender<MediaEvent>,
+    participant: &ParticipantId,
+    pc: PeerConnection,
+) {
+    let sender = events.clone();
+    let who = participant.clone();
+    crate::media::webrtc::on_ice_candidate(webrtc, move |mline, candidate| {
+        let _ = sender.send(MediaEvent::IceCandidate {
+            participant: who.clone(),
+            pc,
+            mline,
+            candidate,
+        });
+    });
+    let sender = events.clone();
+    let who = participant.clone();
+    webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
+        let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
+        let _ = sender.send(MediaEvent::ConnectionState {
+            participant: who.clone(),
+            pc,
+            state,
+        });
+    });
+}

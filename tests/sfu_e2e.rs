@@ -1,0 +1,152 @@
+//! SFU rooms over real WebSocket + WebRTC on loopback: each bot receives
+//! every other sender's tracks, untouched, on its subscribe connection, with
+//! the sender's id as stream id; joins and leaves renegotiate.
+
+mod common;
+
+use common::*;
+use gridmix::config::ServeArgs;
+use gridmix::media::sdp::MediaKind;
+use gridmix::protocol::Mode;
+use std::time::Duration;
+
+const SENDERS: [(u32, f64); 4] = [
+    (0xff0000, 400.0),
+    (0x00ff00, 700.0),
+    (0x0000ff, 1100.0),
+    (0xffff00, 1500.0),
+];
+const TIMEOUT: Duration = Duration::from_secs(40);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sfu_forwards_every_track_renegotiates_on_join_and_leave_and_survives_churn() {
+    let server = start_server(ServeArgs::default()).await;
+    let room = "sfu-e2e";
+    let mut members = Vec::new();
+    for (i, sender) in SENDERS.iter().take(3).enumerate() {
+        members
+            .push(join_member(&server, room, &format!("bot{i}"), Mode::Sfu, *sender, false).await);
+    }
+    members.push(join_member(&server, room, "viewer", Mode::Sfu, (0, 0.0), true).await);
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("three senders and a viewer");
+
+    // A fourth sender: everyone gets its tracks by renegotiation.
+    let offers_before: Vec<u32> = members
+        .iter()
+        .map(|m| m.bot.state().subscribe_offers)
+        .collect();
+    members.push(join_member(&server, room, "bot3", Mode::Sfu, SENDERS[3], false).await);
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("after a fourth sender joined");
+    for (m, before) in members.iter().zip(offers_before) {
+        assert!(
+            m.bot.state().subscribe_offers > before,
+            "{} got bot3's tracks without a new offer",
+            m.id()
+        );
+    }
+
+    // One leaves: its tracks end everywhere else.
+    let leaver = members.remove(1);
+    let leaver_id = leaver.id().to_owned();
+    leaver.bot.leave().await;
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("after bot1 left");
+    for m in &members {
+        let tracks = m.bot.state().tracks;
+        assert!(
+            tracks
+                .iter()
+                .filter(|t| t.stream == leaver_id)
+                .all(|t| !t.active),
+            "{}: the leaver's tracks are still live: {tracks:?}",
+            m.id()
+        );
+    }
+
+    // Ten joins and leaves in a row.
+    for i in 0..10 {
+        let churn = join_member(
+            &server,
+            room,
+            &format!("churn{i}"),
+            Mode::Sfu,
+            (0xff00ff, 1900.0),
+            false,
+        )
+        .await;
+        churn.bot.leave().await;
+    }
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("after ten joins and leaves");
+    for m in &members {
+        let state = m.bot.state();
+        assert_eq!(
+            state.live_streams(MediaKind::Video).len(),
+            senders_except(&members, m).len()
+        );
+    }
+    assert_no_errors(&members);
+
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+/// Publishers that never make a keyframe unasked: a subscriber can only
+/// start decoding them if its keyframe requests (and the server's, for a new
+/// subscriber) reach them. The late viewer also answers with its own payload
+/// type numbers, which the forwarded packets must be rewritten to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keyframe_requests_reach_publishers_and_payload_types_follow_each_answer() {
+    let server = start_server(ServeArgs::default()).await;
+    let room = "sfu-keyframes";
+    let no_periodic_keyframes =
+        |c: &mut gridmix::bot::BotConfig| c.keyframe_interval_frames = 1_000_000;
+    let mut members = Vec::new();
+    for (i, sender) in SENDERS.iter().take(2).enumerate() {
+        members.push(
+            join_member_with(
+                &server,
+                room,
+                &format!("bot{i}"),
+                Mode::Sfu,
+                *sender,
+                false,
+                no_periodic_keyframes,
+            )
+            .await,
+        );
+    }
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("publishers that only make keyframes on request");
+    members.push(
+        join_member_with(
+            &server,
+            room,
+            "renumbering-viewer",
+            Mode::Sfu,
+            (0, 0.0),
+            true,
+            |c| {
+                c.subscribe_payload_renumbering = vec![(96, 100), (111, 109)];
+            },
+        )
+        .await,
+    );
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("a late viewer with its own payload types");
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
