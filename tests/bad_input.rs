@@ -146,18 +146,15 @@ async fn full_rooms_and_wrong_modes_are_refused() {
         .await;
     c.expect_error(ErrorCode::ModeMismatch).await;
 
-    // A leaves; C now fits, and B hears about both.
+    // A leaves; once B has heard so, C fits, and B hears of C.
     a.send(r#"{"type":"leave"}"#).await;
+    while !matches!(b.recv().await, ServerMessage::ParticipantLeft { .. }) {}
     c.join("small", "c").await;
-    let mut seen_left = false;
-    let mut seen_joined = false;
-    while !(seen_left && seen_joined) {
-        match b.recv().await {
-            ServerMessage::ParticipantLeft { .. } => seen_left = true,
-            ServerMessage::ParticipantJoined { participant } => {
-                seen_joined |= participant.name == "c"
-            }
-            _ => {}
+    loop {
+        if let ServerMessage::ParticipantJoined { participant } = b.recv().await
+            && participant.name == "c"
+        {
+            break;
         }
     }
     server.shut_down().await;
