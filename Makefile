@@ -6,6 +6,7 @@ SHELL := /bin/bash
 CARGO := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 LISTEN ?= 127.0.0.1:8080
 
+# What the server needs to build and run.
 DEB_PACKAGES := pkg-config \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
@@ -13,18 +14,32 @@ DEB_PACKAGES := pkg-config \
 PKGCONFIG_MODULES := gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0 gstreamer-webrtc-1.0
 # One element from each plugin package gridmix needs.
 GST_ELEMENTS := webrtcbin nicesrc dtlssrtpenc compositor audiomixer opusenc vp8enc rtpvp8pay capssetter
+# What only the tests need: the browser tests drive Debian's Chromium
+# through its WebDriver.
+TEST_DEB_PACKAGES := chromium chromium-driver
+TEST_PROGRAMS := chromium chromedriver
 
-.PHONY: deps build run test
+.PHONY: deps test-deps build run test
 
-deps:
+# $(call install_if_missing,packages,programs): apt-get install only when a
+# check fails.
+define install_if_missing
 	@ready=yes; \
 	pkg-config --exists $(PKGCONFIG_MODULES) 2>/dev/null || ready=no; \
 	for e in $(GST_ELEMENTS); do gst-inspect-1.0 $$e >/dev/null 2>&1 || ready=no; done; \
+	for p in $(2); do command -v $$p >/dev/null 2>&1 || ready=no; done; \
 	if [ $$ready = yes ]; then \
-	  echo "GStreamer and its plugins are already installed"; \
+	  echo "everything needed is already installed"; \
 	else \
-	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PACKAGES); \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(1); \
 	fi
+endef
+
+deps:
+	$(call install_if_missing,$(DEB_PACKAGES),)
+
+test-deps:
+	$(call install_if_missing,$(DEB_PACKAGES) $(TEST_DEB_PACKAGES),$(TEST_PROGRAMS))
 
 build: deps
 	$(CARGO) build --release --locked
@@ -32,5 +47,5 @@ build: deps
 run: build
 	./target/release/gridmix serve --listen $(LISTEN)
 
-test: deps
+test: test-deps
 	$(CARGO) test --locked

@@ -27,9 +27,15 @@ pub fn init_tracing() {
 }
 
 /// A server on 127.0.0.1:0 whose ICE uses loopback only.
-pub async fn start_server(mut args: ServeArgs) -> Server {
+pub async fn start_server(args: ServeArgs) -> Server {
+    start_server_at(args, "127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A server on `listen` (for a restart on the same port) whose ICE uses
+/// loopback only.
+pub async fn start_server_at(mut args: ServeArgs, listen: std::net::SocketAddr) -> Server {
     init_tracing();
-    args.listen = "127.0.0.1:0".parse().unwrap();
+    args.listen = listen;
     args.ice_addresses = vec![LOOPBACK.to_owned()];
     Server::start(args.into_config().expect("config"))
         .await

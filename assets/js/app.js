@@ -1,0 +1,234 @@
+// The gridmix browser client: join form, call page, reconnection. One module
+// per room mode (mcu.js, sfu.js, mesh.js) carries the media; this one wires
+// signaling, devices and the page together.
+
+import { McuSession } from "./mcu.js";
+import { MeshSession } from "./mesh.js";
+import { SfuSession } from "./sfu.js";
+import { Signaling } from "./signaling.js";
+import { StatsMeter, describeStats } from "./stats.js";
+import { openDevices, stopDevices } from "./media.js";
+import { CallView, describeVideo, sampleColour } from "./view.js";
+
+const $ = (selector) => document.querySelector(selector);
+const SESSIONS = { mcu: McuSession, sfu: SfuSession, mesh: MeshSession };
+
+const view = new CallView();
+const meter = new StatsMeter();
+const call = {
+  status: "idle", // idle | connecting | joined | reconnecting | left
+  settings: null, // { room, name, mode, viewer }
+  signaling: null,
+  session: null,
+  local: null,
+  participant: null,
+  participants: [],
+  recording: null,
+  stats: null,
+};
+
+function setStatus(status, text) {
+  call.status = status;
+  $("#status").textContent = text;
+  document.body.dataset.status = status;
+}
+
+function fillFormFromUrl() {
+  const query = new URLSearchParams(location.search);
+  const form = $("#join-form");
+  for (const field of ["room", "name", "mode"]) {
+    const value = query.get(field);
+    if (value) form.elements[field].value = value;
+  }
+  if (query.get("viewer") === "1") form.elements.viewer.checked = true;
+}
+
+async function join(event) {
+  event.preventDefault();
+  const form = $("#join-form");
+  const settings = {
+    room: form.elements.room.value.trim(),
+    name: form.elements.name.value.trim(),
+    mode: form.elements.mode.value,
+    viewer: form.elements.viewer.checked,
+  };
+  $("#join-message").textContent = "";
+  // A link to this call: room and mode (not the name, which is per person).
+  history.replaceState(null, "", `?room=${encodeURIComponent(settings.room)}&mode=${settings.mode}`);
+  if (!settings.viewer) {
+    try {
+      const { stream, warning } = await openDevices();
+      call.local = stream;
+      if (warning) view.say(warning, "warning");
+    } catch (error) {
+      $("#join-message").textContent = error.message;
+      return;
+    }
+  }
+  $("#self").srcObject = call.local;
+  $("#self").hidden = !call.local?.getVideoTracks().length;
+  call.settings = settings;
+  $("#join-view").hidden = true;
+  $("#call-view").hidden = false;
+  $("#room-label").textContent = `${settings.room} · ${settings.mode.toUpperCase()}`;
+  view.enter(settings.mode);
+  updateControls();
+  connect();
+}
+
+function connect() {
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  const signaling = new Signaling(url);
+  call.signaling = signaling;
+  setStatus("connecting", `Connecting (${signaling.transport})…`);
+  signaling.addEventListener("open", () => {
+    const { room, name, mode } = call.settings;
+    signaling.send({ type: "join", room, name, mode });
+  });
+  signaling.addEventListener("message", (event) => onMessage(event.detail));
+  signaling.addEventListener("reconnecting", (event) => {
+    endSession();
+    setStatus("reconnecting", `Connection to the server lost; reconnecting in ${Math.ceil(event.detail.inMs / 1000)} s…`);
+    view.say("The connection to the server dropped; reconnecting by itself.", "warning");
+  });
+  signaling.connect();
+}
+
+async function onMessage(message) {
+  switch (message.type) {
+    case "joined": {
+      call.participant = message.participant;
+      call.participants = message.participants;
+      view.setParticipants(call.participants);
+      setStatus("joined", `In the call as ${call.settings.name} (${call.signaling.transport})`);
+      const Session = SESSIONS[message.mode];
+      call.session = new Session({
+        signaling: call.signaling,
+        iceServers: message.iceServers,
+        local: call.local,
+        view,
+      });
+      try {
+        await call.session.start(message.participants);
+      } catch (error) {
+        view.error("negotiation", `Could not start the media connection: ${error.message}`);
+      }
+      break;
+    }
+    case "participant-joined":
+      call.participants = [...call.participants.filter((p) => p.id !== message.participant.id), message.participant];
+      view.setParticipants(call.participants);
+      view.say(`${message.participant.name} joined.`);
+      break;
+    case "participant-left": {
+      const who = call.participants.find((p) => p.id === message.participant);
+      call.participants = call.participants.filter((p) => p.id !== message.participant);
+      view.setParticipants(call.participants);
+      call.session?.handle(message);
+      if (who) view.say(`${who.name} left.`);
+      break;
+    }
+    case "recording":
+      call.recording = message.state === "started" ? message.id : null;
+      $("#recording").hidden = !call.recording;
+      view.say(message.state === "started" ? "This call is being recorded." : "Recording stopped.");
+      break;
+    case "error":
+      view.error(message.code, message.message);
+      if (call.status !== "joined") {
+        // The join itself was refused: back to the form, no reconnect loop.
+        leave(`${message.message}`);
+      }
+      break;
+    default:
+      call.session?.handle(message);
+  }
+}
+
+function endSession() {
+  call.session?.close();
+  call.session = null;
+  call.participants = [];
+  view.clearRemote();
+  view.setParticipants([]);
+  call.recording = null;
+  $("#recording").hidden = true;
+}
+
+function leave(reason) {
+  call.signaling?.close();
+  call.signaling = null;
+  endSession();
+  stopDevices(call.local);
+  call.local = null;
+  $("#call-view").hidden = true;
+  $("#join-view").hidden = false;
+  $("#join-message").textContent = reason ?? "";
+  setStatus("left", reason ? "Not in a call" : "You left the call");
+}
+
+function toggle(kind) {
+  for (const track of call.local?.getTracks().filter((t) => t.kind === kind) ?? []) track.enabled = !track.enabled;
+  updateControls();
+}
+
+function updateControls() {
+  const enabled = (kind) => call.local?.getTracks().some((t) => t.kind === kind && t.enabled) ?? false;
+  const has = (kind) => call.local?.getTracks().some((t) => t.kind === kind) ?? false;
+  $("#mic").disabled = !has("audio");
+  $("#camera").disabled = !has("video");
+  $("#mic").textContent = enabled("audio") ? "Mute microphone" : "Unmute microphone";
+  $("#camera").textContent = enabled("video") ? "Turn camera off" : "Turn camera on";
+  $("#mic").setAttribute("aria-pressed", String(!enabled("audio")));
+  $("#camera").setAttribute("aria-pressed", String(!enabled("video")));
+}
+
+async function refreshStats() {
+  if (!call.session) return;
+  call.stats = await meter.sample(call.session.peerConnections());
+  $("#stats").replaceChildren(
+    ...describeStats(call.stats).map(([name, value]) => {
+      const row = document.createElement("tr");
+      const th = document.createElement("th");
+      const td = document.createElement("td");
+      th.textContent = name;
+      td.textContent = value;
+      row.append(th, td);
+      return row;
+    }),
+  );
+}
+
+// What the page shows, for tests and for anyone at the console.
+window.gridmix = {
+  async state() {
+    const stats = call.session ? await new StatsMeter().sample(call.session.peerConnections()) : null;
+    return {
+      status: call.status,
+      mode: call.settings?.mode ?? null,
+      transport: call.signaling?.transport ?? null,
+      participant: call.participant,
+      participants: call.participants,
+      recording: call.recording,
+      composite: call.settings?.mode === "mcu" ? describeVideo(view.composite) : null,
+      tiles: [...document.querySelectorAll("#tiles .tile")].map((tile) => ({
+        participant: tile.dataset.participant,
+        name: tile.querySelector("figcaption").textContent,
+        ...describeVideo(tile.querySelector("video")),
+      })),
+      framesDecoded: stats?.framesDecoded ?? 0,
+      messages: [...document.querySelectorAll("#messages p")].map((p) => ({ code: p.dataset.code, text: p.textContent })),
+    };
+  },
+  // target: "composite" or a participant id; fx, fy: fractions of the frame.
+  sampleColour(target, fx, fy) {
+    return sampleColour(view.videoOf(target), fx, fy);
+  },
+};
+
+$("#join-form").addEventListener("submit", join);
+$("#leave").addEventListener("click", () => leave());
+$("#mic").addEventListener("click", () => toggle("audio"));
+$("#camera").addEventListener("click", () => toggle("video"));
+fillFormFromUrl();
+setInterval(refreshStats, 1000);

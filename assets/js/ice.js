@@ -1,0 +1,50 @@
+// Trickle ICE for one RTCPeerConnection: candidates from the other side wait
+// until the remote description is set (addIceCandidate throws before it).
+
+export class RemoteCandidates {
+  constructor(pc) {
+    this.pc = pc;
+    this.waiting = [];
+  }
+
+  add(message) {
+    // An empty candidate marks the end of candidates; browsers need nothing.
+    if (!message.candidate) return;
+    const candidate = {
+      candidate: message.candidate,
+      sdpMLineIndex: message.sdpMLineIndex,
+      sdpMid: message.sdpMid ?? null,
+    };
+    if (this.pc.remoteDescription) {
+      this.pc.addIceCandidate(candidate).catch((e) => console.warn("gridmix: candidate refused", e));
+    } else {
+      this.waiting.push(candidate);
+    }
+  }
+
+  // Call once the remote description is set.
+  flush() {
+    for (const candidate of this.waiting.splice(0)) {
+      this.pc.addIceCandidate(candidate).catch((e) => console.warn("gridmix: candidate refused", e));
+    }
+  }
+}
+
+// Sends this side's candidates as protocol "ice" messages; `fields` adds
+// "pc" or "to".
+export function sendLocalCandidates(pc, signaling, fields) {
+  pc.addEventListener("icecandidate", (event) => {
+    const c = event.candidate;
+    signaling.send({
+      type: "ice",
+      candidate: c ? c.candidate : "",
+      sdpMLineIndex: c?.sdpMLineIndex ?? 0,
+      ...(c?.sdpMid != null ? { sdpMid: c.sdpMid } : {}),
+      ...fields,
+    });
+  });
+}
+
+export function newPeerConnection(iceServers) {
+  return new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+}

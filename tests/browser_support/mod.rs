@@ -1,0 +1,215 @@
+//! Real headless Chromium for the browser tests, driven through Debian's
+//! chromedriver (WebDriver) with fantoccini. Fake camera and microphone,
+//! kept off the network; each page is its own browser session.
+#![allow(dead_code)]
+
+use anyhow::{Context, Result, anyhow};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Browser tests run one at a time: several Chromiums at once would starve a
+/// 2-core machine.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A chromedriver process on a free loopback port; killed on drop.
+pub struct Chromium {
+    driver: Child,
+    url: String,
+}
+
+impl Chromium {
+    pub async fn start() -> Result<Chromium> {
+        if !std::path::Path::new(CHROMEDRIVER).exists() {
+            return Err(anyhow!(
+                "{CHROMEDRIVER} is missing: `make test` installs Debian's chromium and chromium-driver"
+            ));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting chromedriver")?;
+        let chromium = Chromium {
+            driver,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        // Ready when its status endpoint answers.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if reqwest::get(format!("{}/status", chromium.url))
+                .await
+                .is_ok()
+            {
+                return Ok(chromium);
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!("chromedriver did not answer within 20 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A new browser (its own session and profile) named `name` in reports,
+    /// whose camera and microphone are granted.
+    pub async fn page(&self, name: &str) -> Result<Page> {
+        self.open(name, "--use-fake-ui-for-media-stream").await
+    }
+
+    /// A browser whose person refuses camera and microphone access.
+    pub async fn page_denying_devices(&self, name: &str) -> Result<Page> {
+        self.open(name, "--deny-permission-prompts").await
+    }
+
+    /// `permissions`: how the camera and microphone prompt is answered.
+    async fn open(&self, name: &str, permissions: &str) -> Result<Page> {
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            // Camera and microphone: Chromium's synthetic ones.
+            "--use-fake-device-for-media-stream",
+            permissions,
+            "--autoplay-policy=no-user-gesture-required",
+            // The server's ICE is pinned to 127.0.0.1 in tests; Chromium gathers
+            // loopback candidates only when told, and hides host addresses
+            // behind mDNS names that nothing here resolves.
+            "--allow-loopback-in-peer-connection",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+            // Off the network: this machine reaches no Google service.
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-timer-throttling",
+            "--disable-renderer-backgrounding",
+            "--window-size=1280,900",
+        ];
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .with_context(|| format!("opening a Chromium session for {name}"))?;
+        Ok(Page {
+            client,
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+pub struct Page {
+    pub client: Client,
+    pub name: String,
+}
+
+impl Page {
+    /// Opens the client at `base` with the join form filled by the URL (as a
+    /// shared link would) and clicks "Join".
+    pub async fn join(&self, base: &str, room: &str, mode: &str, viewer: bool) -> Result<()> {
+        let url = format!(
+            "{base}/?room={room}&mode={mode}&name={}{}",
+            self.name,
+            if viewer { "&viewer=1" } else { "" }
+        );
+        self.client.goto(&url).await?;
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#join"))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    pub async fn click(&self, selector: &str) -> Result<()> {
+        self.client
+            .find(Locator::Css(selector))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
+
+    /// `window.gridmix.state()`: status, participants, the composite or the
+    /// tiles, frames decoded, messages shown.
+    pub async fn state(&self) -> Result<Value> {
+        Ok(self
+            .client
+            .execute("return await window.gridmix.state();", vec![])
+            .await?)
+    }
+
+    /// The colour around (fx, fy), fractions of the frame, of the composite
+    /// ("composite") or of a participant's tile.
+    pub async fn sample(&self, target: &str, fx: f64, fy: f64) -> Result<[u8; 3]> {
+        let value = self
+            .client
+            .execute(
+                "return window.gridmix.sampleColour(arguments[0], arguments[1], arguments[2]);",
+                vec![json!(target), json!(fx), json!(fy)],
+            )
+            .await?;
+        let rgb: Vec<u8> = serde_json::from_value(value.clone())
+            .map_err(|_| anyhow!("{}: no picture to sample in {target}: {value}", self.name))?;
+        rgb.try_into()
+            .map_err(|_| anyhow!("{}: bad sample {value}", self.name))
+    }
+
+    /// Writes a PNG of the page to test-output/<label>-<page>.png.
+    pub async fn screenshot(&self, label: &str) -> Result<PathBuf> {
+        let png = self.client.screenshot().await?;
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-output");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{label}-{}.png", self.name));
+        std::fs::write(&path, png)?;
+        Ok(path)
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// Unwraps a check's result; on failure, first saves a screenshot of every
+/// page so a person can see what went wrong.
+pub async fn or_screenshots<T>(result: Result<T>, label: &str, pages: &[&Page]) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            let mut shots = Vec::new();
+            for page in pages {
+                if let Ok(path) = page.screenshot(&format!("failed-{label}")).await {
+                    shots.push(path.display().to_string());
+                }
+                if let Ok(state) = page.state().await {
+                    eprintln!("{} state: {state}", page.name);
+                }
+            }
+            panic!("{label}: {e:#}\nscreenshots: {}", shots.join(", "));
+        }
+    }
+}
