@@ -11,6 +11,32 @@ pub struct VideoFrame {
 }
 
 impl VideoFrame {
+    pub fn view(&self) -> FrameView<'_> {
+        FrameView {
+            width: self.width,
+            height: self.height,
+            stride: self.stride,
+            rgb: &self.rgb,
+        }
+    }
+
+    /// See `FrameView::mean_rgb`.
+    pub fn mean_rgb(&self, x: i32, y: i32, half: i32) -> [u8; 3] {
+        self.view().mean_rgb(x, y, half)
+    }
+}
+
+/// A decoded RGB frame borrowed from its buffer, as a frame observer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameView<'a> {
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row (rows may be padded).
+    pub stride: usize,
+    pub rgb: &'a [u8],
+}
+
+impl FrameView<'_> {
     /// Mean colour of the square of side `2 * half + 1` around (x, y),
     /// clipped to the frame.
     pub fn mean_rgb(&self, x: i32, y: i32, half: i32) -> [u8; 3] {
@@ -31,6 +57,12 @@ impl VideoFrame {
             return [0, 0, 0];
         }
         sum.map(|s| (s / n) as u8)
+    }
+
+    /// Mean brightness (0-255) of the square of side `2 * half + 1` around (x, y).
+    pub fn brightness(&self, x: i32, y: i32, half: i32) -> f64 {
+        let [r, g, b] = self.mean_rgb(x, y, half);
+        (f64::from(r) + f64::from(g) + f64::from(b)) / 3.0
     }
 }
 

@@ -1,19 +1,19 @@
-//! The bot's pipeline: one encoding of its colour and one of its tone, fanned
-//! out to every peer connection it has, and a decode chain per received
-//! stream ending in app sinks that tests read.
+//! The bot's pipeline: one encoding of its picture and one of its tone (or
+//! a share of an encoding made once for many bots), fanned out to every peer
+//! connection it has; what it receives is decoded (receive.rs) or only
+//! counted (traffic.rs).
 
 use super::BotConfig;
-use super::analysis::VideoFrame;
+use super::receive::{Receivers, link_receiver};
+use super::timecode;
+use super::traffic::Traffic;
 use crate::media::members::discard_pad;
 use crate::media::sdp::{MediaKind, summarize_offer};
 use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::Instant;
 
 pub const VIDEO_PT: u8 = 96;
 pub const AUDIO_PT: u8 = 111;
@@ -22,113 +22,17 @@ pub const AUDIO_RATE: u32 = 48000;
 /// The stream key of the MCU composite, which has no participant of its own.
 pub const COMPOSITE: &str = "composite";
 
-/// What a received stream decodes into.
-#[derive(Default, Clone)]
-struct StreamSinks {
-    video: Option<gst_app::AppSink>,
-    audio: Option<gst_app::AppSink>,
-}
-
-/// Received streams by stream id (the sender's participant id, or COMPOSITE).
-#[derive(Default, Clone)]
-pub struct Receivers {
-    streams: Arc<Mutex<HashMap<String, StreamSinks>>>,
-    frames: Arc<AtomicU64>,
-}
-
-impl Receivers {
-    fn sink(&self, stream: &str, video: bool) -> Option<gst_app::AppSink> {
-        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let sinks = streams.get(stream)?;
-        if video {
-            sinks.video.clone()
-        } else {
-            sinks.audio.clone()
-        }
-    }
-
-    /// Stream ids something was ever received from.
-    pub fn streams(&self) -> Vec<String> {
-        let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let mut ids: Vec<String> = streams.keys().cloned().collect();
-        ids.sort();
-        ids
-    }
-
-    pub fn frames(&self) -> u64 {
-        self.frames.load(Ordering::Relaxed)
-    }
-
-    /// A frame of `stream` decoded after this call, waiting up to `timeout`.
-    pub async fn fresh_frame(&self, stream: &str, timeout: Duration) -> Result<VideoFrame> {
-        let sink = self
-            .sink(stream, true)
-            .ok_or_else(|| anyhow!("no video received from {stream}"))?;
-        let sample = tokio::task::spawn_blocking(move || {
-            // The sink keeps its newest frame; drop it, it may be stale.
-            let _ = sink.try_pull_sample(gst::ClockTime::ZERO);
-            sink.try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
-        })
-        .await?
-        .ok_or_else(|| anyhow!("no video frame from {stream} within {timeout:?}"))?;
-        frame_of(&sample)
-    }
-
-    /// Records `duration` of freshly received audio of `stream` (mono, 48 kHz).
-    pub async fn record_audio(&self, stream: &str, duration: Duration) -> Result<Vec<f32>> {
-        let sink = self
-            .sink(stream, false)
-            .ok_or_else(|| anyhow!("no audio received from {stream}"))?;
-        let wanted = (duration.as_secs_f64() * f64::from(AUDIO_RATE)) as usize;
-        tokio::task::spawn_blocking(move || {
-            // Skip what queued up before the caller asked.
-            while sink.try_pull_sample(gst::ClockTime::ZERO).is_some() {}
-            let mut samples = Vec::with_capacity(wanted);
-            while samples.len() < wanted {
-                let sample = sink
-                    .try_pull_sample(gst::ClockTime::from_seconds(2))
-                    .ok_or_else(|| anyhow!("audio stopped arriving"))?;
-                let buffer = sample
-                    .buffer()
-                    .ok_or_else(|| anyhow!("audio sample without buffer"))?;
-                let map = buffer.map_readable()?;
-                samples.extend(
-                    map.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                );
-            }
-            Ok(samples)
-        })
-        .await?
-    }
-
-    fn insert(&self, stream: &str, video: bool, sink: gst_app::AppSink) {
-        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = streams.entry(stream.to_owned()).or_default();
-        if video {
-            entry.video = Some(sink);
-        } else {
-            entry.audio = Some(sink);
-        }
-    }
-}
-
-fn frame_of(sample: &gst::Sample) -> Result<VideoFrame> {
-    let caps = sample.caps().ok_or_else(|| anyhow!("frame without caps"))?;
-    let s = caps.structure(0).ok_or_else(|| anyhow!("empty caps"))?;
-    let width = s.get::<i32>("width")? as u32;
-    let height = s.get::<i32>("height")? as u32;
-    let buffer = sample
-        .buffer()
-        .ok_or_else(|| anyhow!("frame without buffer"))?;
-    let map = buffer.map_readable()?;
-    let stride = map.len() / height.max(1) as usize;
-    Ok(VideoFrame {
-        width,
-        height,
-        stride,
-        rgb: map.to_vec(),
-    })
+/// The a=msid stream id of the m-line a webrtcbin src pad belongs to.
+fn stream_of_pad(webrtc: &gst::Element, pad: &gst::Pad) -> Option<String> {
+    let mid = webrtc::pad_transceiver(pad)?.mid()?.to_string();
+    let remote =
+        webrtc.property::<Option<WebRTCSessionDescription>>("current-remote-description")?;
+    let summary = summarize_offer(&webrtc::description_text(&remote)).ok()?;
+    summary
+        .media
+        .into_iter()
+        .find(|m| m.mid.as_deref() == Some(mid.as_str()))?
+        .stream_id
 }
 
 /// How a receiving connection tells whose stream a new pad carries.
@@ -142,12 +46,44 @@ pub enum StreamOwner {
     Nobody,
 }
 
-/// The bot's media: the pipeline, its shared encodings and its receivers.
+/// The size and rate of what a bot sends.
+const WIDTH: u32 = 640;
+const HEIGHT: u32 = 360;
+
+/// The launch description of a bot's video: 640x360 at 30 fps from
+/// videotestsrc with `pattern` (its properties), through an identity named
+/// "picture" (where a timecode is drawn), VP8 with realtime settings and a
+/// keyframe every `keyframe_interval` frames unless asked, payloaded.
+pub(super) fn video_encoding(pattern: &str, keyframe_interval: u32) -> String {
+    format!(
+        "videotestsrc is-live=true {pattern} \
+         ! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},framerate=30/1 ! identity name=picture \
+         ! vp8enc deadline=1 cpu-used=8 lag-in-frames=0 target-bitrate=600000 \
+           end-usage=cbr keyframe-max-dist={keyframe_interval} error-resilient=partitions \
+         ! rtpvp8pay pt={VIDEO_PT} picture-id-mode=15-bit ! capsfilter caps=\"{}\"",
+        webrtc::rtp_caps(MediaKind::Video, VIDEO_PT)
+    )
+}
+
+/// The launch description of a bot's audio: a `tone_hz` sine in Opus.
+pub(super) fn audio_encoding(tone_hz: f64) -> String {
+    format!(
+        "audiotestsrc is-live=true wave=sine freq={tone_hz} volume=0.3 samplesperbuffer=960 \
+         ! audioconvert ! audioresample ! opusenc frame-size=20 \
+         ! rtpopuspay pt={AUDIO_PT} ! capsfilter caps=\"{}\"",
+        webrtc::rtp_caps(MediaKind::Audio, AUDIO_PT)
+    )
+}
+
+/// The bot's media: the pipeline, its encodings and what it receives.
 pub struct BotMedia {
     pub pipeline: gst::Pipeline,
     video_tee: Option<gst::Element>,
     audio_tee: Option<gst::Element>,
     pub receivers: Receivers,
+    pub traffic: Traffic,
+    /// Decode what is received (false: only count it).
+    decode: bool,
     settings: WebrtcSettings,
 }
 
@@ -161,44 +97,54 @@ pub struct PeerLink {
 impl BotMedia {
     pub fn build(config: &BotConfig, id: &str) -> Result<BotMedia> {
         let pipeline = gst::Pipeline::with_name(&format!("bot-{id}"));
-        let video_caps = webrtc::rtp_caps(MediaKind::Video, VIDEO_PT);
-        let audio_caps = webrtc::rtp_caps(MediaKind::Audio, AUDIO_PT);
-        let video_tee = if config.send_video {
-            Some(add_encoding(
+        // Its own SSRC when it sends a share of a common encoding.
+        let ssrc = rand_ssrc(id);
+        let video_tee = if !config.send_video {
+            None
+        } else if let Some(shared) = &config.shared_encoding {
+            Some(add_tee_after(
                 &pipeline,
-                &format!(
-                    "videotestsrc is-live=true pattern=solid-color foreground-color={argb} \
-                     ! video/x-raw,width=640,height=360,framerate=30/1 ! videoconvert \
-                     ! vp8enc deadline=1 cpu-used=8 lag-in-frames=0 target-bitrate=600000 \
-                       end-usage=cbr keyframe-max-dist={keyframe_interval} error-resilient=partitions \
-                     ! rtpvp8pay pt={VIDEO_PT} picture-id-mode=15-bit ! capsfilter caps=\"{video_caps}\"",
-                    argb = 0xff00_0000u32 | config.colour,
-                    keyframe_interval = config.keyframe_interval_frames,
-                ),
+                shared.source(&pipeline, MediaKind::Video, ssrc)?,
                 "video-tee",
             )?)
         } else {
-            None
-        };
-        let audio_tee = if config.send_audio {
-            Some(add_encoding(
-                &pipeline,
-                &format!(
-                    "audiotestsrc is-live=true wave=sine freq={} volume=0.3 samplesperbuffer=960 \
-                     ! audioconvert ! audioresample ! opusenc frame-size=20 \
-                     ! rtpopuspay pt={AUDIO_PT} ! capsfilter caps=\"{audio_caps}\"",
-                    config.tone_hz
+            let pattern = match config.timecode_origin {
+                Some(_) => "pattern=black".to_owned(),
+                None => format!(
+                    "pattern=solid-color foreground-color={}",
+                    0xff00_0000u32 | config.colour
                 ),
+            };
+            let chain = gst::parse::bin_from_description(
+                &video_encoding(&pattern, config.keyframe_interval_frames),
+                true,
+            )?;
+            if let Some(origin) = config.timecode_origin {
+                draw_timecodes(&chain, origin)?;
+            }
+            pipeline.add(&chain)?;
+            Some(add_tee_after(&pipeline, chain.upcast(), "video-tee")?)
+        };
+        let audio_tee = if !config.send_audio {
+            None
+        } else if let Some(shared) = &config.shared_encoding {
+            Some(add_tee_after(
+                &pipeline,
+                shared.source(&pipeline, MediaKind::Audio, ssrc.wrapping_add(1))?,
                 "audio-tee",
             )?)
         } else {
-            None
+            let chain = gst::parse::bin_from_description(&audio_encoding(config.tone_hz), true)?;
+            pipeline.add(&chain)?;
+            Some(add_tee_after(&pipeline, chain.upcast(), "audio-tee")?)
         };
         Ok(BotMedia {
             pipeline,
             video_tee,
             audio_tee,
-            receivers: Receivers::default(),
+            receivers: Receivers::new(config.on_frame.clone().map(|o| o.0)),
+            traffic: Traffic::default(),
+            decode: config.decode,
             settings: WebrtcSettings {
                 jitter_latency_ms: 60,
                 stun_server: None,
@@ -216,6 +162,8 @@ impl BotMedia {
         let webrtc = webrtc::make_webrtcbin(name, &self.settings)?;
         self.pipeline.add(&webrtc)?;
         let receivers = self.receivers.clone();
+        let traffic = self.traffic.clone();
+        let decode = self.decode;
         webrtc.connect_pad_added(move |webrtc, pad| {
             if pad.direction() != gst::PadDirection::Src {
                 return;
@@ -225,8 +173,13 @@ impl BotMedia {
                 StreamOwner::ByMsid => stream_of_pad(webrtc, pad),
                 StreamOwner::Nobody => None,
             };
-            let linked = stream
-                .is_some_and(|stream| link_receiver(webrtc, pad, &stream, &receivers).is_ok());
+            let video = webrtc::rtp_media_of(pad).as_deref() == Some("video");
+            if let Some(stream) = &stream {
+                traffic.count_received(pad, stream, video);
+            }
+            let linked = decode
+                && stream
+                    .is_some_and(|stream| link_receiver(webrtc, pad, &stream, &receivers).is_ok());
             if !linked {
                 discard_pad(webrtc, pad);
             }
@@ -257,7 +210,13 @@ impl BotMedia {
             ),
         ] {
             match tee {
-                Some(tee) => self.attach_sender(link, tee, "sink_%u", direction)?,
+                Some(tee) => {
+                    let transceiver = self.attach_sender(link, tee, "sink_%u", direction)?;
+                    // The offer must not wait for caps to reach the pad: a
+                    // share of a common encoding brings them only with its
+                    // first packet, and an m-line without caps is left out.
+                    transceiver.set_codec_preferences(Some(&caps));
+                }
                 None if receive => {
                     link.webrtc
                         .emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
@@ -302,13 +261,14 @@ impl BotMedia {
         Ok(())
     }
 
+    /// Feeds `tee` to a new sink pad of the connection; returns its transceiver.
     fn attach_sender(
         &self,
         link: &mut PeerLink,
         tee: &gst::Element,
         pad_name: &str,
         direction: WebRTCRTPTransceiverDirection,
-    ) -> Result<()> {
+    ) -> Result<gst_webrtc::WebRTCRTPTransceiver> {
         let queue = gst::ElementFactory::make("queue")
             .name(format!("{}-{}-queue", link.webrtc.name(), tee.name()))
             .property_from_str("leaky", "downstream")
@@ -322,10 +282,13 @@ impl BotMedia {
             .static_pad("src")
             .ok_or_else(|| anyhow!("queue has no src pad"))?
             .link(&sink)?;
-        if let Some(transceiver) = webrtc::pad_transceiver(&sink) {
-            transceiver.set_direction(direction);
-        }
+        let transceiver = webrtc::pad_transceiver(&sink)
+            .ok_or_else(|| anyhow!("{pad_name} has no transceiver"))?;
+        transceiver.set_direction(direction);
         queue.sync_state_with_parent()?;
+        if let Some(out) = queue.static_pad("src") {
+            self.traffic.count_sent(&out);
+        }
         let tee_pad = tee
             .request_pad_simple("src_%u")
             .ok_or_else(|| anyhow!("tee gave no src pad"))?;
@@ -335,7 +298,7 @@ impl BotMedia {
                 .ok_or_else(|| anyhow!("queue has no sink pad"))?,
         )?;
         link.senders.push((queue, tee_pad));
-        Ok(())
+        Ok(transceiver)
     }
 
     /// Takes a peer connection out of the pipeline; the elements are
@@ -361,87 +324,45 @@ impl BotMedia {
     }
 }
 
-/// Adds an encoding chain ending in a tee that fans it out to connections.
-fn add_encoding(
+/// Adds a tee after `source` (already in the pipeline) that fans it out to
+/// connections.
+fn add_tee_after(
     pipeline: &gst::Pipeline,
-    description: &str,
+    source: gst::Element,
     tee_name: &str,
 ) -> Result<gst::Element> {
-    let chain = gst::parse::bin_from_description(description, true)?;
     let tee = gst::ElementFactory::make("tee")
         .name(tee_name)
         .property("allow-not-linked", true)
         .build()?;
-    pipeline.add_many([chain.upcast_ref(), &tee])?;
-    chain.link(&tee)?;
+    pipeline.add(&tee)?;
+    source.link(&tee)?;
     Ok(tee)
 }
 
-/// The a=msid stream id of the m-line a webrtcbin src pad belongs to.
-fn stream_of_pad(webrtc: &gst::Element, pad: &gst::Pad) -> Option<String> {
-    let mid = webrtc::pad_transceiver(pad)?.mid()?.to_string();
-    let remote =
-        webrtc.property::<Option<WebRTCSessionDescription>>("current-remote-description")?;
-    let summary = summarize_offer(&webrtc::description_text(&remote)).ok()?;
-    summary
-        .media
-        .into_iter()
-        .find(|m| m.mid.as_deref() == Some(mid.as_str()))?
-        .stream_id
+/// Draws, into every frame leaving the chain's "picture" element, the
+/// milliseconds since `origin` as timecode blocks (see timecode.rs).
+fn draw_timecodes(chain: &gst::Bin, origin: Instant) -> Result<()> {
+    let pad = chain
+        .by_name("picture")
+        .and_then(|p| p.static_pad("src"))
+        .ok_or_else(|| anyhow!("the video chain has no picture element"))?;
+    // I420: the luma plane comes first, rows rounded up to 4 bytes.
+    let stride = WIDTH.next_multiple_of(4) as usize;
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+            && let Ok(mut map) = buffer.make_mut().map_writable()
+        {
+            let ms = origin.elapsed().as_millis() as u32;
+            timecode::draw(&mut map, WIDTH, HEIGHT, stride, ms);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
 }
 
-/// Decodes a received stream into an app sink registered under `stream`.
-/// Runs in pad-added: the pad must be linked before the callback returns.
-fn link_receiver(
-    webrtc: &gst::Element,
-    pad: &gst::Pad,
-    stream: &str,
-    receivers: &Receivers,
-) -> Result<()> {
-    let video = match webrtc::rtp_media_of(pad).as_deref() {
-        Some("video") => true,
-        Some("audio") => false,
-        _ => return Err(anyhow!("neither audio nor video")),
-    };
-    let pipeline = webrtc
-        .parent()
-        .and_then(|p| p.downcast::<gst::Bin>().ok())
-        .ok_or_else(|| anyhow!("webrtcbin has no parent bin"))?;
-    // VP8 carries no colour space; like browsers, read it as BT.601 (vp8dec
-    // would assume BT.709 for HD sizes and shift every colour).
-    let description = if video {
-        "rtpvp8depay request-keyframe=true wait-for-keyframe=true ! vp8dec \
-         ! capssetter join=true replace=false caps=\"video/x-raw,colorimetry=bt601\" ! videoconvert \
-         ! video/x-raw,format=RGB ! appsink name=sink max-buffers=1 drop=true sync=false wait-on-eos=false"
-            .to_owned()
-    } else {
-        format!(
-            "rtpopusdepay ! opusdec ! audioconvert ! audioresample \
-             ! audio/x-raw,format=F32LE,rate={AUDIO_RATE},channels=1,layout=interleaved \
-             ! appsink name=sink max-buffers=200 drop=true sync=false wait-on-eos=false"
-        )
-    };
-    let chain = gst::parse::bin_from_description(&description, true)?;
-    let sink = chain
-        .by_name("sink")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| anyhow!("no app sink in the receive chain"))?;
-    if video {
-        let frames = receivers.frames.clone();
-        if let Some(sink_pad) = sink.static_pad("sink") {
-            sink_pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                frames.fetch_add(1, Ordering::Relaxed);
-                gst::PadProbeReturn::Ok
-            });
-        }
-    }
-    chain.set_property("name", format!("{}-receive-{}", webrtc.name(), pad.name()));
-    pipeline.add(&chain)?;
-    chain.sync_state_with_parent()?;
-    let chain_sink = chain
-        .static_pad("sink")
-        .ok_or_else(|| anyhow!("receive chain has no sink pad"))?;
-    pad.link(&chain_sink)?;
-    receivers.insert(stream, video, sink);
-    Ok(())
+/// An SSRC for a bot, different for every bot id.
+fn rand_ssrc(id: &str) -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(id) as u32
 }

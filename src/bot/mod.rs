@@ -4,20 +4,29 @@
 
 pub mod analysis;
 mod media;
+mod receive;
+pub mod shared;
 mod signaling;
+pub mod timecode;
+pub mod traffic;
 
 pub use media::{AUDIO_PT, AUDIO_RATE, COMPOSITE, VIDEO_PT};
+pub use receive::FrameObserver;
 
 use crate::media::sdp::MediaKind;
 use crate::protocol::{ClientMessage, ErrorCode, Mode, ParticipantInfo, ServerMessage};
 use analysis::VideoFrame;
 use anyhow::{Context, Result, anyhow, bail};
 use gst::prelude::*;
-use media::{BotMedia, Receivers};
+use media::BotMedia;
+use receive::Receivers;
+use shared::SharedEncoding;
 use signaling::{Session, next_server_message, send_json};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use traffic::{Traffic, TrafficSnapshot};
 
 #[derive(Debug, Clone)]
 pub struct BotConfig {
@@ -40,6 +49,26 @@ pub struct BotConfig {
     /// SFU: payload types its subscribe answers renumber, (offered, answered),
     /// as a client with its own payload type numbering would.
     pub subscribe_payload_renumbering: Vec<(u8, u8)>,
+    /// Send timecode blocks of the milliseconds since this instant instead
+    /// of the colour (the bench's latency probes).
+    pub timecode_origin: Option<Instant>,
+    /// Decode what it receives (false: only count it, as the bench's load
+    /// participants do).
+    pub decode: bool,
+    /// Send a share of this encoding instead of encoding its own.
+    pub shared_encoding: Option<SharedEncoding>,
+    /// Sees every decoded video frame.
+    pub on_frame: Option<OnFrame>,
+}
+
+/// A frame observer in a configuration.
+#[derive(Clone)]
+pub struct OnFrame(pub FrameObserver);
+
+impl std::fmt::Debug for OnFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnFrame")
+    }
 }
 
 impl BotConfig {
@@ -56,6 +85,10 @@ impl BotConfig {
             ice_addresses: Vec::new(),
             keyframe_interval_frames: 90,
             subscribe_payload_renumbering: Vec::new(),
+            timecode_origin: None,
+            decode: true,
+            shared_encoding: None,
+            on_frame: None,
         }
     }
 }
@@ -103,6 +136,7 @@ pub struct Bot {
     id: String,
     pipeline: gst::Pipeline,
     receivers: Receivers,
+    traffic: Traffic,
     state: watch::Receiver<BotState>,
     leave: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -145,12 +179,14 @@ impl Bot {
         let session = Session::start(ws, &config, media, &others, state_tx).await?;
         let pipeline = session.pipeline();
         let receivers = session.receivers();
+        let traffic = session.traffic();
         let (leave, leave_rx) = oneshot::channel();
         let task = tokio::spawn(session.run(leave_rx));
         Ok(Bot {
             id,
             pipeline,
             receivers,
+            traffic,
             state,
             leave: Some(leave),
             task: Some(task),
@@ -180,6 +216,11 @@ impl Bot {
                 self.state()
             )),
         }
+    }
+
+    /// What it has sent and received so far, counted without decoding.
+    pub fn traffic(&self) -> TrafficSnapshot {
+        self.traffic.snapshot()
     }
 
     /// Video frames decoded so far, from every stream.

@@ -140,8 +140,12 @@ impl Session {
         self.media.pipeline.clone()
     }
 
-    pub fn receivers(&self) -> super::media::Receivers {
+    pub fn receivers(&self) -> super::receive::Receivers {
         self.media.receivers.clone()
+    }
+
+    pub fn traffic(&self) -> super::traffic::Traffic {
+        self.media.traffic.clone()
     }
 
     fn connect(&self, route: Route, owner: StreamOwner) -> Result<Connection> {

@@ -1,4 +1,6 @@
-//! RTP header edits an SFU makes on forwarded packets. Pure: no GStreamer.
+//! RTP header reads and edits: an SFU rewrites payload types of forwarded
+//! packets; the bench fans one encoding out under several SSRCs and counts
+//! frames by marker bit. Pure: no GStreamer.
 
 /// The payload type of an RTP packet (version 2, at least the fixed
 /// 12-byte header), or None for anything else.
@@ -13,6 +15,21 @@ pub fn set_payload_type(packet: &mut [u8], pt: u8) -> bool {
         return false;
     }
     packet[1] = (packet[1] & 0x80) | pt;
+    true
+}
+
+/// Whether the packet has the marker bit set (for video: the last packet of
+/// a frame).
+pub fn marker(packet: &[u8]) -> bool {
+    payload_type(packet).is_some() && packet[1] & 0x80 != 0
+}
+
+/// Sets an RTP packet's SSRC. Returns false for anything that is not RTP.
+pub fn set_ssrc(packet: &mut [u8], ssrc: u32) -> bool {
+    if payload_type(packet).is_none() {
+        return false;
+    }
+    packet[8..12].copy_from_slice(&ssrc.to_be_bytes());
     true
 }
 
@@ -36,6 +53,17 @@ mod tests {
             assert_eq!(p[1] >> 7, u8::from(marker));
             assert_eq!(&p[12..], b"payload");
         }
+    }
+
+    #[test]
+    fn reads_the_marker_and_rewrites_the_ssrc() {
+        let mut p = packet(true, 96);
+        assert!(marker(&p));
+        assert!(!marker(&packet(false, 96)));
+        assert!(set_ssrc(&mut p, 0xdead_beef));
+        assert_eq!(&p[8..12], &[0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(payload_type(&p), Some(96));
+        assert!(!set_ssrc(&mut [0u8; 4], 1));
     }
 
     #[test]
