@@ -3,6 +3,7 @@
 //! Dependencies point one way: signaling -> room -> media; `protocol`, `ids`
 //! and `media::layout` depend on nothing.
 
+pub mod bench;
 pub mod bot;
 pub mod config;
 pub mod ids;

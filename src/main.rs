@@ -1,4 +1,4 @@
-//! The `gridmix` command: serve | bot.
+//! The `gridmix` command: serve | bot | bench.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -27,6 +27,31 @@ enum Command {
     Serve(ServeArgs),
     /// Join a room as a synthetic participant sending a colour and a tone.
     Bot(BotArgs),
+    /// Measure MCU against SFU against mesh on this machine.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Modes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "mcu,sfu,mesh")]
+    modes: Vec<ModeArg>,
+    /// Participant counts to measure, comma-separated (each at least 2).
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8,12,16", value_parser = clap::value_parser!(u16).range(2..=64))]
+    participants: Vec<u16>,
+    /// Seconds measured in each run (after the room settles).
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Folder for results.json, results.md, the charts and the server's log.
+    #[arg(long, default_value = "bench-results")]
+    out: std::path::PathBuf,
+    /// A running server to measure (ws://host:port/ws) instead of starting one.
+    #[arg(long)]
+    server: Option<String>,
+    /// Local addresses the participants' ICE may use (default with a child
+    /// server: 127.0.0.1).
+    #[arg(long = "ice-address")]
+    ice_addresses: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -63,6 +88,16 @@ enum ModeArg {
     Mesh,
 }
 
+impl From<ModeArg> for Mode {
+    fn from(mode: ModeArg) -> Mode {
+        match mode {
+            ModeArg::Mcu => Mode::Mcu,
+            ModeArg::Sfu => Mode::Sfu,
+            ModeArg::Mesh => Mode::Mesh,
+        }
+    }
+}
+
 fn parse_colour(s: &str) -> Result<u32, String> {
     let hex = s.trim_start_matches('#');
     if hex.len() != 6 {
@@ -85,7 +120,33 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bot(args) => runtime.block_on(bot(args)),
+        Command::Bench(args) => runtime.block_on(bench(args)),
     }
+}
+
+async fn bench(args: BenchArgs) -> Result<()> {
+    let ice_addresses = if args.ice_addresses.is_empty() && args.server.is_none() {
+        vec!["127.0.0.1".to_owned()]
+    } else {
+        args.ice_addresses
+    };
+    let config = gridmix::bench::BenchConfig {
+        modes: args.modes.into_iter().map(Mode::from).collect(),
+        participants: args.participants.into_iter().map(usize::from).collect(),
+        duration: Duration::from_secs(args.duration),
+        out: args.out.clone(),
+        server: args.server,
+        ice_addresses,
+        progress: true,
+    };
+    let results = gridmix::bench::run(config).await?;
+    let failed = results.runs.iter().filter(|r| !r.ok).count();
+    println!(
+        "{} runs ({failed} failed); results in {}",
+        results.runs.len(),
+        args.out.join("results.md").display()
+    );
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
@@ -116,11 +177,7 @@ async fn wait_for_signal() {
 
 async fn bot(args: BotArgs) -> Result<()> {
     let mut config = BotConfig::new(&args.server, &args.room, &args.name, args.color, args.tone);
-    config.mode = match args.mode {
-        ModeArg::Mcu => Mode::Mcu,
-        ModeArg::Sfu => Mode::Sfu,
-        ModeArg::Mesh => Mode::Mesh,
-    };
+    config.mode = args.mode.into();
     config.ice_addresses = args.ice_addresses;
     config.send_video = !args.viewer;
     config.send_audio = !args.viewer;

@@ -1,0 +1,121 @@
+//! `gridmix bench`: MCU against SFU against mesh on the same load, on this
+//! machine. Each mode and participant count is one run in a fresh room
+//! (run.rs); the server is a child process measured from /proc
+//! (server.rs, process.rs); results go to results.json, results.md and SVG
+//! charts (report.rs).
+
+pub mod process;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod server;
+pub mod summary;
+
+use crate::bot::shared::SharedEncoding;
+use crate::protocol::Mode;
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use results::{BenchResults, Machine, Settings};
+use run::{BenchContext, PROBES, RunSpec};
+use server::ServerUnderTest;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub modes: Vec<Mode>,
+    pub participants: Vec<usize>,
+    /// Length of each run's measured window.
+    pub duration: Duration,
+    pub out: PathBuf,
+    /// ws://host:port/ws of a running server; None starts a child server.
+    pub server: Option<String>,
+    /// Local addresses the participants' ICE may use.
+    pub ice_addresses: Vec<String>,
+    /// Show a progress line (off in tests).
+    pub progress: bool,
+}
+
+/// Runs every mode at every participant count and writes the results.
+pub async fn run(config: BenchConfig) -> Result<BenchResults> {
+    gst::init()?;
+    std::fs::create_dir_all(&config.out)
+        .with_context(|| format!("creating {}", config.out.display()))?;
+    let server = match &config.server {
+        Some(url) => ServerUnderTest::external(url).await?,
+        None => ServerUnderTest::start_child(&config.out.join("server.log")).await?,
+    };
+    let context = BenchContext {
+        server,
+        load: SharedEncoding::start(0x808080, 440.0)?,
+        ice_addresses: config.ice_addresses.clone(),
+        canvas_fps: 30.0,
+        origin: Instant::now(),
+    };
+    let specs: Vec<RunSpec> = config
+        .modes
+        .iter()
+        .flat_map(|&mode| {
+            config
+                .participants
+                .iter()
+                .map(move |&participants| RunSpec {
+                    mode,
+                    participants,
+                    duration: config.duration,
+                    settle_timeout: Duration::from_secs(20)
+                        + Duration::from_millis(500) * participants as u32,
+                    warm_up: Duration::from_secs(2),
+                })
+        })
+        .collect();
+    let progress = if config.progress {
+        ProgressBar::new(specs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "[{elapsed_precise}] {bar:30} {pos}/{len} runs, about {eta} left: {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut runs = Vec::new();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for (i, spec) in specs.iter().enumerate() {
+        progress.set_message(format!(
+            "{} with {} participants",
+            spec.mode, spec.participants
+        ));
+        let room = format!("bench-{}-{}-{stamp}-{i}", spec.mode, spec.participants);
+        let result = run::run(*spec, &context, &room).await;
+        if let Some(reason) = &result.failure {
+            progress.println(format!(
+                "{} with {} participants failed: {reason}",
+                spec.mode, spec.participants
+            ));
+        }
+        runs.push(result);
+        progress.inc(1);
+    }
+    progress.finish_with_message("done");
+    let results = BenchResults {
+        machine: Machine::this_one(),
+        settings: Settings {
+            duration_s: config.duration.as_secs_f64(),
+            server: config
+                .server
+                .clone()
+                .unwrap_or_else(|| "child process".into()),
+            video: "640x360 30 fps VP8, ~600 kbit/s".into(),
+            audio: "Opus 48 kHz, 20 ms frames".into(),
+            probes_per_run: PROBES,
+        },
+        runs,
+    };
+    report::write_all(&results, &config.out)?;
+    drop(context);
+    Ok(results)
+}

@@ -1,0 +1,190 @@
+//! What a bench run measured, as written to results.json. Every field is
+//! always present (null when it could not be measured), so readers and the
+//! smoke test can rely on the shape.
+
+use super::summary::Percentiles;
+use crate::protocol::Mode;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResults {
+    pub machine: Machine,
+    pub settings: Settings,
+    pub runs: Vec<RunResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub gstreamer: String,
+    pub gridmix_version: String,
+    pub git_commit: String,
+    pub os: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub duration_s: f64,
+    /// "child process" or the URL of an external server.
+    pub server: String,
+    pub video: String,
+    pub audio: String,
+    pub probes_per_run: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub mode: Mode,
+    pub participants: usize,
+    pub ok: bool,
+    /// Why the run failed, when it did.
+    pub failure: Option<String>,
+    /// Length of the measured window, seconds.
+    pub measured_s: Option<f64>,
+    pub server: ServerFigures,
+    pub clients: ClientFigures,
+    pub latency_ms: LatencyFigures,
+    pub join_ms: JoinFigures,
+    pub mcu_output: McuOutputFigures,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerFigures {
+    /// User + system CPU over the window, % of one core.
+    pub cpu_percent: Option<f64>,
+    pub cpu_percent_per_participant: Option<f64>,
+    /// Peak resident memory during the window, MiB.
+    pub peak_rss_mib: Option<f64>,
+    pub peak_threads: Option<u64>,
+    /// RTP packets the participants received from the server in the window
+    /// (SFU: forwarded packets; MCU: packets of the composites and mixes).
+    pub packets_out: Option<u64>,
+    /// Server CPU time per packet it sent, microseconds.
+    pub cpu_us_per_packet_out: Option<f64>,
+    /// Why the server figures are missing, when they are.
+    pub unavailable: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientFigures {
+    /// RTP payload bitrate each participant sent (all its connections), mean.
+    pub uplink_kbps_per_participant: Option<f64>,
+    /// RTP bitrate each participant received, mean.
+    pub downlink_kbps_per_participant: Option<f64>,
+    /// Video streams each participant received, mean.
+    pub video_streams_per_participant: Option<f64>,
+    /// Complete video frames per second per received stream, mean.
+    pub received_fps: Option<f64>,
+    /// Gaps of more than 200 ms between frames of a received stream, all
+    /// streams together.
+    pub freezes: Option<u64>,
+    /// CPU of the load generator (every participant of the run), % of one core.
+    pub load_generator_cpu_percent: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyFigures {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub max: Option<f64>,
+    /// Timecodes read back and counted.
+    pub samples: usize,
+    /// Reads rejected (unclear blocks or a wrong check).
+    pub rejected: usize,
+}
+
+impl LatencyFigures {
+    pub fn new(samples: &[f64], rejected: usize) -> LatencyFigures {
+        let p = super::summary::percentiles(samples);
+        LatencyFigures {
+            p50: p.map(|p| p.p50),
+            p95: p.map(|p| p.p95),
+            max: p.map(|p| p.max),
+            samples: samples.len(),
+            rejected,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JoinFigures {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub samples: usize,
+}
+
+impl From<Option<Percentiles>> for JoinFigures {
+    fn from(p: Option<Percentiles>) -> JoinFigures {
+        JoinFigures {
+            p50: p.map(|p| p.p50),
+            p95: p.map(|p| p.p95),
+            samples: p.map_or(0, |p| p.samples),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct McuOutputFigures {
+    pub target_fps: Option<f64>,
+    /// Composite frames per second a probe decoded.
+    pub received_fps: Option<f64>,
+    /// Frames short of the target over the window.
+    pub dropped_frames: Option<u64>,
+}
+
+impl RunResult {
+    pub fn failed(mode: Mode, participants: usize, reason: String) -> RunResult {
+        RunResult {
+            mode,
+            participants,
+            ok: false,
+            failure: Some(reason),
+            measured_s: None,
+            server: ServerFigures::default(),
+            clients: ClientFigures::default(),
+            latency_ms: LatencyFigures::default(),
+            join_ms: JoinFigures::default(),
+            mcu_output: McuOutputFigures::default(),
+        }
+    }
+}
+
+impl Machine {
+    /// This machine, read from /proc/cpuinfo, GStreamer and git.
+    pub fn this_one() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name")
+                    .and_then(|v| v.split_once(':'))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        let git_commit = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let os = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("PRETTY_NAME=")
+                        .map(|v| v.trim_matches('"').to_owned())
+                })
+            })
+            .unwrap_or_else(|| std::env::consts::OS.to_owned());
+        Machine {
+            cpu_model,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            gstreamer: gst::version_string().to_string(),
+            gridmix_version: env!("CARGO_PKG_VERSION").to_owned(),
+            git_commit,
+            os,
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! One bench run: a fresh room of one mode with N participants, settled,
+//! measured for a window, torn down. Two participants are probes (they
+//! encode timecodes and decode what they receive); the rest are load (they
+//! send a share of one encoding and count what they receive without
+//! decoding), so the load generator is not the bottleneck.
+
+use super::results::{
+    ClientFigures, JoinFigures, LatencyFigures, McuOutputFigures, RunResult, ServerFigures,
+};
+use super::server::ServerUnderTest;
+use super::summary::{mean, percentiles};
+use super::{process, process::ProcessSample};
+use crate::bot::shared::SharedEncoding;
+use crate::bot::timecode::{self, Region};
+use crate::bot::traffic::TrafficSnapshot;
+use crate::bot::{Bot, BotConfig, COMPOSITE, OnFrame};
+use crate::media::layout::GridLayout;
+use crate::protocol::Mode;
+use anyhow::{Context, Result, anyhow, bail};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What is shared by every run of a bench.
+pub struct BenchContext {
+    pub server: ServerUnderTest,
+    pub load: SharedEncoding,
+    pub ice_addresses: Vec<String>,
+    /// The MCU composite's frame rate the server aims at.
+    pub canvas_fps: f64,
+    /// Time zero of every timecode.
+    pub origin: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RunSpec {
+    pub mode: Mode,
+    pub participants: usize,
+    pub duration: Duration,
+    /// How long everyone may take to receive everyone before the run fails.
+    pub settle_timeout: Duration,
+    /// Measured after everyone receives everyone, before the window opens,
+    /// so that encoders' rate control and jitter buffers have settled.
+    pub warm_up: Duration,
+}
+
+/// How many participants of a run are probes.
+pub const PROBES: usize = 2;
+
+/// What the probes saw while the window was open.
+#[derive(Default)]
+struct ProbeLog {
+    measuring: AtomicBool,
+    counts: Mutex<ProbeCounts>,
+}
+
+#[derive(Default)]
+struct ProbeCounts {
+    latencies_ms: Vec<f64>,
+    rejected: usize,
+    /// Composite frames decoded by the first probe (MCU).
+    composite_frames: u64,
+}
+
+struct Participant {
+    bot: Bot,
+    joined_at: Instant,
+    /// Probes: when the first frame was decoded.
+    first_decoded: Option<Arc<OnceLock<Instant>>>,
+}
+
+impl Participant {
+    /// From "join" sent to its first frame: decoded for a probe, complete
+    /// (last packet received) for a load participant.
+    fn join_ms(&self, traffic: &TrafficSnapshot) -> Option<f64> {
+        let first = match &self.first_decoded {
+            Some(decoded) => decoded.get().copied(),
+            None => traffic.first_video_frame(),
+        }?;
+        Some(
+            first
+                .saturating_duration_since(self.joined_at)
+                .as_secs_f64()
+                * 1000.0,
+        )
+    }
+}
+
+pub async fn run(spec: RunSpec, context: &BenchContext, room: &str) -> RunResult {
+    let mut people = Vec::new();
+    let log = Arc::new(ProbeLog::default());
+    let result = measure(spec, context, room, &mut people, &log).await;
+    for person in people {
+        person.bot.leave().await;
+    }
+    // The next run starts only once this room is gone from the server.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while context.server.has_room(room).await.unwrap_or(false) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    result.unwrap_or_else(|e| RunResult::failed(spec.mode, spec.participants, format!("{e:#}")))
+}
+
+async fn measure(
+    spec: RunSpec,
+    context: &BenchContext,
+    room: &str,
+    people: &mut Vec<Participant>,
+    log: &Arc<ProbeLog>,
+) -> Result<RunResult> {
+    if spec.participants < 2 {
+        bail!("a run needs at least 2 participants");
+    }
+    let probe_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Join order: a probe, the load, the second probe last (its join time is
+    // that of someone arriving in a full room).
+    for index in 0..spec.participants {
+        let probe = index == 0 || index == spec.participants - 1;
+        let mut config = BotConfig::new(
+            &context.server.ws_url,
+            room,
+            &format!("p{index}"),
+            0x808080,
+            440.0,
+        );
+        config.mode = spec.mode;
+        config.ice_addresses = context.ice_addresses.clone();
+        let first_decoded = probe.then(|| Arc::new(OnceLock::new()));
+        if let Some(first) = &first_decoded {
+            config.timecode_origin = Some(context.origin);
+            config.on_frame = Some(observer(
+                spec,
+                index,
+                context.origin,
+                probe_ids.clone(),
+                log.clone(),
+                first.clone(),
+            ));
+        } else {
+            config.decode = false;
+            config.shared_encoding = Some(context.load.clone());
+        }
+        let joined_at = Instant::now();
+        let bot = Bot::join(config)
+            .await
+            .with_context(|| format!("participant {index} could not join"))?;
+        if probe {
+            probe_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(bot.id().to_owned());
+        }
+        people.push(Participant {
+            bot,
+            joined_at,
+            first_decoded,
+        });
+    }
+    settle(spec, people).await?;
+    tokio::time::sleep(spec.warm_up).await;
+
+    let server_before = context.server.sample().transpose()?;
+    let self_before = process::sample(None)?;
+    let traffic_before: Vec<TrafficSnapshot> = people.iter().map(|p| p.bot.traffic()).collect();
+    let started = Instant::now();
+    log.measuring.store(true, Ordering::Relaxed);
+    // Memory and threads peak somewhere in the window: look twice a second.
+    let mut peak = server_before.map(|s| (s.rss_bytes, s.threads));
+    while started.elapsed() < spec.duration {
+        tokio::time::sleep(
+            Duration::from_millis(500).min(spec.duration.saturating_sub(started.elapsed())),
+        )
+        .await;
+        if let Some(Ok(s)) = context.server.sample() {
+            peak = peak.map(|(rss, threads)| (rss.max(s.rss_bytes), threads.max(s.threads)));
+        }
+    }
+    log.measuring.store(false, Ordering::Relaxed);
+    let window = started.elapsed().as_secs_f64();
+    let traffic_after: Vec<TrafficSnapshot> = people.iter().map(|p| p.bot.traffic()).collect();
+    let self_after = process::sample(None)?;
+    let server_after = context.server.sample().transpose()?;
+
+    let clients = client_figures(
+        &traffic_before,
+        &traffic_after,
+        started,
+        window,
+        &self_before,
+        &self_after,
+    );
+    let packets_out: u64 = traffic_before
+        .iter()
+        .zip(&traffic_after)
+        .map(|(b, a)| a.received_packets() - b.received_packets())
+        .sum();
+    let server = server_figures(spec, server_before, server_after, peak, window, packets_out);
+    let counts = log.counts.lock().unwrap_or_else(|e| e.into_inner());
+    let joins: Vec<f64> = people
+        .iter()
+        .zip(&traffic_after)
+        .enumerate()
+        // In SFU and mesh the first participant has nobody to receive yet.
+        .filter(|(i, _)| spec.mode == Mode::Mcu || *i > 0)
+        .filter_map(|(_, (p, t))| p.join_ms(t))
+        .collect();
+    let mcu_output = if spec.mode == Mode::Mcu {
+        let fps = counts.composite_frames as f64 / window;
+        McuOutputFigures {
+            target_fps: Some(context.canvas_fps),
+            received_fps: Some(fps),
+            dropped_frames: Some(((context.canvas_fps - fps) * window).max(0.0).round() as u64),
+        }
+    } else {
+        McuOutputFigures::default()
+    };
+    Ok(RunResult {
+        mode: spec.mode,
+        participants: spec.participants,
+        ok: true,
+        failure: None,
+        measured_s: Some(window),
+        server,
+        clients,
+        latency_ms: LatencyFigures::new(&counts.latencies_ms, counts.rejected),
+        join_ms: JoinFigures::from(percentiles(&joins)),
+        mcu_output,
+    })
+}
+
+/// A probe's view of each decoded frame: reads the timecode of a probe (its
+/// own tile of the MCU composite; the other probe's stream in SFU and mesh).
+fn observer(
+    spec: RunSpec,
+    index: usize,
+    origin: Instant,
+    probe_ids: Arc<Mutex<Vec<String>>>,
+    log: Arc<ProbeLog>,
+    first_decoded: Arc<OnceLock<Instant>>,
+) -> OnFrame {
+    OnFrame(Arc::new(move |stream, frame| {
+        first_decoded.get_or_init(Instant::now);
+        if !log.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        let now_ms = origin.elapsed().as_millis() as u32;
+        let region = if spec.mode == Mode::Mcu {
+            if stream != COMPOSITE {
+                return;
+            }
+            let layout = GridLayout::for_count(spec.participants, frame.width, frame.height);
+            let Some(tile) = layout.tiles.get(index) else {
+                return;
+            };
+            Region {
+                x: tile.x.max(0) as u32,
+                y: tile.y.max(0) as u32,
+                width: tile.width.max(0) as u32,
+                height: tile.height.max(0) as u32,
+            }
+        } else {
+            if !probe_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|id| id == stream)
+            {
+                return;
+            }
+            Region {
+                x: 0,
+                y: 0,
+                width: frame.width,
+                height: frame.height,
+            }
+        };
+        let read = timecode::read(region, |x, y| frame.brightness(x as i32, y as i32, 2));
+        let mut counts = log.counts.lock().unwrap_or_else(|e| e.into_inner());
+        match read {
+            Ok(sent) => counts
+                .latencies_ms
+                .push(f64::from(timecode::elapsed_ms(sent, now_ms))),
+            Err(_) => counts.rejected += 1,
+        }
+        if spec.mode == Mode::Mcu && index == 0 {
+            counts.composite_frames += 1;
+        }
+    }))
+}
+
+/// Waits until every participant receives video from everyone it should:
+/// the composite in MCU, every other participant in SFU and mesh.
+async fn settle(spec: RunSpec, people: &[Participant]) -> Result<()> {
+    let deadline = Instant::now() + spec.settle_timeout;
+    loop {
+        let mut missing = None;
+        for (i, person) in people.iter().enumerate() {
+            let traffic = person.bot.traffic();
+            let streams = traffic
+                .received
+                .iter()
+                .filter(|((_, video), s)| *video && s.frames > 0)
+                .count();
+            let wanted = if spec.mode == Mode::Mcu {
+                1
+            } else {
+                people.len() - 1
+            };
+            if streams < wanted {
+                missing = Some(format!(
+                    "participant {i} receives video from {streams} of {wanted} streams"
+                ));
+                break;
+            }
+        }
+        let Some(missing) = missing else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            return Err(anyhow!(
+                "not settled after {:?}: {missing}",
+                spec.settle_timeout
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn client_figures(
+    before: &[TrafficSnapshot],
+    after: &[TrafficSnapshot],
+    window_start: Instant,
+    window: f64,
+    self_before: &ProcessSample,
+    self_after: &ProcessSample,
+) -> ClientFigures {
+    let kbps = |bytes: u64| bytes as f64 * 8.0 / window / 1000.0;
+    let uplink: Vec<f64> = before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| kbps(a.sent_bytes - b.sent_bytes))
+        .collect();
+    let downlink: Vec<f64> = before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| kbps(a.received_bytes() - b.received_bytes()))
+        .collect();
+    let mut stream_fps = Vec::new();
+    let mut streams_per_participant = Vec::new();
+    let mut freezes = 0u64;
+    for (b, a) in before.iter().zip(after) {
+        let mut streams = 0;
+        for (key, s) in a.received.iter().filter(|((_, video), _)| *video) {
+            let frames_before = b.received.get(key).map_or(0, |s| s.frames);
+            stream_fps.push((s.frames - frames_before) as f64 / window);
+            freezes += s.freezes.iter().filter(|t| **t >= window_start).count() as u64;
+            streams += 1;
+        }
+        streams_per_participant.push(f64::from(streams));
+    }
+    ClientFigures {
+        uplink_kbps_per_participant: mean(&uplink),
+        downlink_kbps_per_participant: mean(&downlink),
+        video_streams_per_participant: mean(&streams_per_participant),
+        received_fps: mean(&stream_fps),
+        freezes: Some(freezes),
+        load_generator_cpu_percent: Some(
+            (self_after.cpu_seconds - self_before.cpu_seconds) / window * 100.0,
+        ),
+    }
+}
+
+fn server_figures(
+    spec: RunSpec,
+    before: Option<ProcessSample>,
+    after: Option<ProcessSample>,
+    peak: Option<(u64, u64)>,
+    window: f64,
+    packets_out: u64,
+) -> ServerFigures {
+    let (Some(before), Some(after)) = (before, after) else {
+        return ServerFigures {
+            packets_out: Some(packets_out),
+            unavailable: Some(
+                "the server is external: its process cannot be measured from here".into(),
+            ),
+            ..ServerFigures::default()
+        };
+    };
+    let cpu_seconds = after.cpu_seconds - before.cpu_seconds;
+    let cpu_percent = cpu_seconds / window * 100.0;
+    ServerFigures {
+        cpu_percent: Some(cpu_percent),
+        cpu_percent_per_participant: Some(cpu_percent / spec.participants as f64),
+        peak_rss_mib: peak.map(|(rss, _)| rss as f64 / (1024.0 * 1024.0)),
+        peak_threads: peak.map(|(_, threads)| threads),
+        // Mesh media never passes through the server.
+        packets_out: (spec.mode != Mode::Mesh).then_some(packets_out),
+        cpu_us_per_packet_out: (spec.mode != Mode::Mesh && packets_out > 0)
+            .then(|| cpu_seconds * 1e6 / packets_out as f64),
+        unavailable: None,
+    }
+}

@@ -1,0 +1,142 @@
+//! The server the bench measures: a `gridmix serve` child process on a free
+//! loopback port (so its CPU and memory are its own), or an external one.
+
+use super::process::{self, ProcessSample};
+use anyhow::{Context, Result, anyhow, bail};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ServerUnderTest {
+    child: Option<Child>,
+    /// ws://host:port/ws
+    pub ws_url: String,
+    /// http://host:port
+    pub http_base: String,
+}
+
+impl ServerUnderTest {
+    /// Starts this executable's `serve` on 127.0.0.1 with ICE on loopback;
+    /// its log goes to `log`.
+    pub async fn start_child(log: &Path) -> Result<ServerUnderTest> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child =
+            Command::new(std::env::current_exe().context("finding the gridmix executable")?)
+                .args([
+                    "serve",
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                    "--ice-address",
+                    "127.0.0.1",
+                ])
+                .args(["--max-participants", "64"])
+                .env(
+                    "RUST_LOG",
+                    std::env::var("GRIDMIX_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone()?)
+                .stderr(log_file)
+                .spawn()
+                .context("starting gridmix serve")?;
+        let mut server = ServerUnderTest {
+            child: Some(child),
+            ws_url: format!("ws://127.0.0.1:{port}/ws"),
+            http_base: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_until_healthy(Duration::from_secs(20)).await?;
+        Ok(server)
+    }
+
+    /// An external server at `ws_url` (ws://host:port/ws).
+    pub async fn external(ws_url: &str) -> Result<ServerUnderTest> {
+        let rest = ws_url
+            .strip_prefix("ws://")
+            .ok_or_else(|| anyhow!("--server must be ws://host:port/ws"))?;
+        let host = rest.split('/').next().unwrap_or(rest);
+        let mut server = ServerUnderTest {
+            child: None,
+            ws_url: ws_url.to_owned(),
+            http_base: format!("http://{host}"),
+        };
+        server.wait_until_healthy(Duration::from_secs(5)).await?;
+        Ok(server)
+    }
+
+    async fn wait_until_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = &mut self.child
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("gridmix serve exited at start-up ({status}); see its log");
+            }
+            if get_text(&format!("{}/healthz", self.http_base))
+                .await
+                .is_ok_and(|b| b.trim() == "ok")
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the server at {} did not answer /healthz within {timeout:?}",
+                    self.http_base
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The child's CPU, memory and threads now; None for an external server.
+    pub fn sample(&self) -> Option<Result<ProcessSample>> {
+        self.child.as_ref().map(|c| process::sample(Some(c.id())))
+    }
+
+    /// Whether room `id` is still listed by the server.
+    pub async fn has_room(&self, id: &str) -> Result<bool> {
+        let body = get_text(&format!("{}/api/rooms", self.http_base)).await?;
+        let rooms: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(rooms
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["id"] == id)))
+    }
+
+    /// Stops the child with SIGTERM (a clean shutdown), then waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServerUnderTest {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn get_text(url: &str) -> Result<String> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(response.text().await?)
+}
