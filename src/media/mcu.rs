@@ -160,6 +160,16 @@ impl McuMixer {
                     .build(),
             )
             .build()?;
+        // Compositing and encoding run on two threads, with at most one frame
+        // between them: when the encoder falls behind, the stalest frame is
+        // dropped instead of latency building up behind it.
+        let encode_queue = gst::ElementFactory::make("queue")
+            .name("encode-queue")
+            .property_from_str("leaky", "downstream")
+            .property("max-size-buffers", 1u32)
+            .property("max-size-bytes", 0u32)
+            .property("max-size-time", 0u64)
+            .build()?;
         let encoder = settings.templates.build(Chain::VideoEncode)?;
         encoder.set_property("name", "video-encode");
         let video_tee = gst::ElementFactory::make("tee")
@@ -171,6 +181,7 @@ impl McuMixer {
             &background_caps,
             &compositor,
             &canvas_caps,
+            &encode_queue,
             encoder.upcast_ref(),
             &video_tee,
         ])?;
@@ -184,7 +195,13 @@ impl McuMixer {
             .static_pad("src")
             .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
             .link(&bg_pad)?;
-        gst::Element::link_many([&compositor, &canvas_caps, encoder.upcast_ref(), &video_tee])?;
+        gst::Element::link_many([
+            &compositor,
+            &canvas_caps,
+            &encode_queue,
+            encoder.upcast_ref(),
+            &video_tee,
+        ])?;
 
         let tee_sink = video_tee
             .static_pad("sink")
