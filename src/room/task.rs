@@ -59,11 +59,7 @@ impl Media {
     ) -> anyhow::Result<Media> {
         Ok(match mode {
             Mode::Mcu => Media::Mcu(McuMixer::new(&handle.id, settings.mcu.clone(), events)?),
-            Mode::Sfu => Media::Sfu(SfuRouter::new(
-                &handle.id,
-                settings.mcu.webrtc.clone(),
-                events,
-            )?),
+            Mode::Sfu => Media::Sfu(SfuRouter::new(&handle.id, settings.mcu.clone(), events)?),
             Mode::Mesh => Media::Mesh,
         })
     }
