@@ -1,8 +1,10 @@
-//! The HTTP server: assets at /, signaling at /ws, health at /healthz.
+//! The HTTP server: assets at /, signaling at /ws, health at /healthz, the
+//! room and recording API under /api, recordings at /recordings/.
 
 use crate::config::Config;
 use crate::room::RoomSnapshot;
 use crate::room::registry::Registry;
+use crate::signaling::api;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
@@ -44,6 +46,16 @@ impl Server {
             .route("/healthz", get(|| async { "ok" }))
             .route("/ws", get(crate::signaling::ws::upgrade))
             .route("/api/rooms", get(list_rooms))
+            .route(
+                "/api/rooms/{room}/recordings",
+                get(api::list).post(api::start),
+            )
+            .route(
+                "/api/rooms/{room}/recordings/{id}",
+                get(api::show).delete(api::stop),
+            )
+            // Read-only: finished files, files being written, live HLS.
+            .nest_service("/recordings", ServeDir::new(&config.record_dir))
             .fallback_service(ServeDir::new(&config.assets_dir))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -79,7 +91,8 @@ impl Server {
         &self.registry
     }
 
-    /// Closes every socket, stops every room's pipeline, stops serving.
+    /// Closes every socket, finishes every recording's file, stops every
+    /// room's pipeline, stops serving.
     pub async fn shut_down(self) {
         let _ = self.stop.send(true);
         self.registry.shutdown().await;
