@@ -54,6 +54,25 @@ fn leaky_queue(name: &str, max_time_ms: u64) -> Result<gst::Element> {
         .build()?)
 }
 
+/// Makes a queue's src pad deaf to what happens downstream: each buffer is
+/// handed on and the result is always OK. A queue whose downstream fails
+/// stops its task and answers every later buffer with that error, and a tee
+/// that gets an error from one branch fails upstream, for every branch. With
+/// this, a failing recording (or recording program) costs only itself; the
+/// room task removes it when its error message arrives.
+pub fn isolate_downstream(queue_src: &gst::Pad) {
+    queue_src.add_probe(gst::PadProbeType::BUFFER, |pad, info| {
+        let Some(buffer) = info.take_buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if let Some(peer) = pad.peer() {
+            let _ = peer.chain(buffer);
+        }
+        info.flow_res = Ok(gst::FlowSuccess::Ok);
+        gst::PadProbeReturn::Handled
+    });
+}
+
 /// A chain from a request pad of some tee into a request pad of a mixer.
 struct Tap {
     tee: gst::Element,
@@ -80,6 +99,11 @@ impl Tap {
             (Some(f), Some(l)) => (f.clone(), l.clone()),
             _ => return Err(anyhow!("an empty tap")),
         };
+        isolate_downstream(
+            &first
+                .static_pad("src")
+                .ok_or_else(|| anyhow!("{} has no src pad", first.name()))?,
+        );
         last.static_pad("src")
             .ok_or_else(|| anyhow!("{} has no src pad", last.name()))?
             .link(&mixer_pad)?;

@@ -8,8 +8,9 @@
 //! program audio tee ─ gate ─┘ queue ─ encode ───┘       or hlssink2  (hls)
 //! ```
 //!
-//! - Never slows the call: its queues are leaky, so a stalled disk drops the
-//!   recording's data, not the room's.
+//! - Never slows or stops the call: its queues are leaky, so a stalled disk
+//!   drops the recording's data, not the room's, and deaf to downstream
+//!   errors, so a failing disk fails the recording, not the room.
 //! - Starts at 0 with picture and sound together (recording/gate.rs).
 //! - Always playable: Matroska and fragmented MP4 are written as they go,
 //!   each buffer straight to the file (no user-space buffering), so a killed
@@ -18,7 +19,7 @@
 //!   and duration. The bin forwards its children's EOS messages so the room
 //!   task sees when the file is complete.
 
-use crate::media::program::Feeds;
+use crate::media::program::{Feeds, isolate_downstream};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::recording::gate::{Admit, StartGate};
 use crate::recording::naming::{HLS_SEGMENT_PATTERN, RecordingPaths};
@@ -226,6 +227,8 @@ impl RecordingBranch {
             return Err(e).context("starting the recording's elements");
         }
 
+        isolate_downstream(&src_pad(&video_queue)?);
+        isolate_downstream(&src_pad(&audio_queue)?);
         let gate = Arc::new(Mutex::new(StartGate::default()));
         let mut branch = RecordingBranch {
             bin,

@@ -6,6 +6,7 @@ use super::{Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::ParticipantId;
 use crate::media::events::MediaEvent;
 use crate::media::mcu::{McuMixer, McuSettings};
+use crate::media::members;
 use crate::media::program::Feeds;
 use crate::media::recorder::{self, RecordingPart};
 use crate::media::sfu::SfuRouter;
@@ -734,7 +735,17 @@ impl Room {
                 let path = source
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
-                let recording = match (source, self.media.pipeline()) {
+                let pipeline = self.media.pipeline();
+                if let (Some(s), Some(p)) = (source, pipeline)
+                    && !members::is_in(p, s)
+                    && self.media.owner_of(s).is_none()
+                {
+                    // Queued before its element was taken out (an ended
+                    // recording, a closed program): nothing left to fail.
+                    tracing::debug!("late error from removed {path}: {}", err.error());
+                    return;
+                }
+                let recording = match (source, pipeline) {
                     (Some(s), Some(p)) => recorder::recording_part(p, s),
                     _ => None,
                 };
