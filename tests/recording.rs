@@ -213,8 +213,15 @@ async fn an_sfu_room_records_to_webm_with_both_tiles_and_both_tones() {
 }
 
 /// Decodes a finished recording to its end: both kinds of stream, no error,
-/// about `seconds` long.
+/// at least `at_least` long, the last frame showing red and blue.
 async fn check_plays(path: PathBuf, at_least: Duration) {
+    let shown = path.display().to_string();
+    let decoded = decodes_to_the_end(path, at_least).await;
+    let last = decoded.frames.last().expect("kept frames");
+    check_tiles(&last.frame, CANVAS, &[RED.0, BLUE.0]).unwrap_or_else(|e| panic!("{shown}: {e:#}"));
+}
+
+async fn decodes_to_the_end(path: PathBuf, at_least: Duration) -> Decoded {
     let shown = path.display().to_string();
     let decoded = tokio::task::spawn_blocking(move || decode(&path, 30))
         .await
@@ -228,8 +235,7 @@ async fn check_plays(path: PathBuf, at_least: Duration) {
         "{shown}: {} audio samples",
         decoded.audio.len()
     );
-    let last = decoded.frames.last().expect("kept frames");
-    check_tiles(&last.frame, CANVAS, &[RED.0, BLUE.0]).unwrap_or_else(|e| panic!("{shown}: {e:#}"));
+    decoded
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -369,4 +375,256 @@ async fn recorded_ms(api: &Api, room: &str, id: &str) -> u64 {
     api.show(room, id).await.unwrap()["duration_ms"]
         .as_u64()
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_a_stable_code_and_the_room_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("errors");
+    let (server, api) = server_recording_to(&dir).await;
+    let room = "errors";
+    let member = join_member(&server, room, "red", Mode::Mcu, RED, false).await;
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .unwrap();
+    let recordings = format!("/api/rooms/{room}/recordings");
+
+    let cases = [
+        ("/api/rooms/nobody/recordings", "", 404, "unknown-room"),
+        ("/api/rooms/a%20b/recordings", "", 400, "bad-name"),
+        (
+            recordings.as_str(),
+            r#"{"format":"avi"}"#,
+            400,
+            "bad-format",
+        ),
+        (recordings.as_str(), r#"{"format":"#, 400, "bad-json"),
+        (
+            recordings.as_str(),
+            r#"{"fromat":"mp4"}"#,
+            400,
+            "bad-request",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let reply = api.post(path, body).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.code()),
+            (status, code),
+            "POST {path} {body}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body["message"].as_str().unwrap().ends_with('.'),
+            "{}",
+            reply.body
+        );
+    }
+    for path in [
+        format!("{recordings}/20250101-000000-abcd"),
+        format!("{recordings}/..%2Fx"),
+    ] {
+        let reply = api.delete(&path).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.code()),
+            (404, "unknown-recording"),
+            "{path}"
+        );
+    }
+    let reply = api.get("/api/rooms/nobody/recordings").await.unwrap();
+    assert_eq!((reply.status, reply.code()), (404, "unknown-room"));
+
+    // A room holds at most four recordings at once.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            api.start(room, "webm").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let reply = api.post(&recordings, "").await.unwrap();
+    assert_eq!((reply.status, reply.code()), (409, "too-many-recordings"));
+    for id in &ids {
+        assert_eq!(api.stop(room, id).await["state"], "stopped");
+    }
+    // Stopping again is harmless and says how it ended.
+    assert_eq!(api.stop(room, &ids[0]).await["state"], "stopped");
+
+    let mesh = join_member(&server, "mesh-room", "m", Mode::Mesh, GREEN, false).await;
+    let reply = api
+        .post("/api/rooms/mesh-room/recordings", "")
+        .await
+        .unwrap();
+    assert_eq!((reply.status, reply.code()), (409, "not-recordable"));
+    mesh.bot.leave().await;
+
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .expect("the call went on through all of it");
+    assert_no_errors(std::slice::from_ref(&member));
+    member.bot.leave().await;
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unwritable_record_dir_is_an_error_and_the_call_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // A file where the directory should be: not even root can write there.
+    let parent = record_dir("unwritable");
+    let not_a_dir = parent.join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let (server, api) = server_recording_to(&not_a_dir).await;
+    let member = join_member(&server, "unwritable", "red", Mode::Mcu, RED, false).await;
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .unwrap();
+    let reply = api
+        .post("/api/rooms/unwritable/recordings", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, reply.code()),
+        (500, "storage-error"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body["message"].as_str().unwrap().contains("file"),
+        "{}",
+        reply.body
+    );
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .expect("the call goes on");
+    assert!(member.bot.state().recordings.is_empty());
+    member.bot.leave().await;
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_that_cannot_write_fails_alone_and_the_call_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("write-fails");
+    let (server, api) = server_recording_to(&dir).await;
+    let room = "write-fails";
+    let members = call(&server, room, Mode::Mcu).await;
+    let hls = api.start(room, "hls").await;
+    let id = hls["id"].as_str().unwrap().to_owned();
+    let folder = path_of(&hls).parent().unwrap().to_owned();
+    eventually(TIMEOUT, || async {
+        anyhow::ensure!(
+            folder.join("segment00000.ts").exists(),
+            "no first segment yet"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    // The next segment has nowhere to go.
+    std::fs::remove_dir_all(&folder).unwrap();
+    let failed = eventually(TIMEOUT, || async {
+        let shown = api.show(room, &id).await?;
+        if shown["state"] != "failed" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            anyhow::bail!("{shown}");
+        }
+        Ok(shown)
+    })
+    .await
+    .expect("the recording fails");
+    assert!(
+        !failed["error"].as_str().unwrap_or("").is_empty(),
+        "{failed}"
+    );
+    for m in &members {
+        m.bot
+            .wait_for_state(TIMEOUT, |s| s.recordings.is_empty())
+            .await
+            .expect("participants are told it stopped");
+        wait_for_tiles(&m.bot, &[RED.0, BLUE.0], TIMEOUT)
+            .await
+            .expect("the call goes on");
+    }
+    wait_for_tones(&members[0].bot, &[BLUE.1], &[RED.1], TIMEOUT)
+        .await
+        .unwrap();
+    // And the room records again.
+    let again = api.start(room, "webm").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = api.stop(room, again["id"].as_str().unwrap()).await;
+    assert_eq!(stopped["state"], "stopped");
+    check_plays(path_of(&again), Duration::from_secs(1)).await;
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_record_records_a_room_from_its_first_participant_to_its_last() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("auto");
+    let args = ServeArgs {
+        record_dir: dir.clone(),
+        auto_record: true,
+        ..ServeArgs::default()
+    };
+    let server = start_server(args).await;
+    let api = Api::new(server.local_addr());
+    let members = call(&server, "auto", Mode::Mcu).await;
+    let listed = api.get("/api/rooms/auto/recordings").await.unwrap();
+    assert_eq!(
+        listed.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.body
+    );
+    let id = listed.body[0]["id"].as_str().unwrap().to_owned();
+    for m in &members {
+        m.bot
+            .wait_for_state(TIMEOUT, |s| s.recordings == [id.clone()])
+            .await
+            .unwrap();
+    }
+    wait_recorded(&api, "auto", &id, 3000).await;
+    for m in members {
+        m.bot.leave().await;
+    }
+    // The room closes and finishes the file; the recording stays listed.
+    let ended = eventually(TIMEOUT, || async {
+        let shown = api.show("auto", &id).await?;
+        if server.registry().running_rooms() > 0 || shown["state"] != "stopped" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            anyhow::bail!("{shown}");
+        }
+        Ok(shown)
+    })
+    .await
+    .expect("the recording ends with the room");
+    let path = path_of(&ended);
+    let probed = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || probe(&path)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        probed
+            .duration
+            .is_some_and(|d| d >= Duration::from_millis(2500)),
+        "{probed:?}"
+    );
+    // Content starts a moment after the wall clock (at the first keyframe).
+    let decoded = decodes_to_the_end(path, Duration::from_millis(2500)).await;
+    check_frames(
+        &decoded,
+        Duration::from_millis(500),
+        Duration::from_millis(2500),
+        &[RED.0, BLUE.0],
+    );
+    server.shut_down().await;
 }
