@@ -31,6 +31,10 @@ pub fn mixer_latency(jitter_latency_ms: u32) -> gst::ClockTime {
 pub fn live_compositor(name: &str, latency: gst::ClockTime) -> Result<gst::Element> {
     Ok(gst::ElementFactory::make("compositor")
         .name(name)
+        // Start at the running time of the first input, not at 0: a mixer
+        // made mid-call would otherwise first produce, as fast as it can,
+        // everything from the pipeline's start to now.
+        .property_from_str("start-time-selection", "first")
         .property_from_str("background", "black")
         .property("ignore-inactive-pads", true)
         .property("force-live", true)
@@ -61,6 +65,10 @@ pub fn canvas_caps(name: &str, canvas: Canvas) -> Result<gst::Element> {
 pub fn live_audiomixer(name: &str, latency: gst::ClockTime) -> Result<gst::Element> {
     Ok(gst::ElementFactory::make("audiomixer")
         .name(name)
+        // Start at the running time of the first input, not at 0: a mixer
+        // made mid-call would otherwise first produce, as fast as it can,
+        // everything from the pipeline's start to now.
+        .property_from_str("start-time-selection", "first")
         .property("ignore-inactive-pads", true)
         .property("force-live", true)
         .property("min-upstream-latency", latency.nseconds())
