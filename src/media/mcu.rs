@@ -617,7 +617,7 @@ impl McuMixer {
     }
 
     /// What recordings tap, building the full mix if no recording runs yet.
-    /// A new recording of encoded video needs a keyframe to start from.
+    /// A new recording of the encoded composite starts at a keyframe.
     pub fn recording_feeds(&mut self) -> Result<Feeds> {
         if self.program.is_none() {
             let audio_tees: Vec<(ParticipantId, gst::Element)> = self
@@ -636,7 +636,9 @@ impl McuMixer {
                 }
             }
         }
-        self.request_keyframe();
+        // Now, not when the limiter allows: the recording starts at this
+        // keyframe, and one more keyframe, made rarely, cannot be a storm.
+        self.force_keyframe();
         let program = self.program.as_ref().expect("just built");
         Ok(Feeds {
             raw_video: self.raw_tee.clone(),
