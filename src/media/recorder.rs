@@ -343,6 +343,17 @@ fn install_gate(
             match admit {
                 Admit::Drop => gst::PadProbeReturn::Drop,
                 Admit::Open { origin } => {
+                    let now = pad
+                        .parent_element()
+                        .and_then(|e| e.current_running_time())
+                        .map(gst::ClockTime::nseconds);
+                    tracing::debug!(
+                        video = video.is_some(),
+                        "recording input opens at {:?} ms (origin {} ms, now {:?} ms)",
+                        running_time.map(|t| t / 1_000_000),
+                        origin / 1_000_000,
+                        now.map(|t| t / 1_000_000)
+                    );
                     // Re-sends the segment, shifted, before this buffer.
                     shifted.set_offset(-(origin.min(i64::MAX as u64) as i64));
                     gst::PadProbeReturn::Remove

@@ -366,11 +366,10 @@ impl Room {
                     recordings::sync_file(&file);
                 }
             }
-            for element in program {
-                let _ = element.set_state(gst::State::Null);
-            }
         })
         .await;
+        // Nobody waits for the program to stop: the files are complete.
+        stop_off_task(program);
         for (id, replies) in waiters {
             if let Some(info) = self.recordings.info(&id) {
                 tracing::info!(recording = %id, state = ?info.state, bytes = info.size_bytes, ms = info.duration_ms, "recording ended");
