@@ -139,7 +139,7 @@ impl RecordingBranch {
             _ => (feeds.raw_video.clone(), false),
         };
         // Encoded video is small; raw 720p frames are not.
-        let video_queue = input_queue("video-queue", if encoded_video { 2000 } else { 1000 })?;
+        let video_queue = input_queue("video-queue", 2000)?;
         let audio_queue = input_queue("audio-queue", 2000)?;
         let mut video_chain = vec![video_queue.clone()];
         let mut audio_chain = vec![audio_queue.clone()];
@@ -249,16 +249,20 @@ impl RecordingBranch {
             ),
         ];
         for (tee, entry, shifted, video) in taps {
-            let tee_pad = tee
-                .request_pad_simple("src_%u")
-                .ok_or_else(|| anyhow!("tee gave no src pad"))?;
+            let Some(tee_pad) = tee.request_pad_simple("src_%u") else {
+                branch.discard(pipeline);
+                return Err(anyhow!("{} gave no src pad", tee.name()));
+            };
             install_gate(&tee_pad, gate.clone(), shifted, video);
             branch.inputs.push(Input {
                 tee,
                 tee_pad: Some(tee_pad.clone()),
                 entry: entry.clone(),
             });
-            tee_pad.link(&entry)?;
+            if let Err(e) = tee_pad.link(&entry) {
+                branch.discard(pipeline);
+                return Err(e).context("linking the recording to what it records");
+            }
         }
         Ok(branch)
     }
@@ -282,6 +286,14 @@ impl RecordingBranch {
                 input.tee.release_request_pad(&pad);
             }
         }
+    }
+
+    /// Undoes a start that failed halfway.
+    fn discard(self, pipeline: &gst::Pipeline) {
+        let bin = self.remove(pipeline);
+        std::thread::spawn(move || {
+            let _ = bin.set_state(gst::State::Null);
+        });
     }
 
     /// Takes the branch out of the pipeline; returns the bin, still to be
