@@ -85,8 +85,12 @@ fn check_frames(decoded: &Decoded, from: Duration, to: Duration, colours: &[u32]
         .collect();
     assert!(
         frames.len() >= 2,
-        "only {} kept frames between {from:?} and {to:?}",
-        frames.len()
+        "only {} kept frames between {from:?} and {to:?}; {} frames from {:?} to {:?}, longest gap {:?}",
+        frames.len(),
+        decoded.video_pts.len(),
+        decoded.video_pts.first(),
+        decoded.last_video_pts(),
+        decoded.longest_video_gap()
     );
     for f in frames {
         check_tiles(&f.frame, CANVAS, colours)
