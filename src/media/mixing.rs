@@ -31,15 +31,23 @@ pub fn mixer_latency(jitter_latency_ms: u32) -> gst::ClockTime {
 pub fn live_compositor(name: &str, latency: gst::ClockTime) -> Result<gst::Element> {
     Ok(gst::ElementFactory::make("compositor")
         .name(name)
-        // Start at the running time of the first input, not at 0: a mixer
-        // made mid-call would otherwise first produce, as fast as it can,
-        // everything from the pipeline's start to now.
-        .property_from_str("start-time-selection", "first")
         .property_from_str("background", "black")
         .property("ignore-inactive-pads", true)
         .property("force-live", true)
         .property("min-upstream-latency", latency.nseconds())
         .build()?)
+}
+
+/// Makes a live mixer added to a playing pipeline start its output now.
+/// With the default (start at 0) it would first produce, as fast as it can,
+/// everything from the pipeline's start to now: a CPU burst that grows with
+/// the call's age. Starting at its first input's time is no better: that
+/// input may be old, and the mix would then run behind the clock for a while.
+pub fn start_now(mixer: &gst::Element, pipeline: &gst::Pipeline) {
+    if let Some(now) = pipeline.current_running_time() {
+        mixer.set_property_from_str("start-time-selection", "set");
+        mixer.set_property("start-time", now.nseconds());
+    }
 }
 
 /// The composite's fixed caps.
@@ -65,10 +73,6 @@ pub fn canvas_caps(name: &str, canvas: Canvas) -> Result<gst::Element> {
 pub fn live_audiomixer(name: &str, latency: gst::ClockTime) -> Result<gst::Element> {
     Ok(gst::ElementFactory::make("audiomixer")
         .name(name)
-        // Start at the running time of the first input, not at 0: a mixer
-        // made mid-call would otherwise first produce, as fast as it can,
-        // everything from the pipeline's start to now.
-        .property_from_str("start-time-selection", "first")
         .property("ignore-inactive-pads", true)
         .property("force-live", true)
         .property("min-upstream-latency", latency.nseconds())

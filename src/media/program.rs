@@ -150,6 +150,7 @@ impl FullMix {
     pub fn new(pipeline: &gst::Pipeline, latency: gst::ClockTime) -> Result<FullMix> {
         let (silence, silence_caps) = mixing::silence_source(&program_name("silence"))?;
         let mixer = mixing::live_audiomixer(&program_name("mix"), latency)?;
+        mixing::start_now(&mixer, pipeline);
         let mix_caps = gst::ElementFactory::make("capsfilter")
             .name(program_name("mix-caps"))
             .property("caps", mixing::raw_audio_caps())
@@ -287,6 +288,7 @@ impl SfuProgram {
         templates: std::sync::Arc<PipelineTemplates>,
     ) -> Result<SfuProgram> {
         let compositor = mixing::live_compositor(&program_name("compositor"), latency)?;
+        mixing::start_now(&compositor, pipeline);
         let caps = mixing::canvas_caps(&program_name("canvas"), canvas)?;
         let raw_tee = tee(&program_name("video-tee"))?;
         pipeline.add_many([&compositor, &caps, &raw_tee])?;
