@@ -271,6 +271,16 @@ async fn mp4_and_hls_recordings_play_to_the_end() {
     eventually(TIMEOUT, || async {
         let playlist = reqwest::get(format!("{}{hls_url}", api.base)).await?;
         anyhow::ensure!(playlist.status() == 200, "{}", playlist.status());
+        let header = |name: &str| {
+            playlist
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        anyhow::ensure!(header("content-type") == "application/vnd.apple.mpegurl");
+        anyhow::ensure!(header("cache-control") == "no-cache");
         let text = playlist.text().await?;
         anyhow::ensure!(text.contains("segment00000.ts"), "{text}");
         anyhow::ensure!(!text.contains("#EXT-X-ENDLIST"), "{text}");
