@@ -229,7 +229,10 @@ impl RecordingBranch {
 
         isolate_downstream(&src_pad(&video_queue)?);
         isolate_downstream(&src_pad(&audio_queue)?);
-        let gate = Arc::new(Mutex::new(StartGate::default()));
+        let requested = pipeline
+            .current_running_time()
+            .map(gst::ClockTime::nseconds);
+        let gate = Arc::new(Mutex::new(StartGate::requested_at(requested)));
         let mut branch = RecordingBranch {
             bin,
             inputs: Vec::new(),

@@ -22,9 +22,24 @@ pub enum Admit {
 #[derive(Debug, Default)]
 pub struct StartGate {
     origin: Option<u64>,
+    /// Raw video from before this running time is stale: a mixer that has
+    /// fallen behind is catching up. Raw frames stand alone, so skipping
+    /// them costs nothing and the recording starts when it was asked to.
+    not_before: Option<u64>,
 }
 
+/// How far before the request raw video may start: about the mixers' latency.
+pub const STALE_AFTER_NS: u64 = 300_000_000;
+
 impl StartGate {
+    /// A gate for a recording requested at running time `requested` (ns).
+    pub fn requested_at(requested: Option<u64>) -> Self {
+        StartGate {
+            origin: None,
+            not_before: requested.map(|r| r.saturating_sub(STALE_AFTER_NS)),
+        }
+    }
+
     /// A video buffer at `running_time` (ns). Encoded video can only start at
     /// a keyframe.
     pub fn video(&mut self, running_time: Option<u64>, keyframe: bool, encoded: bool) -> Admit {
@@ -32,6 +47,9 @@ impl StartGate {
             return Admit::Drop;
         };
         if encoded && !keyframe {
+            return Admit::Drop;
+        }
+        if !encoded && self.not_before.is_some_and(|t| rt < t) {
             return Admit::Drop;
         }
         let origin = *self.origin.get_or_insert(rt);
@@ -74,6 +92,27 @@ mod tests {
             "audio from before the start"
         );
         assert_eq!(gate.audio(Some(1_520)), Admit::Open { origin: 1_500 });
+    }
+
+    #[test]
+    fn stale_raw_video_is_skipped_but_encoded_video_cannot_be() {
+        let mut gate = StartGate::requested_at(Some(2_000_000_000));
+        assert_eq!(gate.video(Some(1_000_000_000), false, false), Admit::Drop);
+        assert_eq!(gate.audio(Some(1_800_000_000)), Admit::Drop);
+        assert_eq!(
+            gate.video(Some(1_750_000_000), false, false),
+            Admit::Open {
+                origin: 1_750_000_000
+            }
+        );
+        // A keyframe is the only place encoded video can start, stale or not.
+        let mut gate = StartGate::requested_at(Some(2_000_000_000));
+        assert_eq!(
+            gate.video(Some(1_000_000_000), true, true),
+            Admit::Open {
+                origin: 1_000_000_000
+            }
+        );
     }
 
     #[test]
