@@ -192,8 +192,11 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
         decoded.last_audio_end
     );
     let end = decoded.last_video_pts().expect("video frames");
+    // On a loaded machine the composite can run up to a second behind the
+    // mix (its timestamps, and so A/V sync, stay right): the last frames
+    // before the stop may not have been made yet.
     assert!(
-        end + Duration::from_millis(500) >= duration,
+        end + Duration::from_millis(1500) >= duration,
         "video ends at {end:?} of {duration:?}"
     );
     check_frames(&decoded, Duration::from_secs(1), end, &[RED.0, BLUE.0]);
