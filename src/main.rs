@@ -82,10 +82,15 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bot(args) => runtime.block_on(bot(args)),
-    }
+    };
+    // Dropping the runtime would wait for every blocking task, including a
+    // pipeline that will not stop; by now recordings are finished and
+    // sockets closed, so give stragglers a few seconds, then exit.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
