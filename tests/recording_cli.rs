@@ -56,8 +56,15 @@ fn spawn_serve(dir: &Path) -> (ServeProcess, String) {
         .expect("gridmix serve starts");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    // The server's log, for a person looking into a failure.
+    let log_path = dir.with_extension("log");
     std::thread::spawn(move || {
+        let mut log = std::fs::File::create(log_path).ok();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(log) = log.as_mut() {
+                use std::io::Write;
+                let _ = writeln!(log, "{line}");
+            }
             if let Some(rest) = line.split("serving on http://").nth(1) {
                 let addr: String = rest
                     .chars()
@@ -129,7 +136,7 @@ async fn wait_exit(serve: &mut ServeProcess) -> std::process::ExitStatus {
         }
     })
     .await
-    .expect("the server exits")
+    .expect("the server exits (its log is in target/tmp/recordings-cli-*.log)")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
