@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
 
-/// How long a stop may take to finish the file before it is given up.
-pub const FINALIZE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stop may take to finish the file before it is given up: the
+/// encoder may have up to 2 s of queued frames to drain, on a busy machine
+/// at a fraction of real time. Below the registry's 10 s wait for a room.
+pub const FINALIZE_TIMEOUT: Duration = Duration::from_secs(8);
 /// Recordings running at once in one room; each costs an encode or two.
 pub const MAX_ACTIVE: usize = 4;
 /// Ended recordings a room keeps listing.
