@@ -4,7 +4,8 @@ use crate::media::mcu::{Canvas, McuSettings};
 use crate::media::templates::PipelineTemplates;
 use crate::media::webrtc::WebrtcSettings;
 use crate::protocol::IceServer;
-use crate::room::RoomSettings;
+use crate::recording::Format;
+use crate::room::{RecordingSettings, RoomSettings};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
@@ -38,6 +39,20 @@ pub struct ServeArgs {
     /// Restrict the server's ICE candidates to these local addresses (repeatable).
     #[arg(long = "ice-address")]
     pub ice_addresses: Vec<String>,
+    /// Folder recordings are written to, and served from at /recordings/.
+    #[arg(long, env = "GRIDMIX_RECORD_DIR", default_value = "recordings")]
+    pub record_dir: PathBuf,
+    /// Record every MCU and SFU room from its first participant to its last.
+    #[arg(long)]
+    pub auto_record: bool,
+    /// Format of the recordings --auto-record makes: webm, mp4 or hls.
+    #[arg(long, default_value = "webm", value_parser = parse_format)]
+    pub auto_record_format: Format,
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    Format::parse(s)
+        .ok_or_else(|| format!("\"{s}\" is not a recording format: use webm, mp4 or hls"))
 }
 
 fn parse_canvas(s: &str) -> Result<Canvas, String> {
@@ -71,6 +86,9 @@ impl Default for ServeArgs {
             max_participants: 25,
             stun: None,
             ice_addresses: Vec::new(),
+            record_dir: PathBuf::from("recordings"),
+            auto_record: false,
+            auto_record_format: Format::Webm,
         }
     }
 }
@@ -79,6 +97,8 @@ impl Default for ServeArgs {
 pub struct Config {
     pub listen: SocketAddr,
     pub assets_dir: PathBuf,
+    /// Served read-only at /recordings/.
+    pub record_dir: PathBuf,
     pub rooms: RoomSettings,
 }
 
@@ -116,7 +136,12 @@ impl ServeArgs {
                 mcu,
                 max_participants: self.max_participants,
                 ice_servers,
+                recording: RecordingSettings {
+                    dir: self.record_dir.clone(),
+                    auto: self.auto_record.then_some(self.auto_record_format),
+                },
             },
+            record_dir: self.record_dir,
         })
     }
 }

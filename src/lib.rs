@@ -9,6 +9,7 @@ pub mod config;
 pub mod ids;
 pub mod media;
 pub mod protocol;
+pub mod recording;
 pub mod room;
 pub mod server;
 pub mod signaling;

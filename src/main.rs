@@ -117,11 +117,16 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bot(args) => runtime.block_on(bot(args)),
         Command::Bench(args) => runtime.block_on(bench(args)),
-    }
+    };
+    // Dropping the runtime would wait for every blocking task, including a
+    // pipeline that will not stop; by now recordings are finished and
+    // sockets closed, so give stragglers a few seconds, then exit.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result
 }
 
 async fn bench(args: BenchArgs) -> Result<()> {

@@ -129,10 +129,24 @@ pub enum ServerMessage {
         from: Option<String>,
     },
     Ice(IceCandidate),
+    /// A recording of the room started or stopped (failures included: the
+    /// HTTP API says why).
+    Recording {
+        state: RecordingState,
+        id: String,
+    },
     Error {
         code: ErrorCode,
         message: String,
     },
+}
+
+/// What a "recording" message announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingState {
+    Started,
+    Stopped,
 }
 
 /// Stable, machine-matchable error codes.
@@ -375,6 +389,20 @@ mod tests {
                     from: None,
                 }),
                 json!({"type":"ice","candidate":"","sdpMLineIndex":1,"pc":"publish"}),
+            ),
+            (
+                ServerMessage::Recording {
+                    state: RecordingState::Started,
+                    id: "20250301-141503-9f3c".into(),
+                },
+                json!({"type":"recording","state":"started","id":"20250301-141503-9f3c"}),
+            ),
+            (
+                ServerMessage::Recording {
+                    state: RecordingState::Stopped,
+                    id: "20250301-141503-9f3c".into(),
+                },
+                json!({"type":"recording","state":"stopped","id":"20250301-141503-9f3c"}),
             ),
             (
                 ServerMessage::Error {

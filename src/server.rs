@@ -1,8 +1,10 @@
-//! The HTTP server: assets at /, signaling at /ws, health at /healthz.
+//! The HTTP server: assets at /, signaling at /ws, health at /healthz, the
+//! room and recording API under /api, recordings at /recordings/.
 
 use crate::config::Config;
 use crate::room::RoomSnapshot;
 use crate::room::registry::Registry;
+use crate::signaling::api;
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
@@ -44,6 +46,21 @@ impl Server {
             .route("/healthz", get(|| async { "ok" }))
             .route("/ws", get(crate::signaling::ws::upgrade))
             .route("/api/rooms", get(list_rooms))
+            .route(
+                "/api/rooms/{room}/recordings",
+                get(api::list).post(api::start),
+            )
+            .route(
+                "/api/rooms/{room}/recordings/{id}",
+                get(api::show).delete(api::stop),
+            )
+            // Read-only: finished files, files being written, live HLS.
+            .nest(
+                "/recordings",
+                Router::new()
+                    .fallback_service(ServeDir::new(&config.record_dir))
+                    .layer(axum::middleware::from_fn(recording_headers)),
+            )
             .fallback_service(ServeDir::new(&config.assets_dir))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -79,7 +96,8 @@ impl Server {
         &self.registry
     }
 
-    /// Closes every socket, stops every room's pipeline, stops serving.
+    /// Closes every socket, finishes every recording's file, stops every
+    /// room's pipeline, stops serving.
     pub async fn shut_down(self) {
         let _ = self.stop.send(true);
         self.registry.shutdown().await;
@@ -90,4 +108,59 @@ impl Server {
 
 async fn list_rooms(State(state): State<AppState>) -> axum::Json<Vec<RoomSnapshot>> {
     axum::Json(state.registry.snapshot().await)
+}
+
+/// The content type a recording file is served with (where the generic
+/// table says something players do not expect), and whether it must not be
+/// cached: a live playlist changes every segment.
+fn recording_file_headers(path: &str) -> (Option<&'static str>, bool) {
+    if path.ends_with(".m3u8") {
+        (Some("application/vnd.apple.mpegurl"), true)
+    } else if path.ends_with(".ts") {
+        (Some("video/mp2t"), false)
+    } else {
+        (None, false)
+    }
+}
+
+async fn recording_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (content_type, no_cache) = recording_file_headers(request.uri().path());
+    let mut response = next.run(request).await;
+    if response.status().is_success() {
+        let headers = response.headers_mut();
+        if let Some(content_type) = content_type {
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static(content_type),
+            );
+        }
+        if no_cache {
+            headers.insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-cache"),
+            );
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recording_file_headers;
+
+    #[test]
+    fn live_playlists_are_not_cached_and_segments_say_what_they_are() {
+        assert_eq!(
+            recording_file_headers("/r-1/index.m3u8"),
+            (Some("application/vnd.apple.mpegurl"), true)
+        );
+        assert_eq!(
+            recording_file_headers("/r-1/segment00003.ts"),
+            (Some("video/mp2t"), false)
+        );
+        assert_eq!(recording_file_headers("/r-1.webm"), (None, false));
+    }
 }

@@ -116,6 +116,8 @@ pub struct BotState {
     pub tracks: Vec<RemoteTrack>,
     /// SFU: subscribe offers answered so far (first offer and renegotiations).
     pub subscribe_offers: u32,
+    /// Recordings of the room that signaling says are running, by id.
+    pub recordings: Vec<String>,
 }
 
 impl BotState {

@@ -10,7 +10,8 @@ use super::{BotConfig, BotState, RemoteTrack};
 use crate::media::sdp::{MediaKind, renumber_payload_types, summarize_offer};
 use crate::media::webrtc;
 use crate::protocol::{
-    ClientMessage, ErrorCode, IceCandidate, Mode, ParticipantInfo, PeerConnection, ServerMessage,
+    ClientMessage, ErrorCode, IceCandidate, Mode, ParticipantInfo, PeerConnection, RecordingState,
+    ServerMessage,
 };
 use anyhow::{Context, Result, anyhow};
 use futures::{SinkExt, StreamExt};
@@ -309,6 +310,12 @@ impl Session {
                 self.state.send_modify(|s| s.errors.push((code, message)));
             }
             ServerMessage::Joined { .. } => tracing::debug!("bot ignores a second joined"),
+            ServerMessage::Recording { state, id } => self.state.send_modify(|s| {
+                s.recordings.retain(|r| r != &id);
+                if state == RecordingState::Started {
+                    s.recordings.push(id);
+                }
+            }),
         }
     }
 

@@ -5,11 +5,14 @@
 //! ```text
 //! background ─┐
 //! P1 placeholder ─┤
-//! P1 webrtc ─ video-decode ─┤ compositor ─ canvas caps ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
-//! P2 ...                    ┘                                                      └ queue ─ rtpvp8pay ─ P2 webrtc
+//! P1 webrtc ─ video-decode ─┤ compositor ─ canvas caps ─ raw-tee ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
+//! P2 ...                    ┘                                                                        └ queue ─ rtpvp8pay ─ P2 webrtc
 //! P1 webrtc ─ audio-decode ─ P1 audio-tee ─ queue ─┐
 //!                       silence ─ P2 audiomixer ─ audio-encode ─ rtpopuspay ─ P2 webrtc   (P2 hears all but P2)
 //! ```
+//!
+//! While a recording runs, a full mix of everyone (media/program.rs) is fed
+//! from each audio-tee, and recordings tap raw-tee, video-tee and that mix.
 //!
 //! Owned by the room task. GStreamer callbacks only link a new webrtcbin src
 //! pad to the decode chain prepared for it (it must be linked at once) and
@@ -21,8 +24,9 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::media::candidates::RemoteCandidates;
 use crate::media::events::{MediaEvent, watch_connection};
 use crate::media::keyframe::{KeyframeDecision, KeyframeLimiter};
-use crate::media::layout::GridLayout;
 use crate::media::members;
+use crate::media::mixing::{self, PLACEHOLDER_ARGB, raw_audio_caps, solid_video_source};
+use crate::media::program::{Feeds, McuProgram};
 use crate::media::sdp::{MediaKind, MediaLine, summarize_offer};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
@@ -92,8 +96,12 @@ pub struct McuMixer {
     room: RoomId,
     pipeline: gst::Pipeline,
     compositor: gst::Element,
+    /// The composite before encoding, for recordings that encode their own.
+    raw_tee: gst::Element,
     video_tee: gst::Element,
     settings: McuSettings,
+    /// The full mix, while any recording runs.
+    program: Option<McuProgram>,
     events: UnboundedSender<MediaEvent>,
     members: Vec<Member>,
     keyframes: KeyframeLimiter,
@@ -102,15 +110,6 @@ pub struct McuMixer {
 /// Marks the force-key-unit events gridmix sends itself, so the rate-limiting
 /// probe lets them through.
 const OWN_KEYFRAME_FIELD: &str = "gridmix-limited";
-
-fn raw_audio_caps() -> gst::Caps {
-    gst::Caps::builder("audio/x-raw")
-        .field("format", "S16LE")
-        .field("rate", 48000i32)
-        .field("channels", 1i32)
-        .field("layout", "interleaved")
-        .build()
-}
 
 fn internal(e: anyhow::Error) -> ProtocolError {
     ProtocolError::new(
@@ -126,40 +125,18 @@ impl McuMixer {
         events: UnboundedSender<MediaEvent>,
     ) -> Result<Self> {
         let pipeline = gst::Pipeline::with_name(&format!("mcu-{room}"));
-        let Canvas { width, height, fps } = settings.canvas;
-        let extra_latency =
-            gst::ClockTime::from_mseconds(u64::from(settings.webrtc.jitter_latency_ms) + 60);
-
-        // A live black source keeps the compositor ticking at the canvas
-        // rate even when nobody sends video.
-        let (background, background_caps) =
-            solid_video_source("background", 0xff000000, 16, 16, fps as i32)?;
-        let compositor = gst::ElementFactory::make("compositor")
-            .name("compositor")
-            .property_from_str("background", "black")
-            .property("ignore-inactive-pads", true)
-            .property("force-live", true)
-            // Participants' chains (jitter buffer + decode) join later with more
-            // latency than the background: budget for them up front so the
-            // composite's latency never changes mid-call.
-            .property("min-upstream-latency", extra_latency.nseconds())
-            .build()?;
-        let canvas_caps = gst::ElementFactory::make("capsfilter")
-            .name("canvas")
-            .property(
-                "caps",
-                gst::Caps::builder("video/x-raw")
-                    .field("format", "I420")
-                    .field("width", width as i32)
-                    .field("height", height as i32)
-                    .field("framerate", gst::Fraction::new(fps as i32, 1))
-                    .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-                    // VP8 has no colour-space signalling and decoders (browsers
-                    // included) assume BT.601; encode what they will assume.
-                    .field("colorimetry", "bt601")
-                    .build(),
-            )
-            .build()?;
+        let compositor = mixing::live_compositor(
+            "compositor",
+            mixing::mixer_latency(settings.webrtc.jitter_latency_ms),
+        )?;
+        let canvas_caps = mixing::canvas_caps("canvas", settings.canvas)?;
+        let tee = |name: &str| {
+            gst::ElementFactory::make("tee")
+                .name(name)
+                .property("allow-not-linked", true)
+                .build()
+        };
+        let raw_tee = tee("raw-tee")?;
         // Compositing and encoding run on two threads, with at most one frame
         // between them: when the encoder falls behind, the stalest frame is
         // dropped instead of latency building up behind it.
@@ -172,32 +149,25 @@ impl McuMixer {
             .build()?;
         let encoder = settings.templates.build(Chain::VideoEncode)?;
         encoder.set_property("name", "video-encode");
-        let video_tee = gst::ElementFactory::make("tee")
-            .name("video-tee")
-            .property("allow-not-linked", true)
-            .build()?;
+        let video_tee = tee("video-tee")?;
         pipeline.add_many([
-            &background,
-            &background_caps,
             &compositor,
             &canvas_caps,
+            &raw_tee,
             &encode_queue,
             encoder.upcast_ref(),
             &video_tee,
         ])?;
-        gst::Element::link_many([&background, &background_caps])?;
-        let bg_pad = compositor
-            .request_pad_simple("sink_%u")
-            .ok_or_else(|| anyhow!("compositor gave no sink pad"))?;
-        bg_pad.set_property("alpha", 0.0f64);
-        bg_pad.set_property("zorder", 0u32);
-        background_caps
-            .static_pad("src")
-            .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
-            .link(&bg_pad)?;
+        mixing::add_background(
+            pipeline.upcast_ref(),
+            &compositor,
+            "background",
+            settings.canvas.fps,
+        )?;
         gst::Element::link_many([
             &compositor,
             &canvas_caps,
+            &raw_tee,
             &encode_queue,
             encoder.upcast_ref(),
             &video_tee,
@@ -240,8 +210,10 @@ impl McuMixer {
             room: room.clone(),
             pipeline,
             compositor,
+            raw_tee,
             video_tee,
             settings,
+            program: None,
             events,
             members: Vec::new(),
             keyframes,
@@ -282,6 +254,12 @@ impl McuMixer {
             if let Some(mix) = member.mix.as_mut() {
                 connect_speaker(&self.pipeline, mix, &member.id, id, &speaker_tee)?;
             }
+        }
+        if let Some(program) = self.program.as_mut()
+            && let Err(e) = program.mix.add_decoded(&self.pipeline, id, &speaker_tee)
+        {
+            // The recording misses this voice; the call does not.
+            tracing::warn!(participant = %id, "could not add to the recording mix: {e:#}");
         }
         self.relayout();
         Ok(())
@@ -344,13 +322,7 @@ impl McuMixer {
     }
 
     fn request_compositor_pad(&self, zorder: u32) -> Result<gst::Pad> {
-        let pad = self
-            .compositor
-            .request_pad_simple("sink_%u")
-            .ok_or_else(|| anyhow!("compositor gave no sink pad"))?;
-        pad.set_property("zorder", zorder);
-        pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
-        Ok(pad)
+        mixing::request_tile_pad(&self.compositor, zorder)
     }
 
     /// Connects the webrtcbin's signals. Callbacks hold weak references only.
@@ -537,25 +509,9 @@ impl McuMixer {
     /// Builds the listener's own mix of everyone else and links it.
     fn attach_mix(&mut self, id: &ParticipantId, sink: &gst::Pad, pt: u8) -> Result<()> {
         let name = |part: &str| format!("{id}/{part}");
-        let latency =
-            gst::ClockTime::from_mseconds(u64::from(self.settings.webrtc.jitter_latency_ms) + 60);
-        // A live silent input keeps the mix flowing when nobody speaks.
-        let silence = gst::ElementFactory::make("audiotestsrc")
-            .name(name("silence"))
-            .property("is-live", true)
-            .property_from_str("wave", "silence")
-            .property("samplesperbuffer", 480i32)
-            .build()?;
-        let silence_caps = gst::ElementFactory::make("capsfilter")
-            .name(name("silence-caps"))
-            .property("caps", raw_audio_caps())
-            .build()?;
-        let mixer = gst::ElementFactory::make("audiomixer")
-            .name(name("mixer"))
-            .property("ignore-inactive-pads", true)
-            .property("force-live", true)
-            .property("min-upstream-latency", latency.nseconds())
-            .build()?;
+        let latency = mixing::mixer_latency(self.settings.webrtc.jitter_latency_ms);
+        let (silence, silence_caps) = mixing::silence_source(&name("silence"))?;
+        let mixer = mixing::live_audiomixer(&name("mixer"), latency)?;
         let mix_caps = gst::ElementFactory::make("capsfilter")
             .name(name("mix-caps"))
             .property("caps", raw_audio_caps())
@@ -626,7 +582,10 @@ impl McuMixer {
             return Vec::new();
         };
         let member = self.members.remove(index);
-        let mut removed = Vec::new();
+        let mut removed = match self.program.as_mut() {
+            Some(program) => program.mix.remove(&self.pipeline, id),
+            None => Vec::new(),
+        };
         for other in &mut self.members {
             if let Some(mix) = other.mix.as_mut()
                 && let Some(input) = mix.inputs.remove(id)
@@ -660,17 +619,53 @@ impl McuMixer {
 
     /// Puts every participant's tiles where the grid says, in join order.
     fn relayout(&self) {
-        let canvas = self.settings.canvas;
-        let layout = GridLayout::for_count(self.members.len(), canvas.width, canvas.height);
-        for (member, rect) in self.members.iter().zip(&layout.tiles) {
-            for pad in [&member.placeholder_pad, &member.video_pad] {
-                pad.set_property("xpos", rect.x);
-                pad.set_property("ypos", rect.y);
-                pad.set_property("width", rect.width);
-                pad.set_property("height", rect.height);
+        let tiles = mixing::place_tiles(
+            self.members
+                .iter()
+                .map(|m| [&m.placeholder_pad, &m.video_pad]),
+            self.settings.canvas,
+        );
+        tracing::debug!(room = %self.room, tiles, "layout updated");
+    }
+
+    /// What recordings tap, building the full mix if no recording runs yet.
+    /// A new recording of the encoded composite starts at a keyframe.
+    pub fn recording_feeds(&mut self) -> Result<Feeds> {
+        if self.program.is_none() {
+            let audio_tees: Vec<(ParticipantId, gst::Element)> = self
+                .members
+                .iter()
+                .map(|m| (m.id.clone(), m.audio_tee.clone()))
+                .collect();
+            let latency = mixing::mixer_latency(self.settings.webrtc.jitter_latency_ms);
+            match McuProgram::new(&self.pipeline, latency, &audio_tees) {
+                Ok(program) => self.program = Some(program),
+                Err(e) => {
+                    // Whatever was added of it goes again.
+                    let removed = crate::media::program::remove_program(&self.pipeline);
+                    stop_elements(removed);
+                    return Err(e.context("building the recording mix"));
+                }
             }
         }
-        tracing::debug!(room = %self.room, tiles = layout.tiles.len(), "layout updated");
+        // Now, not when the limiter allows: the recording starts at this
+        // keyframe, and one more keyframe, made rarely, cannot be a storm.
+        self.force_keyframe();
+        let program = self.program.as_ref().expect("just built");
+        Ok(Feeds {
+            raw_video: self.raw_tee.clone(),
+            vp8_video: Some(self.video_tee.clone()),
+            audio: program.mix.tee().clone(),
+        })
+    }
+
+    /// No recording runs any more: the full mix goes. Returns its elements,
+    /// still to be set to NULL.
+    pub fn close_recording_feeds(&mut self) -> Vec<gst::Element> {
+        self.program
+            .take()
+            .map(|p| p.close(&self.pipeline))
+            .unwrap_or_default()
     }
 
     /// A keyframe of the composite for everyone, rate-limited.
@@ -749,39 +744,16 @@ fn connect_speaker(
     Ok(())
 }
 
-/// The grey of the tile of a participant who sends no video.
-const PLACEHOLDER_ARGB: u32 = 0xff3c3c3c;
-
-/// A live solid-colour source with its caps: I420 like everything else the
-/// compositor blends (videotestsrc would otherwise pick a 64-bit RGB
-/// format), tiny because the compositor scales it to its tile.
-fn solid_video_source(
-    name: &str,
-    argb: u32,
-    width: i32,
-    height: i32,
-    fps: i32,
-) -> Result<(gst::Element, gst::Element)> {
-    let source = gst::ElementFactory::make("videotestsrc")
-        .name(name)
-        .property("is-live", true)
-        .property_from_str("pattern", "solid-color")
-        .property("foreground-color", argb)
-        .build()?;
-    let caps = gst::ElementFactory::make("capsfilter")
-        .name(format!("{name}-caps"))
-        .property(
-            "caps",
-            gst::Caps::builder("video/x-raw")
-                .field("format", "I420")
-                .field("colorimetry", "bt601")
-                .field("width", width)
-                .field("height", height)
-                .field("framerate", gst::Fraction::new(fps, 1))
-                .build(),
-        )
-        .build()?;
-    Ok((source, caps))
+/// Sets removed elements to NULL off the caller's thread.
+fn stop_elements(elements: Vec<gst::Element>) {
+    if elements.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for element in elements {
+            let _ = element.set_state(gst::State::Null);
+        }
+    });
 }
 
 /// Undoes `connect_speaker`; returns the queue for the caller to stop.

@@ -22,6 +22,19 @@ pub fn owner_of(pipeline: &gst::Pipeline, source: &gst::Object) -> Option<Partic
     Some(ParticipantId::from_existing(prefix))
 }
 
+/// Whether `source` is (still) inside `pipeline`.
+pub fn is_in(pipeline: &gst::Pipeline, source: &gst::Object) -> bool {
+    let pipeline = pipeline.upcast_ref::<gst::Object>();
+    let mut object = Some(source.clone());
+    while let Some(o) = object {
+        if &o == pipeline {
+            return true;
+        }
+        object = o.parent();
+    }
+    false
+}
+
 /// Removes every element named after the participant from the pipeline
 /// (removing unlinks them) and returns them, still to be set to NULL.
 pub fn remove_elements_of(pipeline: &gst::Pipeline, id: &ParticipantId) -> Vec<gst::Element> {

@@ -30,6 +30,17 @@ pub const REQUIRED_ELEMENTS: &[(&str, &str)] = &[
     ("queue", "libgstreamer1.0-0"),
     ("capsfilter", "libgstreamer1.0-0"),
     ("fakesink", "libgstreamer1.0-0"),
+    // Recordings.
+    ("webmmux", "gstreamer1.0-plugins-good"),
+    ("mp4mux", "gstreamer1.0-plugins-good"),
+    ("aacparse", "gstreamer1.0-plugins-good"),
+    ("splitmuxsink", "gstreamer1.0-plugins-good"),
+    ("x264enc", "gstreamer1.0-plugins-ugly"),
+    ("h264parse", "gstreamer1.0-plugins-bad"),
+    ("voaacenc", "gstreamer1.0-plugins-bad"),
+    ("hlssink2", "gstreamer1.0-plugins-bad"),
+    ("mpegtsmux", "gstreamer1.0-plugins-bad"),
+    ("filesink", "libgstreamer1.0-0"),
 ];
 
 /// The first missing element, as a sentence naming it and its package.

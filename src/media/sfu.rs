@@ -14,14 +14,21 @@
 //! publisher's participant id as its MediaStream id (a=msid). A departed
 //! publisher's m-lines are set inactive; new tracks always get new m-lines.
 //!
+//! While a recording runs, a composite of the forwarded tracks is built
+//! beside the forwarding (media/program.rs), fed by leaky queues off the
+//! same tees, and torn down when the last recording ends.
+//!
 //! Owned by the room task; callbacks only link a new publish src pad to the
 //! tee prepared for its kind and post `MediaEvent`s.
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::candidates::RemoteCandidates;
 use crate::media::events::{MediaEvent, watch_connection};
+use crate::media::mcu::McuSettings;
 use crate::media::members;
+use crate::media::mixing;
 use crate::media::negotiation::{NextStep, OfferNegotiation};
+use crate::media::program::{Feeds, SfuProgram};
 use crate::media::rtp;
 use crate::media::sdp::{MediaKind, MediaLine, TrackLabel, label_tracks, summarize_offer};
 use crate::media::webrtc::{self, WebrtcSettings};
@@ -97,8 +104,12 @@ pub struct SfuRouter {
     room: RoomId,
     pipeline: gst::Pipeline,
     settings: WebrtcSettings,
+    /// The canvas and chains of the composite recordings are made from.
+    recording: McuSettings,
     events: UnboundedSender<MediaEvent>,
     members: Vec<Member>,
+    /// The composite and mix, while any recording runs.
+    program: Option<SfuProgram>,
 }
 
 fn internal(e: anyhow::Error) -> ProtocolError {
@@ -200,9 +211,10 @@ const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 impl SfuRouter {
     pub fn new(
         room: &RoomId,
-        settings: WebrtcSettings,
+        recording: McuSettings,
         events: UnboundedSender<MediaEvent>,
     ) -> Result<Self> {
+        let settings = recording.webrtc.clone();
         let pipeline = gst::Pipeline::with_name(&format!("sfu-{room}"));
         pipeline
             .set_state(gst::State::Playing)
@@ -211,8 +223,10 @@ impl SfuRouter {
             room: room.clone(),
             pipeline,
             settings,
+            recording,
             events,
             members: Vec::new(),
+            program: None,
         })
     }
 
@@ -247,6 +261,11 @@ impl SfuRouter {
             .build_member(id)
             .with_context(|| format!("adding participant {id}"))?;
         self.members.push(member);
+        if let Some(program) = self.program.as_mut()
+            && let Err(e) = program.add_participant(&self.pipeline, id)
+        {
+            tracing::warn!(participant = %id, "no tile in the recording: {e:#}");
+        }
         let existing: Vec<(ParticipantId, MediaKind, gst::Caps)> = self
             .members
             .iter()
@@ -443,6 +462,14 @@ impl SfuRouter {
         };
         member.published.retain(|(k, _)| *k != kind);
         member.published.push((kind, caps.clone()));
+        let tee = member.tee(kind).clone();
+        if let Some(program) = self.program.as_mut()
+            && kind != MediaKind::Other
+            && let Err(e) =
+                program.add_track(&self.pipeline, publisher, kind == MediaKind::Video, &tee)
+        {
+            tracing::warn!(participant = %publisher, "not in the recording: {e:#}");
+        }
         let subscribers: Vec<ParticipantId> = self
             .members
             .iter()
@@ -688,7 +715,11 @@ impl SfuRouter {
             return (Vec::new(), Vec::new());
         };
         let member = self.members.remove(index);
-        let mut removed = members::remove_elements_of(&self.pipeline, id);
+        let mut removed = match self.program.as_mut() {
+            Some(program) => program.remove_participant(&self.pipeline, id),
+            None => Vec::new(),
+        };
+        removed.extend(members::remove_elements_of(&self.pipeline, id));
         // What the leaver received: free the pads it held on others' tees.
         for forward in member.forwards {
             if let Some(publisher) = self.member(&forward.publisher) {
@@ -718,6 +749,65 @@ impl SfuRouter {
         }
         members::sort_for_stopping(&mut removed);
         (removed, changed)
+    }
+
+    /// What recordings tap, building the composite and mix from the
+    /// forwarded tracks if no recording runs yet.
+    pub fn recording_feeds(&mut self) -> Result<Feeds> {
+        if self.program.is_none() {
+            match self.build_program() {
+                Ok(program) => self.program = Some(program),
+                Err(e) => {
+                    let removed = crate::media::program::remove_program(&self.pipeline);
+                    std::thread::spawn(move || {
+                        for element in removed {
+                            let _ = element.set_state(gst::State::Null);
+                        }
+                    });
+                    return Err(e.context("building the recording composite"));
+                }
+            }
+        }
+        Ok(self.program.as_ref().expect("just built").feeds())
+    }
+
+    fn build_program(&self) -> Result<SfuProgram> {
+        let latency = mixing::mixer_latency(self.settings.jitter_latency_ms);
+        let mut program = SfuProgram::new(
+            &self.pipeline,
+            self.recording.canvas,
+            latency,
+            self.recording.templates.clone(),
+        )?;
+        for member in &self.members {
+            program.add_participant(&self.pipeline, &member.id)?;
+            for (kind, _) in &member.published {
+                if *kind != MediaKind::Other {
+                    program.add_track(
+                        &self.pipeline,
+                        &member.id,
+                        *kind == MediaKind::Video,
+                        member.tee(*kind),
+                    )?;
+                }
+            }
+        }
+        // The decoders start mid-stream: each publisher's next keyframe
+        // starts their picture.
+        for member in &self.members {
+            request_keyframe_from(&member.video_tee);
+        }
+        tracing::info!(room = %self.room, "recording composite built");
+        Ok(program)
+    }
+
+    /// No recording runs any more: the composite goes. Returns its
+    /// elements, still to be set to NULL.
+    pub fn close_recording_feeds(&mut self) -> Vec<gst::Element> {
+        self.program
+            .take()
+            .map(|p| p.close(&self.pipeline))
+            .unwrap_or_default()
     }
 
     pub fn shut_down(&self) {

@@ -14,14 +14,23 @@ pub enum Chain {
     VideoEncode,
     AudioDecode,
     AudioEncode,
+    /// Recordings (MP4, HLS): raw composite to H.264.
+    RecordH264,
+    /// Recordings (MP4, HLS): raw full mix to AAC.
+    RecordAac,
+    /// Recordings (WebM): raw full mix to Opus.
+    RecordOpus,
 }
 
 impl Chain {
-    pub const ALL: [Chain; 4] = [
+    pub const ALL: [Chain; 7] = [
         Chain::VideoDecode,
         Chain::VideoEncode,
         Chain::AudioDecode,
         Chain::AudioEncode,
+        Chain::RecordH264,
+        Chain::RecordAac,
+        Chain::RecordOpus,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -30,6 +39,9 @@ impl Chain {
             Chain::VideoEncode => "video-encode.gst",
             Chain::AudioDecode => "audio-decode.gst",
             Chain::AudioEncode => "audio-encode.gst",
+            Chain::RecordH264 => "record-h264.gst",
+            Chain::RecordAac => "record-aac.gst",
+            Chain::RecordOpus => "record-opus.gst",
         }
     }
 
@@ -39,13 +51,16 @@ impl Chain {
             Chain::VideoEncode => include_str!("../../pipelines/video-encode.gst"),
             Chain::AudioDecode => include_str!("../../pipelines/audio-decode.gst"),
             Chain::AudioEncode => include_str!("../../pipelines/audio-encode.gst"),
+            Chain::RecordH264 => include_str!("../../pipelines/record-h264.gst"),
+            Chain::RecordAac => include_str!("../../pipelines/record-aac.gst"),
+            Chain::RecordOpus => include_str!("../../pipelines/record-opus.gst"),
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct PipelineTemplates {
-    texts: [String; 4],
+    texts: [String; Chain::ALL.len()],
 }
 
 /// Drops `#` comment lines and joins the rest, so files can explain themselves.

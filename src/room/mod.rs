@@ -1,13 +1,15 @@
 //! Rooms: one tokio task per room owns its media; everything else talks to it
 //! through `RoomCommand`s on a bounded channel.
 
+mod recordings;
 pub mod registry;
 mod task;
 
-pub use task::RoomSettings;
+pub use task::{RecordingSettings, RoomSettings};
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::protocol::{ClientMessage, Mode, ProtocolError, ServerMessage};
+use crate::recording::{Format, RecordingError, RecordingId, RecordingInfo};
 use tokio::sync::{mpsc, oneshot};
 
 /// Where a room sends one participant's messages. Bounded: a client that
@@ -33,6 +35,18 @@ pub enum RoomCommand {
     /// What the room holds now, for the HTTP API and tests.
     Describe {
         reply: oneshot::Sender<RoomSnapshot>,
+    },
+    StartRecording {
+        format: Format,
+        reply: oneshot::Sender<Result<RecordingInfo, RecordingError>>,
+    },
+    /// Answered once the file is complete.
+    StopRecording {
+        id: RecordingId,
+        reply: oneshot::Sender<Result<RecordingInfo, RecordingError>>,
+    },
+    ListRecordings {
+        reply: oneshot::Sender<Vec<RecordingInfo>>,
     },
     Shutdown,
 }

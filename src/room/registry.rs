@@ -5,6 +5,7 @@ use super::task::{RoomSettings, run_room};
 use super::{Membership, Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::RoomId;
 use crate::protocol::{ErrorCode, Mode, ProtocolError};
+use crate::recording::RecordingInfo;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -15,9 +16,13 @@ use tracing::Instrument;
 
 pub const MAX_NAME_CHARS: usize = 64;
 const ROOM_COMMAND_CAPACITY: usize = 64;
+const MAX_ARCHIVED_PER_ROOM: usize = 100;
 
 pub struct Registry {
     rooms: Mutex<HashMap<RoomId, RoomHandle>>,
+    /// The recordings of rooms that have closed, as they ended, so the API
+    /// can still list them. Written once per room, when its task ends.
+    archive: Mutex<HashMap<RoomId, Vec<RecordingInfo>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     next_generation: AtomicU64,
     settings: RoomSettings,
@@ -27,6 +32,7 @@ impl Registry {
     pub fn new(settings: RoomSettings) -> Arc<Self> {
         Arc::new(Registry {
             rooms: Mutex::new(HashMap::new()),
+            archive: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             next_generation: AtomicU64::new(1),
             settings,
@@ -133,6 +139,38 @@ impl Registry {
         if rooms.get(id).is_some_and(|h| h.generation == generation) {
             rooms.remove(id);
         }
+    }
+
+    /// The open room with this id, if any.
+    pub fn room(&self, id: &RoomId) -> Option<RoomHandle> {
+        self.rooms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Keeps a closed room's recordings (added to any it had before under
+    /// the same id), so they can still be listed.
+    pub(super) fn archive(&self, id: &RoomId, recordings: Vec<RecordingInfo>) {
+        if recordings.is_empty() {
+            return;
+        }
+        let mut archive = self.archive.lock().unwrap_or_else(|e| e.into_inner());
+        let kept = archive.entry(id.clone()).or_default();
+        kept.extend(recordings);
+        let excess = kept.len().saturating_sub(MAX_ARCHIVED_PER_ROOM);
+        kept.drain(..excess);
+    }
+
+    /// The recordings of closed rooms of this id, oldest first.
+    pub fn archived_recordings(&self, id: &RoomId) -> Vec<RecordingInfo> {
+        self.archive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn handles(&self) -> Vec<RoomHandle> {

@@ -1,19 +1,25 @@
 //! One room's task: the only owner of the room's pipeline and participants.
 
+use super::recordings::{self, Recordings};
 use super::registry::RegistryRef;
 use super::{Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::ParticipantId;
 use crate::media::events::MediaEvent;
 use crate::media::mcu::{McuMixer, McuSettings};
+use crate::media::members;
+use crate::media::program::Feeds;
+use crate::media::recorder::{self, RecordingPart};
 use crate::media::sfu::SfuRouter;
 use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, IceServer, Mode, ParticipantInfo, PeerConnection,
-    ProtocolError, ServerMessage,
+    ProtocolError, RecordingState, ServerMessage,
 };
+use crate::recording::{Format, RecordingError, RecordingErrorCode, RecordingInfo};
 use futures::StreamExt;
 use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -23,6 +29,15 @@ pub struct RoomSettings {
     pub max_participants: usize,
     /// Sent to clients in "joined", in RTCIceServer form.
     pub ice_servers: Vec<IceServer>,
+    pub recording: RecordingSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordingSettings {
+    /// Where recordings are written (and served from, at /recordings/).
+    pub dir: PathBuf,
+    /// Record every room from its first participant to its last, in this format.
+    pub auto: Option<Format>,
 }
 
 struct Participant {
@@ -59,11 +74,7 @@ impl Media {
     ) -> anyhow::Result<Media> {
         Ok(match mode {
             Mode::Mcu => Media::Mcu(McuMixer::new(&handle.id, settings.mcu.clone(), events)?),
-            Mode::Sfu => Media::Sfu(SfuRouter::new(
-                &handle.id,
-                settings.mcu.webrtc.clone(),
-                events,
-            )?),
+            Mode::Sfu => Media::Sfu(SfuRouter::new(&handle.id, settings.mcu.clone(), events)?),
             Mode::Mesh => Media::Mesh,
         })
     }
@@ -81,6 +92,25 @@ impl Media {
             Media::Mcu(mixer) => mixer.owner_of(source),
             Media::Sfu(router) => router.owner_of(source),
             Media::Mesh => None,
+        }
+    }
+
+    /// What recordings tap; builds the program if none runs yet.
+    fn recording_feeds(&mut self) -> anyhow::Result<Feeds> {
+        match self {
+            Media::Mcu(mixer) => mixer.recording_feeds(),
+            Media::Sfu(router) => router.recording_feeds(),
+            Media::Mesh => Err(anyhow::anyhow!("a mesh room has no media to record")),
+        }
+    }
+
+    /// The last recording ended: the program goes. Returns its elements,
+    /// still to be set to NULL.
+    fn close_recording_feeds(&mut self) -> Vec<gst::Element> {
+        match self {
+            Media::Mcu(mixer) => mixer.close_recording_feeds(),
+            Media::Sfu(router) => router.close_recording_feeds(),
+            Media::Mesh => Vec::new(),
         }
     }
 
@@ -102,10 +132,15 @@ struct Room {
     participants: Vec<Participant>,
     /// SFU: participants whose subscribe connection needs a new offer.
     renegotiate: Vec<ParticipantId>,
+    recordings: Recordings,
+    /// When recording files were last flushed to disk.
+    last_sync: Instant,
 }
 
 /// How often deferred keyframe requests are checked.
 const TICK: Duration = Duration::from_millis(100);
+/// How often files being recorded are flushed to disk.
+const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 
 pub(super) async fn run_room(
     handle: RoomHandle,
@@ -130,12 +165,15 @@ pub(super) async fn run_room(
     let mut bus = media
         .pipeline()
         .map(|p| p.bus().expect("a pipeline always has a bus").stream());
+    let recordings = Recordings::new(settings.recording.dir.clone(), handle.id.clone());
     let mut room = Room {
         handle,
         settings,
         media,
         participants: Vec::new(),
         renegotiate: Vec::new(),
+        recordings,
+        last_sync: Instant::now(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,9 +195,12 @@ pub(super) async fn run_room(
                 if let Media::Mcu(mixer) = &mut room.media {
                     mixer.poll_keyframes();
                 }
+                room.recordings.check_overdue();
+                room.sync_recording_files();
             }
         }
         room.send_due_offers().await;
+        room.settle_recordings().await;
         if join_handled && room.participants.is_empty() {
             // Unregister first so new joiners make a new room; anything still
             // queued here is refused by dropping it (joiners retry).
@@ -168,10 +209,35 @@ pub(super) async fn run_room(
         }
     }
     drop(commands);
+    room.finish_recordings(&mut bus).await;
+    if let Some(registry) = registry.upgrade() {
+        registry.archive(&room.handle.id, room.recordings.list());
+    }
     room.participants.clear();
     let media = room.media;
     let _ = tokio::task::spawn_blocking(move || media.shut_down()).await;
     tracing::info!("room closed");
+}
+
+impl Room {
+    /// The room is closing: every open recording is finished (end of stream
+    /// through its muxer) before the pipeline stops, within the finalize
+    /// timeout.
+    async fn finish_recordings(&mut self, bus: &mut Option<gst::bus::BusStream>) {
+        self.recordings.stop_all();
+        let deadline =
+            tokio::time::Instant::now() + recordings::FINALIZE_TIMEOUT + Duration::from_millis(500);
+        while self.recordings.any_active() {
+            tokio::select! {
+                Some(message) = next_bus_message(bus) => self.handle_bus_message(&message),
+                _ = tokio::time::sleep(TICK) => self.recordings.check_overdue(),
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        self.recordings
+            .all_failed("The room closed before the file was finished.");
+        self.settle_recordings().await;
+    }
 }
 
 async fn next_bus_message(bus: &mut Option<gst::bus::BusStream>) -> Option<gst::Message> {
@@ -224,7 +290,121 @@ impl Room {
                     pipeline: self.media.pipeline().is_some(),
                 });
             }
+            RoomCommand::StartRecording { format, reply } => {
+                let _ = reply.send(self.start_recording(format));
+            }
+            RoomCommand::StopRecording { id, reply } => self.recordings.stop(&id, reply),
+            RoomCommand::ListRecordings { reply } => {
+                let _ = reply.send(self.recordings.list());
+            }
             RoomCommand::Shutdown => {}
+        }
+    }
+
+    fn start_recording(&mut self, format: Format) -> Result<RecordingInfo, RecordingError> {
+        let Some(pipeline) = self.media.pipeline().cloned() else {
+            return Err(RecordingError::new(
+                RecordingErrorCode::NotRecordable,
+                "A mesh room cannot be recorded: its media goes from peer to peer, not through the server.",
+            ));
+        };
+        let prepared = self.recordings.prepare(format).inspect_err(|e| {
+            tracing::error!("recording refused: {e}");
+        })?;
+        let feeds = match self.media.recording_feeds() {
+            Ok(feeds) => feeds,
+            Err(e) => {
+                tracing::error!("could not build what recordings record: {e:#}");
+                self.recordings.abandon(prepared);
+                return Err(RecordingError::new(
+                    RecordingErrorCode::Internal,
+                    format!("The recording could not start: {e:#}."),
+                ));
+            }
+        };
+        let started =
+            self.recordings
+                .launch(prepared, &pipeline, &feeds, &self.settings.mcu.templates);
+        match &started {
+            Ok(info) => self.broadcast(ServerMessage::Recording {
+                state: RecordingState::Started,
+                id: info.id.clone(),
+            }),
+            Err(_) if !self.recordings.any_active() => {
+                stop_off_task(self.media.close_recording_feeds());
+            }
+            Err(_) => {}
+        }
+        started
+    }
+
+    /// Takes ended recordings out of the pipeline, closes their files, and
+    /// only then answers those waiting for them and tells participants.
+    async fn settle_recordings(&mut self) {
+        let Some(pipeline) = self.media.pipeline().cloned() else {
+            return;
+        };
+        let ended = self.recordings.take_ended(&pipeline);
+        if ended.is_empty() {
+            return;
+        }
+        let program = if self.recordings.any_active() {
+            Vec::new()
+        } else {
+            self.media.close_recording_feeds()
+        };
+        let mut waiters = Vec::new();
+        let mut closing = Vec::new();
+        for e in ended {
+            waiters.push((e.id, e.waiters));
+            closing.push((e.bin, e.file));
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for (bin, file) in closing {
+                let _ = bin.set_state(gst::State::Null);
+                if let Some(file) = file {
+                    recordings::sync_file(&file);
+                }
+            }
+        })
+        .await;
+        // Nobody waits for the program to stop: the files are complete.
+        stop_off_task(program);
+        for (id, replies) in waiters {
+            if let Some(info) = self.recordings.info(&id) {
+                tracing::info!(recording = %id, state = ?info.state, bytes = info.size_bytes, ms = info.duration_ms, "recording ended");
+                for reply in replies {
+                    let _ = reply.send(Ok(info.clone()));
+                }
+            }
+            self.broadcast(ServerMessage::Recording {
+                state: RecordingState::Stopped,
+                id: id.to_string(),
+            });
+        }
+    }
+
+    /// Every few seconds, flushes the files being recorded to disk, off the
+    /// room task.
+    fn sync_recording_files(&mut self) {
+        if self.last_sync.elapsed() < SYNC_INTERVAL {
+            return;
+        }
+        self.last_sync = Instant::now();
+        let files = self.recordings.files_being_written();
+        if !files.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for file in files {
+                    recordings::sync_file(&file);
+                }
+            });
+        }
+    }
+
+    fn broadcast(&mut self, message: ServerMessage) {
+        let everyone: Vec<ParticipantId> = self.participants.iter().map(|p| p.id.clone()).collect();
+        for id in everyone {
+            self.send_to(&id, message.clone());
         }
     }
 
@@ -273,7 +453,25 @@ impl Room {
         tracing::info!(participant = %id, name = %newcomer.name, count = self.participants.len() + 1, "joined");
         self.participants.push(newcomer);
         self.send_to(&id, joined);
+        for recording in self.recordings.running() {
+            self.send_to(
+                &id,
+                ServerMessage::Recording {
+                    state: RecordingState::Started,
+                    id: recording.to_string(),
+                },
+            );
+        }
         self.broadcast_except(&id, announcement);
+        if self.participants.len() == 1
+            && let Some(format) = self.settings.recording.auto
+            && self.media.pipeline().is_some()
+        {
+            match self.start_recording(format) {
+                Ok(info) => tracing::info!(recording = %info.id, "auto-recording the room"),
+                Err(e) => tracing::error!("could not auto-record the room: {e}"),
+            }
+        }
         Ok(id)
     }
 
@@ -526,12 +724,49 @@ impl Room {
 
     fn handle_bus_message(&mut self, message: &gst::Message) {
         use gst::MessageView;
+        if let Some(id) = recorder::finished_recording(message) {
+            self.recordings.finished(&id);
+            return;
+        }
         match message.view() {
             MessageView::Error(err) => {
                 let source = message.src();
                 let path = source
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
+                let pipeline = self.media.pipeline();
+                if let (Some(s), Some(p)) = (source, pipeline)
+                    && !members::is_in(p, s)
+                    && self.media.owner_of(s).is_none()
+                {
+                    // Queued before its element was taken out (an ended
+                    // recording, a closed program): nothing left to fail.
+                    tracing::debug!("late error from removed {path}: {}", err.error());
+                    return;
+                }
+                let recording = match (source, pipeline) {
+                    (Some(s), Some(p)) => recorder::recording_part(p, s),
+                    _ => None,
+                };
+                // A recording's failure costs the recording, never the call.
+                match recording {
+                    Some(RecordingPart::Branch(id)) => {
+                        tracing::warn!(recording = %id, "recording error from {path}: {} ({:?})", err.error(), err.debug());
+                        self.recordings.failed(&id, &err.error().to_string());
+                        return;
+                    }
+                    Some(RecordingPart::Program) => {
+                        tracing::warn!(
+                            "recording program error from {path}: {} ({:?})",
+                            err.error(),
+                            err.debug()
+                        );
+                        self.recordings
+                            .all_failed(&format!("What the room records failed: {}", err.error()));
+                        return;
+                    }
+                    None => {}
+                }
                 match source.and_then(|s| self.media.owner_of(s)) {
                     Some(participant) if self.participants.iter().any(|p| p.id == participant) => {
                         tracing::warn!(participant = %participant, "media error from {path}, removing: {}", err.error());
@@ -630,4 +865,16 @@ impl Room {
             self.send_to(&id, message.clone());
         }
     }
+}
+
+/// Sets removed elements to NULL off the room task.
+fn stop_off_task(elements: Vec<gst::Element>) {
+    if elements.is_empty() {
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        for element in elements {
+            let _ = element.set_state(gst::State::Null);
+        }
+    });
 }

@@ -2,6 +2,9 @@
 //! ephemeral loopback port, bots pinned to loopback, and condition waits.
 #![allow(dead_code)]
 
+pub mod media_file;
+pub mod recording_api;
+
 use anyhow::{Result, anyhow};
 use gridmix::bot::analysis::{VideoFrame, colour_close, rgb_of, tone_amplitude};
 use gridmix::bot::{AUDIO_RATE, Bot, BotConfig};

@@ -1,0 +1,178 @@
+//! The building blocks of a composite and a mix, shared by the MCU room
+//! pipeline and the composite an SFU room builds while it records: the same
+//! live compositor and audiomixer settings, tiles and sources, so both look
+//! and sound alike.
+
+use crate::media::layout::GridLayout;
+use crate::media::mcu::Canvas;
+use anyhow::{Result, anyhow};
+use gst::prelude::*;
+
+/// The grey of the tile of a participant who sends no video.
+pub const PLACEHOLDER_ARGB: u32 = 0xff3c3c3c;
+
+/// What every mixer input and output carries: 48 kHz mono PCM.
+pub fn raw_audio_caps() -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "S16LE")
+        .field("rate", 48000i32)
+        .field("channels", 1i32)
+        .field("layout", "interleaved")
+        .build()
+}
+
+/// The upstream latency the live mixers budget for: participants' chains
+/// (jitter buffer + decode) join later with more latency than the mixers'
+/// own sources, so the mix's latency never changes mid-call.
+pub fn mixer_latency(jitter_latency_ms: u32) -> gst::ClockTime {
+    gst::ClockTime::from_mseconds(u64::from(jitter_latency_ms) + 60)
+}
+
+pub fn live_compositor(name: &str, latency: gst::ClockTime) -> Result<gst::Element> {
+    Ok(gst::ElementFactory::make("compositor")
+        .name(name)
+        .property_from_str("background", "black")
+        .property("ignore-inactive-pads", true)
+        .property("force-live", true)
+        .property("min-upstream-latency", latency.nseconds())
+        .build()?)
+}
+
+/// Makes a live mixer added to a playing pipeline start its output now.
+/// With the default (start at 0) it would first produce, as fast as it can,
+/// everything from the pipeline's start to now: a CPU burst that grows with
+/// the call's age. Starting at its first input's time is no better: that
+/// input may be old, and the mix would then run behind the clock for a while.
+pub fn start_now(mixer: &gst::Element, pipeline: &gst::Pipeline) {
+    if let Some(now) = pipeline.current_running_time() {
+        mixer.set_property_from_str("start-time-selection", "set");
+        mixer.set_property("start-time", now.nseconds());
+    }
+}
+
+/// The composite's fixed caps.
+pub fn canvas_caps(name: &str, canvas: Canvas) -> Result<gst::Element> {
+    Ok(gst::ElementFactory::make("capsfilter")
+        .name(name)
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("width", canvas.width as i32)
+                .field("height", canvas.height as i32)
+                .field("framerate", gst::Fraction::new(canvas.fps as i32, 1))
+                .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+                // VP8 has no colour-space signalling and decoders (browsers
+                // included) assume BT.601; encode what they will assume.
+                .field("colorimetry", "bt601")
+                .build(),
+        )
+        .build()?)
+}
+
+pub fn live_audiomixer(name: &str, latency: gst::ClockTime) -> Result<gst::Element> {
+    Ok(gst::ElementFactory::make("audiomixer")
+        .name(name)
+        .property("ignore-inactive-pads", true)
+        .property("force-live", true)
+        .property("min-upstream-latency", latency.nseconds())
+        .build()?)
+}
+
+/// A live silent input that keeps a mix flowing when nobody speaks, with its
+/// caps.
+pub fn silence_source(name: &str) -> Result<(gst::Element, gst::Element)> {
+    let silence = gst::ElementFactory::make("audiotestsrc")
+        .name(name)
+        .property("is-live", true)
+        .property_from_str("wave", "silence")
+        .property("samplesperbuffer", 480i32)
+        .build()?;
+    let caps = gst::ElementFactory::make("capsfilter")
+        .name(format!("{name}-caps"))
+        .property("caps", raw_audio_caps())
+        .build()?;
+    Ok((silence, caps))
+}
+
+/// A live solid-colour source with its caps: I420 like everything else the
+/// compositor blends (videotestsrc would otherwise pick a 64-bit RGB
+/// format), tiny because the compositor scales it to its tile.
+pub fn solid_video_source(
+    name: &str,
+    argb: u32,
+    width: i32,
+    height: i32,
+    fps: i32,
+) -> Result<(gst::Element, gst::Element)> {
+    let source = gst::ElementFactory::make("videotestsrc")
+        .name(name)
+        .property("is-live", true)
+        .property_from_str("pattern", "solid-color")
+        .property("foreground-color", argb)
+        .build()?;
+    let caps = gst::ElementFactory::make("capsfilter")
+        .name(format!("{name}-caps"))
+        .property(
+            "caps",
+            gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .field("colorimetry", "bt601")
+                .field("width", width)
+                .field("height", height)
+                .field("framerate", gst::Fraction::new(fps, 1))
+                .build(),
+        )
+        .build()?;
+    Ok((source, caps))
+}
+
+/// A compositor pad for a tile layer: 1 for placeholders, 2 for pictures.
+pub fn request_tile_pad(compositor: &gst::Element, zorder: u32) -> Result<gst::Pad> {
+    let pad = compositor
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| anyhow!("compositor gave no sink pad"))?;
+    pad.set_property("zorder", zorder);
+    pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
+    Ok(pad)
+}
+
+/// Puts each participant's pads (placeholder and picture) where the grid
+/// says, in join order. Returns the number of tiles.
+pub fn place_tiles<'a>(
+    tiles: impl ExactSizeIterator<Item = [&'a gst::Pad; 2]>,
+    canvas: Canvas,
+) -> usize {
+    let layout = GridLayout::for_count(tiles.len(), canvas.width, canvas.height);
+    for (pads, rect) in tiles.zip(&layout.tiles) {
+        for pad in pads {
+            pad.set_property("xpos", rect.x);
+            pad.set_property("ypos", rect.y);
+            pad.set_property("width", rect.width);
+            pad.set_property("height", rect.height);
+        }
+    }
+    layout.tiles.len()
+}
+
+/// A live black canvas source that keeps a compositor ticking at the canvas
+/// rate even when nobody sends video; linked to its own compositor pad.
+pub fn add_background(
+    bin: &gst::Bin,
+    compositor: &gst::Element,
+    name: &str,
+    fps: u32,
+) -> Result<Vec<gst::Element>> {
+    let (background, caps) = solid_video_source(name, 0xff000000, 16, 16, fps as i32)?;
+    bin.add_many([&background, &caps])?;
+    background.link(&caps)?;
+    let pad = compositor
+        .request_pad_simple("sink_%u")
+        .ok_or_else(|| anyhow!("compositor gave no sink pad"))?;
+    pad.set_property("alpha", 0.0f64);
+    pad.set_property("zorder", 0u32);
+    caps.static_pad("src")
+        .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
+        .link(&pad)?;
+    Ok(vec![background, caps])
+}

@@ -1,0 +1,663 @@
+//! Recording a room through the REST API, checked the way a person would:
+//! the file opens, lasts as long as the recording ran, shows everyone's
+//! colour in their tile and has everyone's tone.
+
+mod common;
+
+use common::media_file::{Decoded, decode, probe};
+use common::recording_api::Api;
+use common::*;
+use gridmix::bot::analysis::tone_amplitude;
+use gridmix::config::ServeArgs;
+use gridmix::protocol::Mode;
+use gridmix::server::Server;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(40);
+const RED: (u32, f64) = (0xff0000, 400.0);
+const BLUE: (u32, f64) = (0x0000ff, 1100.0);
+const GREEN: (u32, f64) = (0x00ff00, 700.0);
+/// A tone nobody sends: must not show up in the mix.
+const SILENT_TONE: f64 = 1800.0;
+const CANVAS: (u32, u32) = (1280, 720);
+
+/// These tests each run a call and encode video: one at a time, or a
+/// two-core machine would be measuring its own overload.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A fresh, empty record dir for one test.
+fn record_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("recordings-{test}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn server_recording_to(dir: &Path) -> (Server, Api) {
+    let args = ServeArgs {
+        record_dir: dir.to_owned(),
+        ..ServeArgs::default()
+    };
+    let server = start_server(args).await;
+    let api = Api::new(server.local_addr());
+    (server, api)
+}
+
+/// Joins two bots, red then blue, and waits until the call is up.
+async fn call(server: &Server, room: &str, mode: Mode) -> Vec<Member> {
+    let members = vec![
+        join_member(server, room, "red", mode, RED, false).await,
+        join_member(server, room, "blue", mode, BLUE, false).await,
+    ];
+    match mode {
+        Mode::Mcu => {
+            for m in &members {
+                wait_for_tiles(&m.bot, &[RED.0, BLUE.0], TIMEOUT)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} composite: {e:#}", m.id()));
+            }
+            // The whole call is up, sound included, before anyone records it.
+            for (m, other) in members.iter().zip(members.iter().rev()) {
+                wait_for_tones(&m.bot, &[other.tone], &[m.tone], TIMEOUT)
+                    .await
+                    .unwrap_or_else(|e| panic!("{} mix: {e:#}", m.id()));
+            }
+        }
+        _ => wait_for_full_exchange(&members, TIMEOUT)
+            .await
+            .expect("the SFU call is up"),
+    }
+    members
+}
+
+fn path_of(info: &Value) -> PathBuf {
+    PathBuf::from(info["path"].as_str().expect("a path"))
+}
+
+/// Checks the decoded frames in [from, to] show `colours` in grid order.
+fn check_frames(decoded: &Decoded, from: Duration, to: Duration, colours: &[u32]) {
+    let frames: Vec<_> = decoded
+        .frames
+        .iter()
+        .filter(|f| f.pts >= from && f.pts <= to)
+        .collect();
+    assert!(
+        frames.len() >= 2,
+        "only {} kept frames between {from:?} and {to:?}; {} frames from {:?} to {:?}, longest gap {:?}",
+        frames.len(),
+        decoded.video_pts.len(),
+        decoded.video_pts.first(),
+        decoded.last_video_pts(),
+        decoded.longest_video_gap()
+    );
+    for f in frames {
+        check_tiles(&f.frame, CANVAS, colours)
+            .unwrap_or_else(|e| panic!("frame at {:?}: {e:#}", f.pts));
+    }
+}
+
+/// Checks the audio in [from, to] has every tone in `present` and not the
+/// silent one.
+fn check_tones(decoded: &Decoded, from: Duration, to: Duration, present: &[f64]) {
+    let audio = decoded.audio_between(from, to);
+    // A machine shared with other builds can drop some audio; a silent
+    // stretch of a quarter of the window is still a failure.
+    assert!(
+        audio.len() as f64 >= (to - from).as_secs_f64() * 48_000.0 * 0.75,
+        "only {} samples between {from:?} and {to:?}",
+        audio.len()
+    );
+    let silent = tone_amplitude(audio, 48_000, SILENT_TONE);
+    for &tone in present {
+        let level = tone_amplitude(audio, 48_000, tone);
+        // Each bot sends 0.3: above 0.05 means it is there for most of
+        // the window.
+        assert!(
+            level > 0.05 && silent < level / 10.0,
+            "{tone} Hz at {level:.3} (silent {SILENT_TONE} Hz at {silent:.3})"
+        );
+    }
+}
+
+/// Records `seconds` of the call in WebM and checks the file: one video
+/// and one audio stream, the duration of the wall time, both tiles, both
+/// tones; and that participants were told.
+async fn record_webm_and_check(mode: Mode, test: &str) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir(test);
+    let (server, api) = server_recording_to(&dir).await;
+    let room = test;
+    let members = call(&server, room, mode).await;
+
+    let info = api.start(room, "webm").await;
+    let started = Instant::now();
+    let id = info["id"].as_str().unwrap().to_owned();
+    assert_eq!(info["format"], "webm");
+    assert_eq!(info["state"], "recording");
+    let path = path_of(&info);
+    assert_eq!(path.parent(), Some(dir.as_path()));
+    for m in &members {
+        m.bot
+            .wait_for_state(TIMEOUT, |s| s.recordings == [id.clone()])
+            .await
+            .unwrap_or_else(|e| panic!("{} was not told the recording started: {e:#}", m.id()));
+    }
+    // The recording's length: content, not synchronisation.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Stop requested now: the file ends here, however long finishing takes.
+    let wall = started.elapsed();
+    let stopped = api.stop(room, &id).await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    assert!(
+        stopped["size_bytes"].as_u64().unwrap() > 10_000,
+        "{stopped}"
+    );
+    for m in &members {
+        m.bot
+            .wait_for_state(TIMEOUT, |s| s.recordings.is_empty())
+            .await
+            .unwrap_or_else(|e| panic!("{} was not told the recording stopped: {e:#}", m.id()));
+    }
+    let listed = api
+        .get(&format!("/api/rooms/{room}/recordings"))
+        .await
+        .unwrap();
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body[0]["id"], id.as_str());
+    assert_eq!(listed.body[0]["state"], "stopped");
+
+    let probed = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || probe(&path)
+    })
+    .await
+    .unwrap()
+    .expect("the file can be probed");
+    assert_eq!(
+        (probed.video_streams, probed.audio_streams),
+        (1, 1),
+        "{probed:?}"
+    );
+    let duration = probed.duration.expect("a finished WebM has a duration");
+    let decoded = tokio::task::spawn_blocking(move || decode(&path, 10))
+        .await
+        .unwrap()
+        .expect("the file decodes");
+    assert_eq!(decoded.error, None, "decoding to the end");
+    let ratio = duration.as_secs_f64() / wall.as_secs_f64();
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "{duration:?} recorded in {wall:?} of wall time; video {:?}..{:?}, audio {:?}..{:?}",
+        decoded.video_pts.first(),
+        decoded.last_video_pts(),
+        decoded.audio_start,
+        decoded.last_audio_end
+    );
+    let end = decoded.last_video_pts().expect("video frames");
+    // On a loaded machine the composite can run up to a second behind the
+    // mix (its timestamps, and so A/V sync, stay right): the last frames
+    // before the stop may not have been made yet.
+    assert!(
+        end + Duration::from_millis(1500) >= duration,
+        "video ends at {end:?} of {duration:?}"
+    );
+    check_frames(&decoded, Duration::from_secs(1), end, &[RED.0, BLUE.0]);
+    check_tones(
+        &decoded,
+        Duration::from_secs(1),
+        Duration::from_secs(4),
+        &[RED.1, BLUE.1],
+    );
+    assert!(
+        decoded.longest_video_gap() < Duration::from_millis(250),
+        "a gap of {:?} in the video",
+        decoded.longest_video_gap()
+    );
+
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_mcu_room_records_to_webm_with_both_tiles_and_both_tones() {
+    record_webm_and_check(Mode::Mcu, "mcu-webm").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_sfu_room_records_to_webm_with_both_tiles_and_both_tones() {
+    record_webm_and_check(Mode::Sfu, "sfu-webm").await;
+}
+
+/// Decodes a finished recording to its end: both kinds of stream, no error,
+/// at least `at_least` long, the last frame showing red and blue.
+async fn check_plays(path: PathBuf, at_least: Duration) {
+    let shown = path.display().to_string();
+    let decoded = decodes_to_the_end(path, at_least).await;
+    let last = decoded.frames.last().expect("kept frames");
+    check_tiles(&last.frame, CANVAS, &[RED.0, BLUE.0]).unwrap_or_else(|e| panic!("{shown}: {e:#}"));
+}
+
+async fn decodes_to_the_end(path: PathBuf, at_least: Duration) -> Decoded {
+    let shown = path.display().to_string();
+    let decoded = tokio::task::spawn_blocking(move || decode(&path, 30))
+        .await
+        .unwrap()
+        .expect("the file decodes");
+    assert_eq!(decoded.error, None, "{shown}: decoding to the end");
+    let end = decoded.last_video_pts().expect("video frames");
+    assert!(end >= at_least, "{shown}: video ends at {end:?}");
+    // As in check_tones: a loaded machine may drop some audio.
+    assert!(
+        decoded.audio.len() as f64 >= at_least.as_secs_f64() * 48_000.0 * 0.75,
+        "{shown}: {} audio samples",
+        decoded.audio.len()
+    );
+    decoded
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mp4_and_hls_recordings_play_to_the_end() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("mp4-hls");
+    let (server, api) = server_recording_to(&dir).await;
+    let room = "mp4-hls";
+    let members = call(&server, room, Mode::Mcu).await;
+
+    let mp4 = api.start(room, "mp4").await;
+    let hls = api.start(room, "hls").await;
+    assert_eq!(
+        hls["url"].as_str().unwrap().rsplit('/').next(),
+        Some("index.m3u8")
+    );
+    // Live HLS: the playlist is served while the call goes on.
+    let hls_url = hls["url"].as_str().unwrap().to_owned();
+    eventually(TIMEOUT, || async {
+        let playlist = reqwest::get(format!("{}{hls_url}", api.base)).await?;
+        anyhow::ensure!(playlist.status() == 200, "{}", playlist.status());
+        let header = |name: &str| {
+            playlist
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        anyhow::ensure!(header("content-type") == "application/vnd.apple.mpegurl");
+        anyhow::ensure!(header("cache-control") == "no-cache");
+        let text = playlist.text().await?;
+        anyhow::ensure!(text.contains("segment00000.ts"), "{text}");
+        anyhow::ensure!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        Ok(())
+    })
+    .await
+    .expect("a live playlist with a first segment");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for info in [&mp4, &hls] {
+        let stopped = api.stop(room, info["id"].as_str().unwrap()).await;
+        assert_eq!(stopped["state"], "stopped", "{stopped}");
+    }
+    let playlist = std::fs::read_to_string(path_of(&hls)).unwrap();
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+
+    check_plays(path_of(&mp4), Duration::from_secs(3)).await;
+    check_plays(path_of(&hls), Duration::from_secs(3)).await;
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_join_and_a_leave_mid_recording_change_the_recorded_grid_without_a_gap() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("sfu-join");
+    let (server, api) = server_recording_to(&dir).await;
+    let room = "sfu-join";
+    let mut members = call(&server, room, Mode::Sfu).await;
+    let info = api.start(room, "webm").await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    // Two tiles for a while, then three, then two again.
+    wait_recorded(&api, room, &id, 3000).await;
+    let before_join = recorded_ms(&api, room, &id).await;
+    let green = join_member(&server, room, "green", Mode::Sfu, GREEN, false).await;
+    members[0]
+        .bot
+        .wait_for_state(TIMEOUT, |s| s.recordings == [id.clone()])
+        .await
+        .unwrap();
+    green
+        .bot
+        .wait_for_state(TIMEOUT, |s| s.recordings == [id.clone()])
+        .await
+        .expect("a joiner is told a recording is running");
+    members.push(green);
+    wait_for_full_exchange(&members, TIMEOUT).await.unwrap();
+    let joined_at = api.show(room, &id).await.unwrap()["duration_ms"]
+        .as_u64()
+        .unwrap();
+    wait_recorded(&api, room, &id, joined_at + 4000).await;
+    let blue = members.remove(1);
+    let blue_id = blue.id().to_owned();
+    let before_leave = recorded_ms(&api, room, &id).await;
+    blue.bot.leave().await;
+    members[0]
+        .bot
+        .wait_for_state(TIMEOUT, |s| s.others.iter().all(|p| p.id != blue_id))
+        .await
+        .unwrap();
+    let left_at = api.show(room, &id).await.unwrap()["duration_ms"]
+        .as_u64()
+        .unwrap();
+    wait_recorded(&api, room, &id, left_at + 3000).await;
+    let stopped = api.stop(room, &id).await;
+    assert_eq!(stopped["state"], "stopped");
+
+    let path = path_of(&info);
+    let decoded = tokio::task::spawn_blocking(move || decode(&path, 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decoded.error, None);
+    let ms = Duration::from_millis;
+    // Times are the API's clock; each window keeps half a second from the
+    // moment the layout changed.
+    check_frames(&decoded, ms(1000), ms(before_join - 500), &[RED.0, BLUE.0]);
+    check_frames(
+        &decoded,
+        ms(joined_at + 500),
+        ms(before_leave - 500),
+        &[RED.0, BLUE.0, GREEN.0],
+    );
+    let end = decoded.last_video_pts().unwrap();
+    check_frames(&decoded, ms(left_at + 500), end, &[RED.0, GREEN.0]);
+    assert!(
+        decoded.longest_video_gap() < ms(250),
+        "a gap of {:?} in the video",
+        decoded.longest_video_gap()
+    );
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+/// Waits until the API says the recording has `ms` of content.
+async fn wait_recorded(api: &Api, room: &str, id: &str, ms: u64) {
+    eventually(TIMEOUT, || async {
+        let shown = api.show(room, id).await?;
+        let recorded = shown["duration_ms"].as_u64().unwrap_or(0);
+        if recorded < ms {
+            // Polling interval, not a synchronisation.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            anyhow::bail!("{recorded} ms recorded, waiting for {ms}");
+        }
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn recorded_ms(api: &Api, room: &str, id: &str) -> u64 {
+    api.show(room, id).await.unwrap()["duration_ms"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_a_stable_code_and_the_room_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("errors");
+    let (server, api) = server_recording_to(&dir).await;
+    let room = "errors";
+    let member = join_member(&server, room, "red", Mode::Mcu, RED, false).await;
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .unwrap();
+    let recordings = format!("/api/rooms/{room}/recordings");
+
+    let cases = [
+        ("/api/rooms/nobody/recordings", "", 404, "unknown-room"),
+        ("/api/rooms/a%20b/recordings", "", 400, "bad-name"),
+        (
+            recordings.as_str(),
+            r#"{"format":"avi"}"#,
+            400,
+            "bad-format",
+        ),
+        (recordings.as_str(), r#"{"format":"#, 400, "bad-json"),
+        (
+            recordings.as_str(),
+            r#"{"fromat":"mp4"}"#,
+            400,
+            "bad-request",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let reply = api.post(path, body).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.code()),
+            (status, code),
+            "POST {path} {body}: {}",
+            reply.body
+        );
+        assert!(
+            reply.body["message"].as_str().unwrap().ends_with('.'),
+            "{}",
+            reply.body
+        );
+    }
+    for path in [
+        format!("{recordings}/20250101-000000-abcd"),
+        format!("{recordings}/..%2Fx"),
+    ] {
+        let reply = api.delete(&path).await.unwrap();
+        assert_eq!(
+            (reply.status, reply.code()),
+            (404, "unknown-recording"),
+            "{path}"
+        );
+    }
+    let reply = api.get("/api/rooms/nobody/recordings").await.unwrap();
+    assert_eq!((reply.status, reply.code()), (404, "unknown-room"));
+
+    // A room holds at most four recordings at once.
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(
+            api.start(room, "webm").await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let reply = api.post(&recordings, "").await.unwrap();
+    assert_eq!((reply.status, reply.code()), (409, "too-many-recordings"));
+    for id in &ids {
+        assert_eq!(api.stop(room, id).await["state"], "stopped");
+    }
+    // Stopping again is harmless and says how it ended.
+    assert_eq!(api.stop(room, &ids[0]).await["state"], "stopped");
+
+    let mesh = join_member(&server, "mesh-room", "m", Mode::Mesh, GREEN, false).await;
+    let reply = api
+        .post("/api/rooms/mesh-room/recordings", "")
+        .await
+        .unwrap();
+    assert_eq!((reply.status, reply.code()), (409, "not-recordable"));
+    mesh.bot.leave().await;
+
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .expect("the call went on through all of it");
+    assert_no_errors(std::slice::from_ref(&member));
+    member.bot.leave().await;
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unwritable_record_dir_is_an_error_and_the_call_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // A file where the directory should be: not even root can write there.
+    let parent = record_dir("unwritable");
+    let not_a_dir = parent.join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    let (server, api) = server_recording_to(&not_a_dir).await;
+    let member = join_member(&server, "unwritable", "red", Mode::Mcu, RED, false).await;
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .unwrap();
+    let reply = api
+        .post("/api/rooms/unwritable/recordings", "")
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply.status, reply.code()),
+        (500, "storage-error"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body["message"].as_str().unwrap().contains("file"),
+        "{}",
+        reply.body
+    );
+    wait_for_tiles(&member.bot, &[RED.0], TIMEOUT)
+        .await
+        .expect("the call goes on");
+    assert!(member.bot.state().recordings.is_empty());
+    member.bot.leave().await;
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recording_that_cannot_write_fails_alone_and_the_call_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("write-fails");
+    let (server, api) = server_recording_to(&dir).await;
+    let room = "write-fails";
+    let members = call(&server, room, Mode::Mcu).await;
+    let hls = api.start(room, "hls").await;
+    let id = hls["id"].as_str().unwrap().to_owned();
+    let folder = path_of(&hls).parent().unwrap().to_owned();
+    eventually(TIMEOUT, || async {
+        anyhow::ensure!(
+            folder.join("segment00000.ts").exists(),
+            "no first segment yet"
+        );
+        Ok(())
+    })
+    .await
+    .unwrap();
+    // The next segment has nowhere to go.
+    std::fs::remove_dir_all(&folder).unwrap();
+    let failed = eventually(TIMEOUT, || async {
+        let shown = api.show(room, &id).await?;
+        if shown["state"] != "failed" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            anyhow::bail!("{shown}");
+        }
+        Ok(shown)
+    })
+    .await
+    .expect("the recording fails");
+    assert!(
+        !failed["error"].as_str().unwrap_or("").is_empty(),
+        "{failed}"
+    );
+    for m in &members {
+        m.bot
+            .wait_for_state(TIMEOUT, |s| s.recordings.is_empty())
+            .await
+            .expect("participants are told it stopped");
+        wait_for_tiles(&m.bot, &[RED.0, BLUE.0], TIMEOUT)
+            .await
+            .expect("the call goes on");
+    }
+    wait_for_tones(&members[0].bot, &[BLUE.1], &[RED.1], TIMEOUT)
+        .await
+        .unwrap();
+    // And the room records again.
+    let again = api.start(room, "webm").await;
+    let again_id = again["id"].as_str().unwrap().to_owned();
+    wait_recorded(&api, room, &again_id, 3000).await;
+    let stopped = api.stop(room, again["id"].as_str().unwrap()).await;
+    assert_eq!(stopped["state"], "stopped");
+    check_plays(path_of(&again), Duration::from_secs(1)).await;
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn auto_record_records_a_room_from_its_first_participant_to_its_last() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("auto");
+    let args = ServeArgs {
+        record_dir: dir.clone(),
+        auto_record: true,
+        ..ServeArgs::default()
+    };
+    let server = start_server(args).await;
+    let api = Api::new(server.local_addr());
+    let members = call(&server, "auto", Mode::Mcu).await;
+    let listed = api.get("/api/rooms/auto/recordings").await.unwrap();
+    assert_eq!(
+        listed.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.body
+    );
+    let id = listed.body[0]["id"].as_str().unwrap().to_owned();
+    for m in &members {
+        m.bot
+            .wait_for_state(TIMEOUT, |s| s.recordings == [id.clone()])
+            .await
+            .unwrap();
+    }
+    wait_recorded(&api, "auto", &id, 3000).await;
+    for m in members {
+        m.bot.leave().await;
+    }
+    // The room closes and finishes the file; the recording stays listed.
+    let ended = eventually(TIMEOUT, || async {
+        let shown = api.show("auto", &id).await?;
+        if server.registry().running_rooms() > 0 || shown["state"] != "stopped" {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            anyhow::bail!("{shown}");
+        }
+        Ok(shown)
+    })
+    .await
+    .expect("the recording ends with the room");
+    let path = path_of(&ended);
+    let probed = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || probe(&path)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        probed
+            .duration
+            .is_some_and(|d| d >= Duration::from_millis(2500)),
+        "{probed:?}"
+    );
+    // Content starts a moment after the wall clock (at the first keyframe).
+    let decoded = decodes_to_the_end(path, Duration::from_millis(2500)).await;
+    check_frames(
+        &decoded,
+        Duration::from_millis(500),
+        Duration::from_millis(2500),
+        &[RED.0, BLUE.0],
+    );
+    server.shut_down().await;
+}
