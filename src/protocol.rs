@@ -134,6 +134,13 @@ pub enum ServerMessage {
     Recording {
         state: RecordingState,
         id: String,
+        /// "webm", "mp4" or "hls".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<String>,
+        /// Where the recording is served (HLS: the live playlist), under
+        /// /recordings/.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     Error {
         code: ErrorCode,
@@ -394,13 +401,18 @@ mod tests {
                 ServerMessage::Recording {
                     state: RecordingState::Started,
                     id: "20250301-141503-9f3c".into(),
+                    format: Some("hls".into()),
+                    url: Some("/recordings/standup-20250301-141503-9f3c/index.m3u8".into()),
                 },
-                json!({"type":"recording","state":"started","id":"20250301-141503-9f3c"}),
+                json!({"type":"recording","state":"started","id":"20250301-141503-9f3c","format":"hls",
+                       "url":"/recordings/standup-20250301-141503-9f3c/index.m3u8"}),
             ),
             (
                 ServerMessage::Recording {
                     state: RecordingState::Stopped,
                     id: "20250301-141503-9f3c".into(),
+                    format: None,
+                    url: None,
                 },
                 json!({"type":"recording","state":"stopped","id":"20250301-141503-9f3c"}),
             ),

@@ -397,3 +397,98 @@ async fn sfu_pages_show_a_tile_per_participant_and_drop_who_leaves() {
 async fn mesh_pages_show_a_tile_per_participant_and_drop_who_leaves() {
     tiles_for_everyone("mesh").await;
 }
+
+/// A live (HLS) recording: the page shows the recording indicator and a link
+/// to watch; the watch page plays the stream in Chromium's own HLS player;
+/// when the recording stops the indicator goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_recording_is_shown_and_can_be_watched() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let record_dir =
+        std::env::temp_dir().join(format!("gridmix-browser-hls-{}", std::process::id()));
+    let server = start_server(ServeArgs {
+        record_dir: record_dir.clone(),
+        ..ServeArgs::default()
+    })
+    .await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-hls";
+    let bot = Bot::join(bot_config(&server, room, "bot", BOT_COLOUR, 600.0))
+        .await
+        .expect("bot joins");
+    let chromium = Chromium::start().await.expect("chromedriver");
+    let alice = chromium.page("alice").await.expect("alice's browser");
+    let viewer = chromium.page("viewer").await.expect("the viewer's browser");
+    let pages = [&alice, &viewer];
+    or_screenshots(alice.join(&base, room, "mcu", false).await, "hls", &pages).await;
+    or_screenshots(
+        wait_for_page(&alice, "joined", |s| joined_with(s, &["bot"])).await,
+        "hls",
+        &pages,
+    )
+    .await;
+
+    let api = recording_api::Api::new(server.local_addr());
+    let recording = api.start(room, "hls").await;
+    let id = recording["id"].as_str().expect("an id").to_owned();
+    let state = or_screenshots(
+        wait_for_page(&alice, "the recording shown", |s| {
+            ensure!(
+                s["recordings"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r == id.as_str())),
+                "no recording in {}",
+                s["recordings"]
+            );
+            ensure!(s["watch"].is_string(), "no watch link");
+            Ok(())
+        })
+        .await,
+        "hls",
+        &pages,
+    )
+    .await;
+    let watch = format!("{base}/{}", state["watch"].as_str().unwrap_or_default());
+    or_screenshots(viewer.open(&watch).await, "hls-watch", &pages).await;
+    let check = async {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let s = viewer.eval("return window.gridmixWatch.state();").await?;
+            if s["playing"] == true
+                && s["currentTime"].as_f64().unwrap_or(0.0) > 1.0
+                && s["width"] == 1280
+            {
+                return Ok(());
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the live stream does not play: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    or_screenshots(check.await, "hls-watch", &pages).await;
+
+    api.stop(room, &id).await;
+    or_screenshots(
+        wait_for_page(&alice, "the recording gone", |s| {
+            ensure!(
+                s["recordings"].as_array().is_some_and(|r| r.is_empty()),
+                "still recording: {}",
+                s["recordings"]
+            );
+            ensure!(s["watch"].is_null(), "the watch link stays");
+            Ok(())
+        })
+        .await,
+        "hls",
+        &pages,
+    )
+    .await;
+
+    alice.close().await;
+    viewer.close().await;
+    bot.leave().await;
+    server.shut_down().await;
+    let _ = std::fs::remove_dir_all(record_dir);
+}

@@ -23,7 +23,8 @@ const call = {
   local: null,
   participant: null,
   participants: [],
-  recording: null,
+  // Running recordings by id: { format, url }.
+  recordings: new Map(),
   stats: null,
 };
 
@@ -129,9 +130,13 @@ async function onMessage(message) {
       break;
     }
     case "recording":
-      call.recording = message.state === "started" ? message.id : null;
-      $("#recording").hidden = !call.recording;
-      view.say(message.state === "started" ? "This call is being recorded." : "Recording stopped.");
+      if (message.state === "started") {
+        if (!call.recordings.has(message.id)) view.say("This call is being recorded.");
+        call.recordings.set(message.id, { format: message.format, url: message.url });
+      } else if (call.recordings.delete(message.id)) {
+        view.say("A recording of this call stopped.");
+      }
+      showRecordings();
       break;
     case "error":
       view.error(message.code, message.message);
@@ -145,14 +150,23 @@ async function onMessage(message) {
   }
 }
 
+// The indicator while anything records; a link to watch the newest live
+// (HLS) recording.
+function showRecordings() {
+  $("#recording").hidden = call.recordings.size === 0;
+  const live = [...call.recordings.values()].filter((r) => r.format === "hls" && r.url).pop();
+  $("#watch").hidden = !live;
+  if (live) $("#watch").href = `watch.html?src=${encodeURIComponent(live.url)}`;
+}
+
 function endSession() {
   call.session?.close();
   call.session = null;
   call.participants = [];
   view.clearRemote();
   view.setParticipants([]);
-  call.recording = null;
-  $("#recording").hidden = true;
+  call.recordings.clear();
+  showRecordings();
 }
 
 function leave(reason) {
@@ -209,7 +223,8 @@ window.gridmix = {
       transport: call.signaling?.transport ?? null,
       participant: call.participant,
       participants: call.participants,
-      recording: call.recording,
+      recordings: [...call.recordings.keys()],
+      watch: $("#watch").hidden ? null : $("#watch").getAttribute("href"),
       composite: call.settings?.mode === "mcu" ? describeVideo(view.composite) : null,
       tiles: [...document.querySelectorAll("#tiles .tile")].map((tile) => ({
         participant: tile.dataset.participant,

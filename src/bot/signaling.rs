@@ -310,7 +310,7 @@ impl Session {
                 self.state.send_modify(|s| s.errors.push((code, message)));
             }
             ServerMessage::Joined { .. } => tracing::debug!("bot ignores a second joined"),
-            ServerMessage::Recording { state, id } => self.state.send_modify(|s| {
+            ServerMessage::Recording { state, id, .. } => self.state.send_modify(|s| {
                 s.recordings.retain(|r| r != &id);
                 if state == RecordingState::Started {
                     s.recordings.push(id);

@@ -692,9 +692,13 @@ impl McuMixer {
         }
         tracing::debug!(room = %self.room, "keyframe forced");
     }
+}
 
-    /// Stops the pipeline. Blocking: call from a blocking thread.
-    pub fn shut_down(&self) {
+/// Dropping the mixer stops its pipeline, also when its room task is dropped
+/// unfinished (a pipeline disposed while PLAYING crashes the process).
+/// Blocking: drop it on a blocking thread.
+impl Drop for McuMixer {
+    fn drop(&mut self) {
         members::stop_pipeline(&self.pipeline);
     }
 }

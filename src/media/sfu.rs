@@ -809,8 +809,11 @@ impl SfuRouter {
             .map(|p| p.close(&self.pipeline))
             .unwrap_or_default()
     }
+}
 
-    pub fn shut_down(&self) {
+/// As for the MCU mixer: dropping the router stops its pipeline. Blocking.
+impl Drop for SfuRouter {
+    fn drop(&mut self) {
         members::stop_pipeline(&self.pipeline);
     }
 }

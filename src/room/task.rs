@@ -113,15 +113,6 @@ impl Media {
             Media::Mesh => Vec::new(),
         }
     }
-
-    /// Blocking: call from a blocking thread.
-    fn shut_down(&self) {
-        match self {
-            Media::Mcu(mixer) => mixer.shut_down(),
-            Media::Sfu(router) => router.shut_down(),
-            Media::Mesh => {}
-        }
-    }
 }
 
 struct Room {
@@ -215,7 +206,8 @@ pub(super) async fn run_room(
     }
     room.participants.clear();
     let media = room.media;
-    let _ = tokio::task::spawn_blocking(move || media.shut_down()).await;
+    // Dropping the media stops its pipeline, which blocks.
+    let _ = tokio::task::spawn_blocking(move || drop(media)).await;
     tracing::info!("room closed");
 }
 
@@ -326,10 +318,7 @@ impl Room {
             self.recordings
                 .launch(prepared, &pipeline, &feeds, &self.settings.mcu.templates);
         match &started {
-            Ok(info) => self.broadcast(ServerMessage::Recording {
-                state: RecordingState::Started,
-                id: info.id.clone(),
-            }),
+            Ok(info) => self.broadcast(recording_message(info, RecordingState::Started)),
             Err(_) if !self.recordings.any_active() => {
                 stop_off_task(self.media.close_recording_feeds());
             }
@@ -377,10 +366,16 @@ impl Room {
                     let _ = reply.send(Ok(info.clone()));
                 }
             }
-            self.broadcast(ServerMessage::Recording {
-                state: RecordingState::Stopped,
-                id: id.to_string(),
-            });
+            let stopped = match self.recordings.info(&id) {
+                Some(info) => recording_message(&info, RecordingState::Stopped),
+                None => ServerMessage::Recording {
+                    state: RecordingState::Stopped,
+                    id: id.to_string(),
+                    format: None,
+                    url: None,
+                },
+            };
+            self.broadcast(stopped);
         }
     }
 
@@ -454,13 +449,9 @@ impl Room {
         self.participants.push(newcomer);
         self.send_to(&id, joined);
         for recording in self.recordings.running() {
-            self.send_to(
-                &id,
-                ServerMessage::Recording {
-                    state: RecordingState::Started,
-                    id: recording.to_string(),
-                },
-            );
+            if let Some(info) = self.recordings.info(&recording) {
+                self.send_to(&id, recording_message(&info, RecordingState::Started));
+            }
         }
         self.broadcast_except(&id, announcement);
         if self.participants.len() == 1
@@ -877,4 +868,15 @@ fn stop_off_task(elements: Vec<gst::Element>) {
             let _ = element.set_state(gst::State::Null);
         }
     });
+}
+
+/// What participants are told of a recording: its id, format and where it
+/// is served (a browser plays an HLS recording live from there).
+fn recording_message(info: &RecordingInfo, state: RecordingState) -> ServerMessage {
+    ServerMessage::Recording {
+        state,
+        id: info.id.clone(),
+        format: Some(info.format.as_str().to_owned()),
+        url: Some(info.url.clone()),
+    }
 }

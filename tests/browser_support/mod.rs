@@ -62,16 +62,16 @@ impl Chromium {
     /// A new browser (its own session and profile) named `name` in reports,
     /// whose camera and microphone are granted.
     pub async fn page(&self, name: &str) -> Result<Page> {
-        self.open(name, "--use-fake-ui-for-media-stream").await
+        self.launch(name, "--use-fake-ui-for-media-stream").await
     }
 
     /// A browser whose person refuses camera and microphone access.
     pub async fn page_denying_devices(&self, name: &str) -> Result<Page> {
-        self.open(name, "--deny-permission-prompts").await
+        self.launch(name, "--deny-permission-prompts").await
     }
 
     /// `permissions`: how the camera and microphone prompt is answered.
-    async fn open(&self, name: &str, permissions: &str) -> Result<Page> {
+    async fn launch(&self, name: &str, permissions: &str) -> Result<Page> {
         let args = [
             "--headless=new",
             "--no-sandbox",
@@ -143,6 +143,17 @@ impl Page {
             .click()
             .await?;
         Ok(())
+    }
+
+    /// Opens `url` as it is (no join).
+    pub async fn open(&self, url: &str) -> Result<()> {
+        self.client.goto(url).await?;
+        Ok(())
+    }
+
+    /// Runs `script` (a function body that may `await`) and returns its value.
+    pub async fn eval(&self, script: &str) -> Result<Value> {
+        Ok(self.client.execute(script, vec![]).await?)
     }
 
     pub async fn click(&self, selector: &str) -> Result<()> {
