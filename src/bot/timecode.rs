@@ -20,8 +20,12 @@ const BLACK: u8 = 16;
 const UNSURE_LOW: f64 = 80.0;
 const UNSURE_HIGH: f64 = 170.0;
 
+/// Mixed with the check so that neither an all-black nor an all-white frame
+/// (time 0 or all ones, with a check of all zeros or all ones) is a valid code.
+const CHECK_SALT: u32 = 0xA5A;
+
 fn check(time: u32) -> u32 {
-    (time.wrapping_mul(0x9E37_79B1) >> (32 - CHECK_BITS)) & ((1 << CHECK_BITS) - 1)
+    ((time.wrapping_mul(0x9E37_79B1) >> (32 - CHECK_BITS)) ^ CHECK_SALT) & ((1 << CHECK_BITS) - 1)
 }
 
 /// The 32-bit code for `ms` (only its low 20 bits are kept).
