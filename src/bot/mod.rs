@@ -5,6 +5,7 @@
 pub mod analysis;
 mod media;
 mod signaling;
+pub mod transport;
 
 pub use media::{AUDIO_PT, AUDIO_RATE, COMPOSITE, VIDEO_PT};
 
@@ -14,10 +15,12 @@ use analysis::VideoFrame;
 use anyhow::{Context, Result, anyhow, bail};
 use gst::prelude::*;
 use media::{BotMedia, Receivers};
-use signaling::{Session, next_server_message, send_json};
+use signaling::{Control, Session};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use transport::Connection;
+pub use transport::TransportKind;
 
 #[derive(Debug, Clone)]
 pub struct BotConfig {
@@ -40,6 +43,14 @@ pub struct BotConfig {
     /// SFU: payload types its subscribe answers renumber, (offered, answered),
     /// as a client with its own payload type numbering would.
     pub subscribe_payload_renumbering: Vec<(u8, u8)>,
+    /// WebSocket (default) or long-poll.
+    pub transport: TransportKind,
+    /// A room token for servers that want one.
+    pub token: Option<String>,
+    /// Resume the session when the signaling connection drops.
+    pub resume: bool,
+    /// Relayed (TURN) candidates only, using the TURN servers of "joined".
+    pub relay_only: bool,
 }
 
 impl BotConfig {
@@ -56,6 +67,10 @@ impl BotConfig {
             ice_addresses: Vec::new(),
             keyframe_interval_frames: 90,
             subscribe_payload_renumbering: Vec::new(),
+            transport: TransportKind::WebSocket,
+            token: None,
+            resume: true,
+            relay_only: false,
         }
     }
 }
@@ -83,6 +98,10 @@ pub struct BotState {
     pub tracks: Vec<RemoteTrack>,
     /// SFU: subscribe offers answered so far (first offer and renegotiations).
     pub subscribe_offers: u32,
+    /// Times the bot resumed its session after losing its connection.
+    pub resumes: u32,
+    /// The local ICE candidates it sent, as candidate lines.
+    pub local_candidates: Vec<String>,
 }
 
 impl BotState {
@@ -105,6 +124,7 @@ pub struct Bot {
     receivers: Receivers,
     state: watch::Receiver<BotState>,
     leave: Option<oneshot::Sender<()>>,
+    control: mpsc::UnboundedSender<Control>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -112,28 +132,30 @@ impl Bot {
     /// Joins and makes its first offers; returns once they are sent.
     pub async fn join(config: BotConfig) -> Result<Bot> {
         gst::init()?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(config.server.as_str())
-            .await
-            .with_context(|| format!("connecting to {}", config.server))?;
         let join = ClientMessage::Join {
             room: config.room.clone(),
             name: config.name.clone(),
             mode: Some(config.mode),
+            token: config.token.clone(),
         };
-        send_json(&mut ws, &join).await?;
-        let (id, others) = match next_server_message(&mut ws).await? {
+        let mut connection = Connection::open(config.transport, &config.server, &join)
+            .await
+            .with_context(|| format!("joining through {}", config.server))?;
+        let (id, others, ice_servers, resume_token) = match connection.next().await? {
             Some(ServerMessage::Joined {
                 participant,
                 participants,
+                ice_servers,
+                resume_token,
                 ..
-            }) => (participant, participants),
+            }) => (participant, participants, ice_servers, resume_token),
             Some(ServerMessage::Error { code, message }) => {
                 bail!("join refused: {}: {message}", code.as_str())
             }
             other => bail!("expected \"joined\", got {other:?}"),
         };
 
-        let media = BotMedia::build(&config, &id)?;
+        let media = BotMedia::build(&config, &id, &ice_servers)?;
         media
             .pipeline
             .set_state(gst::State::Playing)
@@ -142,17 +164,20 @@ impl Bot {
             others: others.clone(),
             ..BotState::default()
         });
-        let session = Session::start(ws, &config, media, &others, state_tx).await?;
+        let session =
+            Session::start(connection, &config, media, &others, state_tx, resume_token).await?;
         let pipeline = session.pipeline();
         let receivers = session.receivers();
         let (leave, leave_rx) = oneshot::channel();
-        let task = tokio::spawn(session.run(leave_rx));
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(session.run(leave_rx, control_rx));
         Ok(Bot {
             id,
             pipeline,
             receivers,
             state,
             leave: Some(leave),
+            control,
             task: Some(task),
         })
     }
@@ -222,6 +247,13 @@ impl Bot {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         self.stop_pipeline().await;
+    }
+
+    /// Cuts the signaling connection as a network failure would (no
+    /// WebSocket close, no leave), stays cut for `hold`, then resumes the
+    /// session if `resume` is set. Media is left alone.
+    pub fn cut_signaling(&self, hold: Duration) {
+        let _ = self.control.send(Control::Cut { hold });
     }
 
     /// Drops the signaling connection without "leave", as a crashed client would.

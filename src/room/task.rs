@@ -5,11 +5,13 @@ use super::{Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::ParticipantId;
 use crate::media::events::MediaEvent;
 use crate::media::mcu::{McuMixer, McuSettings};
+use crate::media::sdp::summarize_offer;
 use crate::media::sfu::SfuRouter;
 use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, IceServer, Mode, ParticipantInfo, PeerConnection,
     ProtocolError, ServerMessage,
 };
+use crate::turn::TurnSettings;
 use futures::StreamExt;
 use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState;
@@ -21,13 +23,20 @@ use tokio::sync::mpsc::error::TrySendError;
 pub struct RoomSettings {
     pub mcu: McuSettings,
     pub max_participants: usize,
+    /// Most rooms open at once on this server.
+    pub max_rooms: usize,
     /// Sent to clients in "joined", in RTCIceServer form.
     pub ice_servers: Vec<IceServer>,
+    /// A TURN server: each participant gets its own short-lived
+    /// credentials in "joined".
+    pub turn: Option<TurnSettings>,
 }
 
 struct Participant {
     id: ParticipantId,
     name: String,
+    /// False for a viewer's token: offers that send media are refused.
+    can_publish: bool,
     outbox: Outbox,
 }
 
@@ -187,6 +196,31 @@ fn forget(registry: &RegistryRef, handle: &RoomHandle) {
     }
 }
 
+/// A viewer (a token with canPublish false) may receive but not send: an
+/// offer (or, in a mesh room, an answer) whose m-lines send media is refused.
+/// MCU viewers offer recvonly; SFU viewers never open the publish
+/// connection; mesh viewers offer recvonly and answer recvonly.
+fn refuse_publishing(mode: Mode, message: &ClientMessage) -> Result<(), ProtocolError> {
+    let sdp = match (mode, message) {
+        (_, ClientMessage::Offer { sdp, .. }) => sdp,
+        (Mode::Mesh, ClientMessage::Answer { sdp, .. }) => sdp,
+        _ => return Ok(()),
+    };
+    let summary = summarize_offer(sdp)?;
+    if mode == Mode::Sfu
+        || summary
+            .media
+            .iter()
+            .any(|m| !m.rejected && m.direction.client_sends())
+    {
+        return Err(ProtocolError::new(
+            ErrorCode::Forbidden,
+            "Your room token does not allow publishing: offer recvonly m-lines (and in an SFU room, do not open the publish connection).",
+        ));
+    }
+    Ok(())
+}
+
 fn refuse_all(commands: &mut mpsc::Receiver<RoomCommand>, message: &str) {
     commands.close();
     while let Ok(command) = commands.try_recv() {
@@ -201,10 +235,11 @@ impl Room {
         match command {
             RoomCommand::Join {
                 name,
+                can_publish,
                 outbox,
                 reply,
             } => {
-                let result = self.join(name, outbox);
+                let result = self.join(name, can_publish, outbox);
                 let _ = reply.send(result);
             }
             RoomCommand::Signal {
@@ -228,7 +263,12 @@ impl Room {
         }
     }
 
-    fn join(&mut self, name: String, outbox: Outbox) -> Result<ParticipantId, ProtocolError> {
+    fn join(
+        &mut self,
+        name: String,
+        can_publish: bool,
+        outbox: Outbox,
+    ) -> Result<ParticipantId, ProtocolError> {
         if self.participants.len() >= self.settings.max_participants {
             return Err(ProtocolError::new(
                 ErrorCode::RoomFull,
@@ -255,16 +295,22 @@ impl Room {
                 "The server could not add you to the room's media.",
             )
         })?;
+        let mut ice_servers = self.settings.ice_servers.clone();
+        if let Some(turn) = &self.settings.turn {
+            ice_servers.push(turn.ice_server(id.as_str(), crate::auth::unix_now()));
+        }
         let joined = ServerMessage::Joined {
             room: self.handle.id.to_string(),
             participant: id.to_string(),
             mode: self.handle.mode,
             participants: self.participants.iter().map(Participant::info).collect(),
-            ice_servers: self.settings.ice_servers.clone(),
+            ice_servers,
+            resume_token: None,
         };
         let newcomer = Participant {
             id: id.clone(),
             name,
+            can_publish,
             outbox,
         };
         let announcement = ServerMessage::ParticipantJoined {
@@ -282,14 +328,20 @@ impl Room {
         id: &ParticipantId,
         message: ClientMessage,
     ) -> Result<(), ProtocolError> {
-        if !self.participants.iter().any(|p| &p.id == id) {
+        let Some(participant) = self.participants.iter().find(|p| &p.id == id) else {
             return Err(ProtocolError::new(
                 ErrorCode::NotJoined,
                 "You are not in this room.",
             ));
+        };
+        if !participant.can_publish {
+            refuse_publishing(self.handle.mode, &message)?;
         }
         match (&mut self.media, message) {
-            (_, ClientMessage::Join { .. } | ClientMessage::Leave) => Err(ProtocolError::new(
+            (
+                _,
+                ClientMessage::Join { .. } | ClientMessage::Leave | ClientMessage::Resume { .. },
+            ) => Err(ProtocolError::new(
                 ErrorCode::BadState,
                 "join and leave are handled by the session, not the room.",
             )),
