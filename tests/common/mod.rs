@@ -437,18 +437,17 @@ pub fn open_fds() -> usize {
 /// Waits until the server holds no room, room task, session or long-poll
 /// session.
 pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {
-    let rooms_url = format!("http://{}/api/rooms", server.local_addr());
     eventually(timeout, || async {
-        let rooms = reqwest_json(&rooms_url).await;
+        let rooms = server.registry().snapshot().await;
         let running = server.registry().running_rooms();
         let sessions = server.signaling().sessions.running();
         let polls = server.signaling().polls.open();
-        if rooms.as_array().is_some_and(|a| a.is_empty()) && running == 0 && sessions == 0 && polls == 0 {
+        if rooms.is_empty() && running == 0 && sessions == 0 && polls == 0 {
             Ok(())
         } else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             Err(anyhow!(
-                "rooms {rooms}, room tasks {running}, sessions {sessions}, long-poll sessions {polls}"
+                "rooms {rooms:?}, room tasks {running}, sessions {sessions}, long-poll sessions {polls}"
             ))
         }
     })
