@@ -50,19 +50,19 @@ impl Server {
             signaling: signaling.clone(),
             shutdown: shutdown.clone(),
         };
-        let app = Router::new()
+        let routes = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/ws", get(crate::signaling::ws::upgrade))
             .merge(crate::signaling::poll::routes())
             .route("/api/rooms", get(list_rooms))
             .fallback_service(ServeDir::new(&config.assets_dir))
-            // Outermost, so every route under /api (present or added later)
-            // is behind the API secret.
-            .layer(axum::middleware::from_fn_with_state(
-                signaling.clone(),
-                crate::signaling::access::require_api_secret,
-            ))
             .with_state(state);
+        // Around the whole router, after every route is added: each path
+        // under /api, whichever route serves it, is behind the API secret.
+        let app = routes.layer(axum::middleware::from_fn_with_state(
+            signaling.clone(),
+            crate::signaling::access::require_api_secret,
+        ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

@@ -113,6 +113,8 @@ async fn nothing_is_left_behind() {
     wait_until_idle(&server, TIMEOUT)
         .await
         .expect("no room, task or session left");
+    let rooms = reqwest_json(&format!("http://{}/api/rooms", server.local_addr())).await;
+    assert_eq!(rooms, serde_json::json!([]), "/api/rooms lists no room");
     eventually(TIMEOUT, || async {
         let now = open_fds();
         if now <= baseline + SLACK {

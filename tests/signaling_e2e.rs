@@ -253,6 +253,16 @@ async fn a_lost_poll_response_is_answered_again_and_nothing_is_lost_or_doubled()
         .await
         .unwrap();
     assert_eq!(stale.status(), 400);
+    let junk = a
+        .http
+        .get(&a.url)
+        .query(&[("after", "soon")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 400);
+    let body: serde_json::Value = junk.json().await.unwrap();
+    assert_eq!(body["code"], "bad-message");
 
     // Bad input in a batch gets errors in the stream, like on a WebSocket.
     a.post(json!([{"type":"dance"}, {"type":"offer","sdp":"v=0"}, "nonsense"]))

@@ -92,7 +92,7 @@ pub struct BotState {
     pub errors: Vec<(ErrorCode, String)>,
     /// The publish connection's answer arrived.
     pub answered: bool,
-    /// The signaling connection ended.
+    /// The signaling connection is down (ended, or lost and not resumed yet).
     pub disconnected: bool,
     /// SFU and mesh: every track offered to the bot, live or ended.
     pub tracks: Vec<RemoteTrack>,

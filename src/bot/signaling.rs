@@ -194,6 +194,7 @@ impl Session {
     /// network dropped would. False when it cannot.
     async fn reconnect(&mut self) -> bool {
         self.connection = None;
+        self.state.send_modify(|s| s.disconnected = true);
         let Some(token) = self.resume_token.clone().filter(|_| self.resume) else {
             return false;
         };
@@ -213,7 +214,10 @@ impl Session {
                             }
                         }
                         self.connection = Some(connection);
-                        self.state.send_modify(|s| s.resumes += 1);
+                        self.state.send_modify(|s| {
+                            s.resumes += 1;
+                            s.disconnected = false;
+                        });
                         return true;
                     }
                     Ok(Some(ServerMessage::Error { code, message })) => {

@@ -232,9 +232,15 @@ async fn send(
 async fn poll(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(After { after }): Query<After>,
+    query: Result<Query<After>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let Ok(Query(After { after })) = query else {
+        return error_response(&ProtocolError::new(
+            ErrorCode::BadMessage,
+            "Poll with ?after=N, N the last sequence number received (0 at first).",
+        ));
+    };
     let signaling = &state.signaling;
     if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
         return forbidden_origin();
