@@ -84,6 +84,19 @@ impl<T: Clone> SeqBuffer<T> {
         self.items.get(index).map(|(_, item)| item)
     }
 
+    /// How many messages a client that has received everything up to
+    /// `received` is owed, if they are all still kept. A count beyond the
+    /// newest message is a client's mistake, refused like a gap.
+    pub fn owed_after(&self, received: u64) -> Result<usize, Gap> {
+        let oldest = self.items.front().map_or(self.last + 1, |(s, _)| *s);
+        if received > self.last || received + 1 < oldest {
+            return Err(Gap {
+                oldest_kept: oldest,
+            });
+        }
+        Ok((self.last - received) as usize)
+    }
+
     /// Every kept message numbered after `after`, in order. A gap (messages
     /// after `after` already forgotten) is an error: the caller cannot give
     /// the client a complete sequence.
@@ -161,6 +174,21 @@ mod tests {
         buf.acknowledge(1);
         assert_eq!(buf.push('c'), Ok(3));
         assert_eq!(buf.last_seq(), 3);
+    }
+
+    #[test]
+    fn a_resuming_client_is_owed_what_came_after_its_count_if_still_kept() {
+        let mut buf = SeqBuffer::new(100);
+        for i in 0..10 {
+            buf.push(i).unwrap();
+        }
+        buf.trim_delivered(10, 4);
+        assert_eq!(buf.owed_after(10), Ok(0));
+        assert_eq!(buf.owed_after(6), Ok(4));
+        assert_eq!(buf.owed_after(5), Err(Gap { oldest_kept: 7 }));
+        assert_eq!(buf.owed_after(11), Err(Gap { oldest_kept: 7 }));
+        let empty: SeqBuffer<u8> = SeqBuffer::new(4);
+        assert_eq!(empty.owed_after(0), Ok(0));
     }
 
     #[test]

@@ -390,9 +390,9 @@ impl Session {
         };
         // Without a count, resend what the old connection was never handed.
         let received = attach.received.unwrap_or(self.delivered);
-        let replay = match self.log.since(received) {
-            Ok(replay) if received <= self.log.last_seq() => replay.len() as u64,
-            _ => {
+        let replay = match self.log.owed_after(received) {
+            Ok(owed) => owed as u64,
+            Err(_) => {
                 return refuse(
                     attach,
                     format!(
