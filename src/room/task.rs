@@ -683,3 +683,50 @@ impl Room {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(direction: &str) -> ClientMessage {
+        ClientMessage::Offer {
+            sdp: format!(
+                "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na={direction}\r\n"
+            ),
+            to: None,
+        }
+    }
+
+    #[test]
+    fn viewers_may_receive_but_not_send() {
+        let code =
+            |mode, message: &ClientMessage| refuse_publishing(mode, message).err().map(|e| e.code);
+        assert_eq!(code(Mode::Mcu, &offer("recvonly")), None);
+        assert_eq!(
+            code(Mode::Mcu, &offer("sendrecv")),
+            Some(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(Mode::Mcu, &offer("sendonly")),
+            Some(ErrorCode::Forbidden)
+        );
+        // SFU: any offer is a publish offer.
+        assert_eq!(
+            code(Mode::Sfu, &offer("recvonly")),
+            Some(ErrorCode::Forbidden)
+        );
+        let ClientMessage::Offer { sdp, .. } = offer("sendrecv") else {
+            unreachable!()
+        };
+        let answer = ClientMessage::Answer { sdp, to: None };
+        assert_eq!(code(Mode::Sfu, &answer), None, "subscribe answers are fine");
+        assert_eq!(code(Mode::Mesh, &answer), Some(ErrorCode::Forbidden));
+        assert_eq!(code(Mode::Mesh, &offer("recvonly")), None);
+        let junk = ClientMessage::Offer {
+            sdp: "hello".into(),
+            to: None,
+        };
+        assert_eq!(code(Mode::Mcu, &junk), Some(ErrorCode::BadSdp));
+        assert_eq!(code(Mode::Mcu, &ClientMessage::Leave), None);
+    }
+}
