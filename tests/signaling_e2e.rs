@@ -560,3 +560,31 @@ async fn after_the_grace_period_the_participant_is_gone_and_resume_fails() {
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutting_down_with_participants_waiting_for_a_resume_stops_every_room() {
+    // Their peers are gone (crashed clients) while the room still holds them
+    // for a resume: stopping the room must not hang on their media.
+    for round in 0..4 {
+        let server = start_server(ServeArgs::default()).await;
+        let room = format!("shutdown-{round}");
+        let a = Bot::join(bot_config(&server, &room, "a", 0xff0000, 500.0))
+            .await
+            .unwrap();
+        let b = Bot::join(bot_config(&server, &room, "b", 0x0000ff, 900.0))
+            .await
+            .unwrap();
+        wait_for_tiles(&a, &[0xff0000, 0x0000ff], TIMEOUT)
+            .await
+            .expect("call up");
+        a.vanish().await;
+        b.vanish().await;
+        let started = std::time::Instant::now();
+        server.shut_down().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "round {round}: shutting down took {:?} (a room did not stop)",
+            started.elapsed()
+        );
+    }
+}

@@ -93,6 +93,16 @@ impl Media {
         }
     }
 
+    /// Takes a participant out of the media; returns the elements to stop,
+    /// in order (webrtcbin first).
+    fn remove_participant(&mut self, id: &ParticipantId) -> Vec<gst::Element> {
+        match self {
+            Media::Mcu(mixer) => mixer.remove_participant(id),
+            Media::Sfu(router) => router.remove_participant(id).0,
+            Media::Mesh => Vec::new(),
+        }
+    }
+
     /// Blocking: call from a blocking thread.
     fn shut_down(&self) {
         match self {
@@ -177,9 +187,24 @@ pub(super) async fn run_room(
         }
     }
     drop(commands);
-    room.participants.clear();
+    // Participants still here (the server is shutting down, or their
+    // sessions wait for a resume) leave the media the way anyone leaves,
+    // each webrtcbin first, before the rest of the pipeline stops. Stopping
+    // the whole pipeline with them in it can deadlock on 1.22: a payloader's
+    // pad deactivation waits on a streaming thread stuck inside a webrtcbin
+    // whose peer is gone.
+    let mut removed = Vec::new();
+    for participant in std::mem::take(&mut room.participants) {
+        removed.extend(room.media.remove_participant(&participant.id));
+    }
     let media = room.media;
-    let _ = tokio::task::spawn_blocking(move || media.shut_down()).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for element in removed {
+            let _ = element.set_state(gst::State::Null);
+        }
+        media.shut_down();
+    })
+    .await;
     tracing::info!("room closed");
 }
 
