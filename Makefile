@@ -19,9 +19,11 @@ PKGCONFIG_MODULES := gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0 gstreamer
 GST_ELEMENTS := webrtcbin nicesrc dtlssrtpenc compositor audiomixer opusenc vp8enc rtpvp8pay capssetter \
 	webmmux mp4mux x264enc h264parse voaacenc hlssink2 openh264dec faad
 # What only the tests need: the browser tests drive Debian's Chromium
-# through its WebDriver.
-TEST_DEB_PACKAGES := chromium chromium-driver
-TEST_PROGRAMS := chromium chromedriver
+# through its WebDriver; the TURN test relays media through Debian's coturn,
+# which the test runs itself on loopback (the package's own service, if it
+# starts one, is stopped: see below).
+TEST_DEB_PACKAGES := chromium chromium-driver coturn
+TEST_PROGRAMS := chromium chromedriver turnserver
 
 .PHONY: deps test-deps build run test
 
@@ -44,6 +46,10 @@ deps:
 
 test-deps:
 	$(call install_if_missing,$(DEB_PACKAGES) $(TEST_DEB_PACKAGES),$(TEST_PROGRAMS))
+	@# The tests start their own turnserver; a system one would only hold ports.
+	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then \
+	  systemctl stop coturn; systemctl disable coturn >/dev/null 2>&1 || true; \
+	fi
 
 build: deps
 	$(CARGO) build --release --locked

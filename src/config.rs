@@ -6,6 +6,9 @@ use crate::media::webrtc::WebrtcSettings;
 use crate::protocol::IceServer;
 use crate::recording::Format;
 use crate::room::{RecordingSettings, RoomSettings};
+use crate::signaling::SignalingSettings;
+use crate::signaling::limits::Limits;
+use crate::turn::TurnSettings;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::net::SocketAddr;
@@ -39,6 +42,52 @@ pub struct ServeArgs {
     /// Restrict the server's ICE candidates to these local addresses (repeatable).
     #[arg(long = "ice-address")]
     pub ice_addresses: Vec<String>,
+    /// TURN server for clients and for the server's own ICE: turn:HOST:PORT
+    /// (with --turn-secret: TURN REST API ephemeral credentials).
+    #[arg(long, env = "GRIDMIX_TURN", requires = "turn_secret", value_parser = crate::turn::normalize_url)]
+    pub turn: Option<String>,
+    /// The secret shared with the TURN server (coturn's static-auth-secret).
+    #[arg(long, env = "GRIDMIX_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long the TURN credentials handed out stay valid.
+    #[arg(long, default_value = "24h", value_parser = crate::auth::parse_ttl)]
+    pub turn_ttl: Duration,
+    /// Require room tokens signed with this secret (JWT HS256) to join, and
+    /// this secret as a bearer token on /api. Without it anyone can join.
+    #[arg(long, env = "GRIDMIX_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Browser origins allowed to use signaling, e.g. https://meet.example.org
+    /// (repeatable; default: any). The server's own pages are always allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "GRIDMIX_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+    /// Most rooms open at once.
+    #[arg(long, default_value_t = 100)]
+    pub max_rooms: usize,
+    /// Largest client message in bytes, SDP included.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+    /// Sustained client messages per second per connection.
+    #[arg(long, default_value_t = 50.0)]
+    pub messages_per_second: f64,
+    /// Messages a connection may send at once above that rate.
+    #[arg(long, default_value_t = 100)]
+    pub message_burst: u32,
+    /// ICE candidates one session may send.
+    #[arg(long, default_value_t = 200)]
+    pub max_candidates: u32,
+    /// Close a connection that has not joined within this time.
+    #[arg(long, default_value = "10s", value_parser = crate::auth::parse_ttl)]
+    pub join_timeout: Duration,
+    /// How long a participant whose signaling dropped is kept for a resume.
+    #[arg(long, default_value = "30s", value_parser = crate::auth::parse_ttl)]
+    pub resume_grace: Duration,
+    /// A long-poll session not polled for this long ends as if it had left.
+    #[arg(long, default_value = "30s", value_parser = crate::auth::parse_ttl)]
+    pub poll_timeout: Duration,
     /// Folder recordings are written to, and served from at /recordings/.
     #[arg(long, env = "GRIDMIX_RECORD_DIR", default_value = "recordings")]
     pub record_dir: PathBuf,
@@ -89,6 +138,19 @@ impl Default for ServeArgs {
             record_dir: PathBuf::from("recordings"),
             auto_record: false,
             auto_record_format: Format::Webm,
+            turn: None,
+            turn_secret: None,
+            turn_ttl: Duration::from_secs(24 * 3600),
+            auth_secret: None,
+            allowed_origins: Vec::new(),
+            max_rooms: 100,
+            max_message_bytes: 64 * 1024,
+            messages_per_second: 50.0,
+            message_burst: 100,
+            max_candidates: 200,
+            join_timeout: Duration::from_secs(10),
+            resume_grace: Duration::from_secs(30),
+            poll_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -100,6 +162,7 @@ pub struct Config {
     /// Served read-only at /recordings/.
     pub record_dir: PathBuf,
     pub rooms: RoomSettings,
+    pub signaling: SignalingSettings,
 }
 
 impl ServeArgs {
@@ -109,10 +172,32 @@ impl ServeArgs {
         templates
             .validate()
             .context("checking the pipeline templates")?;
+        let turn = match (self.turn, self.turn_secret) {
+            (Some(url), Some(secret)) => Some(TurnSettings {
+                url,
+                secret,
+                ttl: self.turn_ttl,
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!("--turn and --turn-secret go together"),
+        };
         let webrtc = WebrtcSettings {
             jitter_latency_ms: self.jitter_latency_ms,
             stun_server: self.stun.as_ref().map(|s| format!("stun://{s}")),
             ice_addresses: self.ice_addresses,
+            turn: turn.clone(),
+            turn_uris: Vec::new(),
+            relay_only: false,
+        };
+        let limits = Limits {
+            max_message_bytes: self.max_message_bytes.max(1024),
+            messages_per_second: self.messages_per_second.max(0.1),
+            message_burst: self.message_burst.max(1),
+            max_candidates: self.max_candidates,
+            join_timeout: self.join_timeout,
+            resume_grace: self.resume_grace,
+            poll_timeout: self.poll_timeout,
+            ..Limits::default()
         };
         let ice_servers = self
             .stun
@@ -135,11 +220,18 @@ impl ServeArgs {
             rooms: RoomSettings {
                 mcu,
                 max_participants: self.max_participants,
+                max_rooms: self.max_rooms.max(1),
                 ice_servers,
                 recording: RecordingSettings {
                     dir: self.record_dir.clone(),
                     auto: self.auto_record.then_some(self.auto_record_format),
                 },
+                turn,
+            },
+            signaling: SignalingSettings {
+                limits,
+                auth_secret: self.auth_secret.filter(|s| !s.is_empty()),
+                allowed_origins: self.allowed_origins,
             },
             record_dir: self.record_dir,
         })

@@ -1,8 +1,10 @@
 //! gridmix: a WebRTC multi-party call server (MCU, SFU, mesh) on GStreamer.
 //!
-//! Dependencies point one way: signaling -> room -> media; `protocol`, `ids`
-//! and `media::layout` depend on nothing.
+//! Dependencies point one way: signaling -> room -> media; `protocol`, `ids`,
+//! `auth`, `turn` and `media::layout` depend on nothing of gridmix's but
+//! `protocol`.
 
+pub mod auth;
 pub mod bench;
 pub mod bot;
 pub mod config;
@@ -13,3 +15,4 @@ pub mod recording;
 pub mod room;
 pub mod server;
 pub mod signaling;
+pub mod turn;

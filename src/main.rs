@@ -1,9 +1,9 @@
-//! The `gridmix` command: serve | bot | bench.
+//! The `gridmix` command: serve | bot | bench | token.
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use gridmix::bot::analysis::{rms, strongest_tone};
-use gridmix::bot::{Bot, BotConfig};
+use gridmix::bot::{Bot, BotConfig, TransportKind};
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
 use gridmix::protocol::Mode;
@@ -24,11 +24,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the browser client and WebSocket signaling.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Join a room as a synthetic participant sending a colour and a tone.
     Bot(BotArgs),
     /// Measure MCU against SFU against mesh on this machine.
     Bench(BenchArgs),
+    /// Print a room token (JWT HS256) for a server run with --auth-secret.
+    Token(TokenArgs),
 }
 
 #[derive(clap::Args)]
@@ -52,6 +54,25 @@ struct BenchArgs {
     /// server: 127.0.0.1).
     #[arg(long = "ice-address")]
     ice_addresses: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The room the token admits to (only that room).
+    #[arg(long)]
+    room: String,
+    /// Who the token is for (its `sub`).
+    #[arg(long)]
+    identity: String,
+    /// How long it is valid: 90s, 15m, 1h, 2d.
+    #[arg(long, default_value = "1h", value_parser = gridmix::auth::parse_ttl)]
+    ttl: Duration,
+    /// A viewer's token: joins and receives, may not publish media.
+    #[arg(long)]
+    viewer: bool,
+    /// The server's --auth-secret.
+    #[arg(long, env = "GRIDMIX_AUTH_SECRET", hide_env_values = true)]
+    auth_secret: String,
 }
 
 #[derive(clap::Args)]
@@ -79,6 +100,21 @@ struct BotArgs {
     /// Restrict the bot's ICE candidates to these local addresses (repeatable).
     #[arg(long = "ice-address")]
     ice_addresses: Vec<String>,
+    /// Signaling transport: a WebSocket (--server) or long-poll beside it.
+    #[arg(long, value_enum, default_value = "ws")]
+    transport: TransportArg,
+    /// Room token, for a server run with --auth-secret.
+    #[arg(long, env = "GRIDMIX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Use only relayed (TURN) ICE candidates.
+    #[arg(long)]
+    relay_only: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TransportArg {
+    Ws,
+    Poll,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -118,9 +154,21 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     let result = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Bot(args) => runtime.block_on(bot(args)),
         Command::Bench(args) => runtime.block_on(bench(args)),
+        Command::Token(args) => {
+            let token = gridmix::auth::issue_token(
+                &args.auth_secret,
+                &args.room,
+                &args.identity,
+                args.ttl,
+                !args.viewer,
+                gridmix::auth::unix_now(),
+            )?;
+            println!("{token}");
+            Ok(())
+        }
     };
     // Dropping the runtime would wait for every blocking task, including a
     // pipeline that will not stop; by now recordings are finished and
@@ -184,6 +232,12 @@ async fn bot(args: BotArgs) -> Result<()> {
     let mut config = BotConfig::new(&args.server, &args.room, &args.name, args.color, args.tone);
     config.mode = args.mode.into();
     config.ice_addresses = args.ice_addresses;
+    config.transport = match args.transport {
+        TransportArg::Ws => TransportKind::WebSocket,
+        TransportArg::Poll => TransportKind::LongPoll,
+    };
+    config.token = args.token;
+    config.relay_only = args.relay_only;
     config.send_video = !args.viewer;
     config.send_audio = !args.viewer;
     let mode = config.mode;

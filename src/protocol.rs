@@ -65,6 +65,17 @@ pub enum ClientMessage {
         name: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mode: Option<Mode>,
+        /// A room token (JWT HS256); required when the server has an auth secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Takes over a session whose connection dropped, keeping its
+    /// participant id and media. `received` is how many session messages the
+    /// client got (everything but "resumed"), so the server resends the rest.
+    Resume {
+        token: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        received: Option<u64>,
     },
     Offer {
         sdp: String,
@@ -109,6 +120,20 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         #[serde(rename = "iceServers")]
         ice_servers: Vec<IceServer>,
+        /// Sent back in "resume" after a dropped connection.
+        #[serde(
+            rename = "resumeToken",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        resume_token: Option<String>,
+    },
+    /// The session was taken over by this connection; the messages it missed
+    /// follow, in order.
+    Resumed {
+        participant: String,
+        /// How many session messages are resent after this one.
+        replayed: u64,
     },
     ParticipantJoined {
         participant: ParticipantInfo,
@@ -186,6 +211,25 @@ pub enum ErrorCode {
     UnknownParticipant,
     /// The server failed while handling a valid request.
     Internal,
+    /// Missing, invalid, expired or wrong-room token (or API secret).
+    Unauthorized,
+    /// The token does not allow this (a viewer's token publishing media), or
+    /// the page's origin is not allowed.
+    Forbidden,
+    /// The message is larger than the server accepts.
+    TooLarge,
+    /// Too many messages per second on this connection.
+    RateLimited,
+    /// Too many ICE candidates from this session.
+    TooManyCandidates,
+    /// The server has its maximum number of rooms.
+    TooManyRooms,
+    /// No join within the time allowed after connecting.
+    JoinTimeout,
+    /// The session to resume has ended, or the token is unknown.
+    ResumeFailed,
+    /// A long-poll session id that does not exist (any more).
+    UnknownSession,
 }
 
 impl ErrorCode {
@@ -204,6 +248,55 @@ impl ErrorCode {
             ErrorCode::ConnectionFailed => "connection-failed",
             ErrorCode::UnknownParticipant => "unknown-participant",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::TooManyCandidates => "too-many-candidates",
+            ErrorCode::TooManyRooms => "too-many-rooms",
+            ErrorCode::JoinTimeout => "join-timeout",
+            ErrorCode::ResumeFailed => "resume-failed",
+            ErrorCode::UnknownSession => "unknown-session",
+        }
+    }
+
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::BadMessage,
+        ErrorCode::NotJoined,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::BadSdp,
+        ErrorCode::ModeMismatch,
+        ErrorCode::RoomFull,
+        ErrorCode::BadState,
+        ErrorCode::BadName,
+        ErrorCode::ConnectionFailed,
+        ErrorCode::UnknownParticipant,
+        ErrorCode::Internal,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::TooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::TooManyCandidates,
+        ErrorCode::TooManyRooms,
+        ErrorCode::JoinTimeout,
+        ErrorCode::ResumeFailed,
+        ErrorCode::UnknownSession,
+    ];
+
+    /// The HTTP status that goes with the code, for the HTTP transports.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::UnknownSession | ErrorCode::ResumeFailed => 404,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::TooManyRooms | ErrorCode::RoomFull => 503,
+            _ => 400,
         }
     }
 }
@@ -232,7 +325,7 @@ impl ProtocolError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "ice", "leave"];
+const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "ice", "leave", "resume"];
 
 /// Parses one client text frame, telling apart "not JSON", "unknown type" and
 /// "known type with bad fields" so that each gets its own error code.
@@ -243,6 +336,12 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
             format!("The message is not valid JSON: {e}."),
         )
     })?;
+    parse_client_value(value)
+}
+
+/// As `parse_client_message`, for a message already parsed as JSON (one
+/// element of a long-poll batch).
+pub fn parse_client_value(value: Value) -> Result<ClientMessage, ProtocolError> {
     let Some(kind) = value.get("type").and_then(Value::as_str) else {
         return Err(ProtocolError::new(
             ErrorCode::BadJson,
@@ -277,14 +376,39 @@ mod tests {
                     room: "standup".into(),
                     name: "Ada".into(),
                     mode: Some(Mode::Mcu),
+                    token: None,
                 },
                 json!({"type":"join","room":"standup","name":"Ada","mode":"mcu"}),
+            ),
+            (
+                ClientMessage::Join {
+                    room: "standup".into(),
+                    name: "Ada".into(),
+                    mode: None,
+                    token: Some("eyJ0".into()),
+                },
+                json!({"type":"join","room":"standup","name":"Ada","token":"eyJ0"}),
+            ),
+            (
+                ClientMessage::Resume {
+                    token: "r1".into(),
+                    received: Some(7),
+                },
+                json!({"type":"resume","token":"r1","received":7}),
+            ),
+            (
+                ClientMessage::Resume {
+                    token: "r1".into(),
+                    received: None,
+                },
+                json!({"type":"resume","token":"r1"}),
             ),
             (
                 ClientMessage::Join {
                     room: "r".into(),
                     name: "n".into(),
                     mode: None,
+                    token: None,
                 },
                 json!({"type":"join","room":"r","name":"n"}),
             ),
@@ -352,10 +476,37 @@ mod tests {
                         username: None,
                         credential: None,
                     }],
+                    resume_token: None,
                 },
                 json!({"type":"joined","room":"r","participant":"p2","mode":"mcu",
                        "participants":[{"id":"p1","name":"Ada"}],
                        "iceServers":[{"urls":["stun:stun.example.org:3478"]}]}),
+            ),
+            (
+                ServerMessage::Joined {
+                    room: "r".into(),
+                    participant: "p2".into(),
+                    mode: Mode::Sfu,
+                    participants: vec![],
+                    ice_servers: vec![IceServer {
+                        urls: vec!["turn:turn.example.org:3478".into()],
+                        username: Some("1700000000:p2".into()),
+                        credential: Some("c2VjcmV0".into()),
+                    }],
+                    resume_token: Some("9f8e".into()),
+                },
+                json!({"type":"joined","room":"r","participant":"p2","mode":"sfu",
+                       "participants":[],
+                       "iceServers":[{"urls":["turn:turn.example.org:3478"],
+                                      "username":"1700000000:p2","credential":"c2VjcmV0"}],
+                       "resumeToken":"9f8e"}),
+            ),
+            (
+                ServerMessage::Resumed {
+                    participant: "p2".into(),
+                    replayed: 3,
+                },
+                json!({"type":"resumed","participant":"p2","replayed":3}),
             ),
             (
                 ServerMessage::ParticipantJoined {
@@ -456,22 +607,10 @@ mod tests {
 
     #[test]
     fn error_codes_serialize_as_their_stable_strings() {
-        for code in [
-            ErrorCode::BadJson,
-            ErrorCode::UnknownType,
-            ErrorCode::BadMessage,
-            ErrorCode::NotJoined,
-            ErrorCode::AlreadyJoined,
-            ErrorCode::BadSdp,
-            ErrorCode::ModeMismatch,
-            ErrorCode::RoomFull,
-            ErrorCode::BadState,
-            ErrorCode::BadName,
-            ErrorCode::ConnectionFailed,
-            ErrorCode::UnknownParticipant,
-            ErrorCode::Internal,
-        ] {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
             assert_eq!(serde_json::to_value(code).unwrap(), json!(code.as_str()));
+            assert!(seen.insert(code.as_str()), "{} twice", code.as_str());
         }
     }
 
@@ -488,5 +627,10 @@ mod tests {
             ErrorCode::BadMessage
         );
         assert_eq!(code(r#"{"type":"offer"}"#), ErrorCode::BadMessage);
+        assert_eq!(code(r#"{"type":"resume"}"#), ErrorCode::BadMessage);
+        assert_eq!(
+            code(r#"{"type":"join","room":"r","name":"n","token":5}"#),
+            ErrorCode::BadMessage
+        );
     }
 }

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::room::RoomSnapshot;
 use crate::room::registry::Registry;
+use crate::signaling::Signaling;
 use crate::signaling::api;
 use anyhow::{Context, Result};
 use axum::Router;
@@ -19,6 +20,7 @@ use tower_http::services::ServeDir;
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub signaling: Arc<Signaling>,
     /// Becomes true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -27,6 +29,7 @@ pub struct AppState {
 pub struct Server {
     addr: SocketAddr,
     registry: Arc<Registry>,
+    signaling: Arc<Signaling>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -37,14 +40,22 @@ impl Server {
         gst::init().context("initialising GStreamer")?;
         crate::media::preflight::check_elements().map_err(anyhow::Error::msg)?;
         let registry = Registry::new(config.rooms.clone());
+        let signaling = Signaling::new(registry.clone(), config.signaling.clone());
+        if signaling.settings.auth_secret.is_none() {
+            tracing::warn!(
+                "no --auth-secret: anyone who can reach this server can join any room and read /api; set --auth-secret (or GRIDMIX_AUTH_SECRET) on a public server"
+            );
+        }
         let (stop, shutdown) = watch::channel(false);
         let state = AppState {
             registry: registry.clone(),
+            signaling: signaling.clone(),
             shutdown: shutdown.clone(),
         };
-        let app = Router::new()
+        let routes = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .route("/ws", get(crate::signaling::ws::upgrade))
+            .merge(crate::signaling::poll::routes())
             .route("/api/rooms", get(list_rooms))
             .route(
                 "/api/rooms/{room}/recordings",
@@ -63,6 +74,12 @@ impl Server {
             )
             .fallback_service(ServeDir::new(&config.assets_dir))
             .with_state(state);
+        // Around the whole router, after every route is added: each path
+        // under /api, whichever route serves it, is behind the API secret.
+        let app = routes.layer(axum::middleware::from_fn_with_state(
+            signaling.clone(),
+            crate::signaling::access::require_api_secret,
+        ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -79,6 +96,7 @@ impl Server {
         Ok(Server {
             addr,
             registry,
+            signaling,
             stop,
             task,
         })
@@ -96,10 +114,20 @@ impl Server {
         &self.registry
     }
 
+    pub fn signaling(&self) -> &Arc<Signaling> {
+        &self.signaling
+    }
+
+    /// The long-poll endpoint, http://host:port/signal.
+    pub fn poll_url(&self) -> String {
+        format!("http://{}/signal", self.addr)
+    }
+
     /// Closes every socket, finishes every recording's file, stops every
     /// room's pipeline, stops serving.
     pub async fn shut_down(self) {
         let _ = self.stop.send(true);
+        self.signaling.polls.close_all();
         self.registry.shutdown().await;
         let _ = self.task.await;
         tracing::info!("gridmix stopped");

@@ -162,7 +162,13 @@ async fn full_rooms_and_wrong_modes_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_socket_dropped_mid_negotiation_removes_only_that_participant() {
-    let server = start_server(ServeArgs::default()).await;
+    // A dropped socket keeps its participant for the resume grace period;
+    // a short one here, so the vanished bot is removed within the test's wait.
+    let server = start_server(ServeArgs {
+        resume_grace: Duration::from_secs(2),
+        ..ServeArgs::default()
+    })
+    .await;
     let stayer = Bot::join(bot_config(&server, "drop", "stayer", 0x0000ff, 600.0))
         .await
         .unwrap();

@@ -492,3 +492,142 @@ async fn a_live_recording_is_shown_and_can_be_watched() {
     server.shut_down().await;
     let _ = std::fs::remove_dir_all(record_dir);
 }
+
+/// A page behind a proxy that refuses WebSocket falls back to long-poll by
+/// itself, says so, and plays the call; it can leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_whose_websocket_is_blocked_falls_back_to_long_poll() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start_server(ServeArgs::default()).await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-blocked";
+    let bot = Bot::join(bot_config(&server, room, "bot", BOT_COLOUR, 600.0))
+        .await
+        .expect("bot joins");
+    let proxy = BlockingProxy::start().await.expect("proxy");
+    let chromium = Chromium::start().await.expect("chromedriver");
+    let alice = chromium
+        .page_behind_proxy("alice", &proxy.addr)
+        .await
+        .expect("alice's browser");
+    let pages = [&alice];
+    or_screenshots(
+        alice.join(&base, room, "mcu", false).await,
+        "blocked",
+        &pages,
+    )
+    .await;
+    let bot_tile = GridLayout::for_count(2, 1280, 720).tiles[0].centre();
+    let check = async {
+        let state = wait_for_page(&alice, "joined over long-poll", |s| {
+            joined_with(s, &["bot"])?;
+            ensure!(
+                s["transport"] == "long-poll",
+                "transport {}",
+                s["transport"]
+            );
+            Ok(())
+        })
+        .await?;
+        ensure!(
+            proxy.refused.load(std::sync::atomic::Ordering::SeqCst) > 0,
+            "the page never tried the WebSocket"
+        );
+        let status = alice
+            .client
+            .find(Locator::Css("#status"))
+            .await?
+            .text()
+            .await?;
+        ensure!(status.contains("long-poll"), "status line: {status}");
+        wait_for_page(&alice, "composite playing", composite_playing).await?;
+        wait_for_rising_frames(&alice).await?;
+        wait_for_bot_colour(
+            &alice,
+            "composite",
+            f64::from(bot_tile.0) / 1280.0,
+            f64::from(bot_tile.1) / 720.0,
+        )
+        .await?;
+        let id = state["participant"].as_str().unwrap_or_default().to_owned();
+        bot.wait_for_state(TIMEOUT, |s| s.others.iter().any(|p| p.id == id))
+            .await?;
+        // Leaving over long-poll is a DELETE: the bot hears it.
+        alice.click("#leave").await?;
+        bot.wait_for_state(TIMEOUT, |s| s.others.is_empty()).await?;
+        Ok(())
+    };
+    or_screenshots(check.await, "blocked", &pages).await;
+    alice.close().await;
+    bot.leave().await;
+    server.shut_down().await;
+}
+
+/// A page whose signaling connection drops resumes its session: the same
+/// participant, the composite never stops, nobody sees it leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_whose_connection_drops_resumes_without_leaving() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start_server(ServeArgs::default()).await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-resume";
+    let bot = Bot::join(bot_config(&server, room, "bot", BOT_COLOUR, 600.0))
+        .await
+        .expect("bot joins");
+    let chromium = Chromium::start().await.expect("chromedriver");
+    let alice = chromium.page("alice").await.expect("alice's browser");
+    let pages = [&alice];
+    or_screenshots(
+        alice.join(&base, room, "mcu", false).await,
+        "resume",
+        &pages,
+    )
+    .await;
+    let check = async {
+        let state = wait_for_page(&alice, "joined", |s| {
+            joined_with(s, &["bot"])?;
+            ensure!(
+                s["transport"] == "websocket",
+                "transport {}",
+                s["transport"]
+            );
+            Ok(())
+        })
+        .await?;
+        let id = state["participant"].as_str().unwrap_or_default().to_owned();
+        wait_for_page(&alice, "composite playing", composite_playing).await?;
+        wait_for_rising_frames(&alice).await?;
+        let bot_frames = bot.frames_received();
+
+        alice
+            .client
+            .execute("window.gridmix.dropConnection();", vec![])
+            .await?;
+        let state = wait_for_page(&alice, "resumed", |s| {
+            ensure!(s["status"] == "joined", "status {}", s["status"]);
+            let said = s["messages"].to_string();
+            ensure!(said.contains("Reconnected"), "messages {said}");
+            Ok(())
+        })
+        .await?;
+        ensure!(
+            state["participant"] == id.as_str(),
+            "participant {} after the resume, {id} before",
+            state["participant"]
+        );
+        wait_for_rising_frames(&alice).await?;
+        ensure!(
+            bot.state().others.iter().any(|p| p.id == id),
+            "the bot saw alice leave"
+        );
+        ensure!(
+            bot.frames_received() > bot_frames,
+            "the bot's video stopped"
+        );
+        Ok(())
+    };
+    or_screenshots(check.await, "resume", &pages).await;
+    alice.close().await;
+    bot.leave().await;
+    server.shut_down().await;
+}

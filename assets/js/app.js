@@ -17,8 +17,12 @@ const view = new CallView();
 const meter = new StatsMeter();
 const call = {
   status: "idle", // idle | connecting | joined | reconnecting | left
-  settings: null, // { room, name, mode, viewer }
+  settings: null, // { room, name, mode, viewer, token }
   signaling: null,
+  // Taking the session up again after a dropped connection: the token from
+  // "joined" and how many session messages arrived (all but "resumed").
+  resumeToken: null,
+  received: 0,
   session: null,
   local: null,
   participant: null,
@@ -44,6 +48,17 @@ function fillFormFromUrl() {
   if (query.get("viewer") === "1") form.elements.viewer.checked = true;
 }
 
+// ?token=... (a room token, for servers run with --auth-secret) and
+// ?transport=websocket|long-poll (default: WebSocket, long-poll if blocked).
+function linkOptions() {
+  const query = new URLSearchParams(location.search);
+  const transport = query.get("transport");
+  return {
+    token: query.get("token") || undefined,
+    transport: ["websocket", "long-poll"].includes(transport) ? transport : "auto",
+  };
+}
+
 async function join(event) {
   event.preventDefault();
   const form = $("#join-form");
@@ -52,9 +67,11 @@ async function join(event) {
     name: form.elements.name.value.trim(),
     mode: form.elements.mode.value,
     viewer: form.elements.viewer.checked,
+    ...linkOptions(),
   };
   $("#join-message").textContent = "";
-  // A link to this call: room and mode (not the name, which is per person).
+  // A link to this call: room and mode (not the name, which is per person,
+  // nor the token, which is too).
   history.replaceState(null, "", `?room=${encodeURIComponent(settings.room)}&mode=${settings.mode}`);
   if (!settings.viewer) {
     try {
@@ -78,17 +95,23 @@ async function join(event) {
 }
 
 function connect() {
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
-  const signaling = new Signaling(url);
+  const signaling = new Signaling(location, call.settings.transport);
   call.signaling = signaling;
+  call.resumeToken = null;
   setStatus("connecting", `Connecting (${signaling.transport})…`);
   signaling.addEventListener("open", () => {
-    const { room, name, mode } = call.settings;
-    signaling.send({ type: "join", room, name, mode });
+    if (call.resumeToken && call.session) {
+      // Same participant, same media: only the signaling connection is new.
+      signaling.send({ type: "resume", token: call.resumeToken, received: call.received });
+      return;
+    }
+    const { room, name, mode, token } = call.settings;
+    signaling.send({ type: "join", room, name, mode, ...(token ? { token } : {}) });
   });
   signaling.addEventListener("message", (event) => onMessage(event.detail));
   signaling.addEventListener("reconnecting", (event) => {
-    endSession();
+    // The peer connections stay up: the server keeps this participant for a
+    // while, and "resume" takes the session up again.
     setStatus("reconnecting", `Connection to the server lost; reconnecting in ${Math.ceil(event.detail.inMs / 1000)} s…`);
     view.say("The connection to the server dropped; reconnecting by itself.", "warning");
   });
@@ -96,8 +119,13 @@ function connect() {
 }
 
 async function onMessage(message) {
+  if (message.type !== "resumed") call.received += 1;
   switch (message.type) {
     case "joined": {
+      // A fresh session (after a failed resume, the old one is gone).
+      endSession();
+      call.received = 1;
+      call.resumeToken = message.resumeToken ?? null;
       call.participant = message.participant;
       call.participants = message.participants;
       view.setParticipants(call.participants);
@@ -116,6 +144,10 @@ async function onMessage(message) {
       }
       break;
     }
+    case "resumed":
+      setStatus("joined", `In the call as ${call.settings.name} (${call.signaling.transport})`);
+      view.say("Reconnected; the call went on.");
+      break;
     case "participant-joined":
       call.participants = [...call.participants.filter((p) => p.id !== message.participant.id), message.participant];
       view.setParticipants(call.participants);
@@ -139,8 +171,17 @@ async function onMessage(message) {
       showRecordings();
       break;
     case "error":
+      if (message.code === "resume-failed") {
+        // Away too long: the server let the session go. Join afresh.
+        endSession();
+        call.resumeToken = null;
+        setStatus("connecting", `Joining again (${call.signaling.transport})…`);
+        const { room, name, mode, token } = call.settings;
+        call.signaling.send({ type: "join", room, name, mode, ...(token ? { token } : {}) });
+        break;
+      }
       view.error(message.code, message.message);
-      if (call.status !== "joined") {
+      if (call.status === "connecting") {
         // The join itself was refused: back to the form, no reconnect loop.
         leave(`${message.message}`);
       }
@@ -172,6 +213,7 @@ function endSession() {
 function leave(reason) {
   call.signaling?.close();
   call.signaling = null;
+  call.resumeToken = null;
   endSession();
   stopDevices(call.local);
   call.local = null;
@@ -238,6 +280,11 @@ window.gridmix = {
   // target: "composite" or a participant id; fx, fy: fractions of the frame.
   sampleColour(target, fx, fy) {
     return sampleColour(view.videoOf(target), fx, fy);
+  },
+  // Drops the signaling connection as a network failure would; the page
+  // reconnects and resumes by itself.
+  dropConnection() {
+    call.signaling?.drop();
   },
 };
 

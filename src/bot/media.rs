@@ -35,6 +35,26 @@ fn stream_of_pad(webrtc: &gst::Element, pad: &gst::Pad) -> Option<String> {
         .stream_id
 }
 
+/// The TURN servers of "joined" (those with credentials), as webrtcbin URIs.
+fn turn_uris(ice_servers: &[crate::protocol::IceServer]) -> Vec<String> {
+    let mut uris = Vec::new();
+    for server in ice_servers {
+        let (Some(username), Some(password)) = (&server.username, &server.credential) else {
+            continue;
+        };
+        let credentials = crate::turn::TurnCredentials {
+            username: username.clone(),
+            password: password.clone(),
+        };
+        for url in &server.urls {
+            if url.starts_with("turn:") || url.starts_with("turns:") {
+                uris.push(crate::turn::ice_server_uri(url, &credentials));
+            }
+        }
+    }
+    uris
+}
+
 /// How a receiving connection tells whose stream a new pad carries.
 #[derive(Clone)]
 pub enum StreamOwner {
@@ -95,7 +115,11 @@ pub struct PeerLink {
 }
 
 impl BotMedia {
-    pub fn build(config: &BotConfig, id: &str) -> Result<BotMedia> {
+    pub fn build(
+        config: &BotConfig,
+        id: &str,
+        ice_servers: &[crate::protocol::IceServer],
+    ) -> Result<BotMedia> {
         let pipeline = gst::Pipeline::with_name(&format!("bot-{id}"));
         // Its own SSRC when it sends a share of a common encoding.
         let ssrc = rand_ssrc(id);
@@ -149,6 +173,9 @@ impl BotMedia {
                 jitter_latency_ms: 60,
                 stun_server: None,
                 ice_addresses: config.ice_addresses.clone(),
+                turn_uris: turn_uris(ice_servers),
+                relay_only: config.relay_only,
+                ..WebrtcSettings::default()
             },
         })
     }

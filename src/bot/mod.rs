@@ -9,6 +9,7 @@ pub mod shared;
 mod signaling;
 pub mod timecode;
 pub mod traffic;
+pub mod transport;
 
 pub use media::{AUDIO_PT, AUDIO_RATE, COMPOSITE, VIDEO_PT};
 pub use receive::FrameObserver;
@@ -21,12 +22,14 @@ use gst::prelude::*;
 use media::BotMedia;
 use receive::Receivers;
 use shared::SharedEncoding;
-use signaling::{Session, next_server_message, send_json};
+use signaling::{Control, Session};
 use std::time::Duration;
 use std::time::Instant;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use traffic::{Traffic, TrafficSnapshot};
+use transport::Connection;
+pub use transport::TransportKind;
 
 #[derive(Debug, Clone)]
 pub struct BotConfig {
@@ -49,6 +52,14 @@ pub struct BotConfig {
     /// SFU: payload types its subscribe answers renumber, (offered, answered),
     /// as a client with its own payload type numbering would.
     pub subscribe_payload_renumbering: Vec<(u8, u8)>,
+    /// WebSocket (default) or long-poll.
+    pub transport: TransportKind,
+    /// A room token for servers that want one.
+    pub token: Option<String>,
+    /// Resume the session when the signaling connection drops.
+    pub resume: bool,
+    /// Relayed (TURN) candidates only, using the TURN servers of "joined".
+    pub relay_only: bool,
     /// Send timecode blocks of the milliseconds since this instant instead
     /// of the colour (the bench's latency probes).
     pub timecode_origin: Option<Instant>,
@@ -89,6 +100,10 @@ impl BotConfig {
             decode: true,
             shared_encoding: None,
             on_frame: None,
+            transport: TransportKind::WebSocket,
+            token: None,
+            resume: true,
+            relay_only: false,
         }
     }
 }
@@ -110,7 +125,7 @@ pub struct BotState {
     pub errors: Vec<(ErrorCode, String)>,
     /// The publish connection's answer arrived.
     pub answered: bool,
-    /// The signaling connection ended.
+    /// The signaling connection is down (ended, or lost and not resumed yet).
     pub disconnected: bool,
     /// SFU and mesh: every track offered to the bot, live or ended.
     pub tracks: Vec<RemoteTrack>,
@@ -118,6 +133,10 @@ pub struct BotState {
     pub subscribe_offers: u32,
     /// Recordings of the room that signaling says are running, by id.
     pub recordings: Vec<String>,
+    /// Times the bot resumed its session after losing its connection.
+    pub resumes: u32,
+    /// The local ICE candidates it sent, as candidate lines.
+    pub local_candidates: Vec<String>,
 }
 
 impl BotState {
@@ -141,6 +160,7 @@ pub struct Bot {
     traffic: Traffic,
     state: watch::Receiver<BotState>,
     leave: Option<oneshot::Sender<()>>,
+    control: mpsc::UnboundedSender<Control>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -148,28 +168,30 @@ impl Bot {
     /// Joins and makes its first offers; returns once they are sent.
     pub async fn join(config: BotConfig) -> Result<Bot> {
         gst::init()?;
-        let (mut ws, _) = tokio_tungstenite::connect_async(config.server.as_str())
-            .await
-            .with_context(|| format!("connecting to {}", config.server))?;
         let join = ClientMessage::Join {
             room: config.room.clone(),
             name: config.name.clone(),
             mode: Some(config.mode),
+            token: config.token.clone(),
         };
-        send_json(&mut ws, &join).await?;
-        let (id, others) = match next_server_message(&mut ws).await? {
+        let mut connection = Connection::open(config.transport, &config.server, &join)
+            .await
+            .with_context(|| format!("joining through {}", config.server))?;
+        let (id, others, ice_servers, resume_token) = match connection.next().await? {
             Some(ServerMessage::Joined {
                 participant,
                 participants,
+                ice_servers,
+                resume_token,
                 ..
-            }) => (participant, participants),
+            }) => (participant, participants, ice_servers, resume_token),
             Some(ServerMessage::Error { code, message }) => {
                 bail!("join refused: {}: {message}", code.as_str())
             }
             other => bail!("expected \"joined\", got {other:?}"),
         };
 
-        let media = BotMedia::build(&config, &id)?;
+        let media = BotMedia::build(&config, &id, &ice_servers)?;
         media
             .pipeline
             .set_state(gst::State::Playing)
@@ -178,12 +200,14 @@ impl Bot {
             others: others.clone(),
             ..BotState::default()
         });
-        let session = Session::start(ws, &config, media, &others, state_tx).await?;
+        let session =
+            Session::start(connection, &config, media, &others, state_tx, resume_token).await?;
         let pipeline = session.pipeline();
         let receivers = session.receivers();
         let traffic = session.traffic();
         let (leave, leave_rx) = oneshot::channel();
-        let task = tokio::spawn(session.run(leave_rx));
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(session.run(leave_rx, control_rx));
         Ok(Bot {
             id,
             pipeline,
@@ -191,6 +215,7 @@ impl Bot {
             traffic,
             state,
             leave: Some(leave),
+            control,
             task: Some(task),
         })
     }
@@ -265,6 +290,13 @@ impl Bot {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         self.stop_pipeline().await;
+    }
+
+    /// Cuts the signaling connection as a network failure would (no
+    /// WebSocket close, no leave), stays cut for `hold`, then resumes the
+    /// session if `resume` is set. Media is left alone.
+    pub fn cut_signaling(&self, hold: Duration) {
+        let _ = self.control.send(Control::Cut { hold });
     }
 
     /// Drops the signaling connection without "leave", as a crashed client would.

@@ -6,6 +6,7 @@
 //!   participant already there, who answers.
 
 use super::media::{BotMedia, COMPOSITE, PeerLink, StreamOwner};
+use super::transport::{Connection as Signal, TransportKind};
 use super::{BotConfig, BotState, RemoteTrack};
 use crate::media::sdp::{MediaKind, renumber_payload_types, summarize_offer};
 use crate::media::webrtc;
@@ -13,38 +14,22 @@ use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, Mode, ParticipantInfo, PeerConnection, RecordingState,
     ServerMessage,
 };
-use anyhow::{Context, Result, anyhow};
-use futures::{SinkExt, StreamExt};
+use anyhow::{Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSDPType};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::Message;
 
-pub type WsStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-pub async fn send_json(ws: &mut WsStream, message: &ClientMessage) -> Result<()> {
-    let text = serde_json::to_string(message)?;
-    ws.send(Message::Text(text.into()))
-        .await
-        .context("sending to the server")
+/// What a test can do to a running bot's signaling.
+#[derive(Debug)]
+pub enum Control {
+    /// Drop the connection, wait, then resume.
+    Cut { hold: Duration },
 }
 
-pub async fn next_server_message(ws: &mut WsStream) -> Result<Option<ServerMessage>> {
-    while let Some(frame) = ws.next().await {
-        match frame.context("reading from the server")? {
-            Message::Text(text) => {
-                return serde_json::from_str(text.as_str())
-                    .map(Some)
-                    .with_context(|| format!("server sent an unknown message: {text}"));
-            }
-            Message::Close(_) => return Ok(None),
-            _ => {}
-        }
-    }
-    Ok(None)
-}
+/// How long the bot keeps trying to resume after losing its connection.
+const RESUME_TRIES_FOR: Duration = Duration::from_secs(25);
 
 /// Which connection a message or candidate belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +48,16 @@ struct Connection {
 }
 
 pub struct Session {
-    ws: WsStream,
+    /// None while cut off.
+    connection: Option<Signal>,
+    /// Messages to send once connected again.
+    unsent: Vec<ClientMessage>,
+    /// Session messages received so far ("joined" is the first).
+    received: u64,
+    resume_token: Option<String>,
+    resume: bool,
+    server: String,
+    transport: TransportKind,
     mode: Mode,
     media: BotMedia,
     publish: Option<Connection>,
@@ -79,17 +73,24 @@ pub struct Session {
 impl Session {
     /// Makes the bot's first offers, as its mode wants.
     pub async fn start(
-        ws: WsStream,
+        connection: Signal,
         config: &BotConfig,
         media: BotMedia,
         others: &[ParticipantInfo],
         state: watch::Sender<BotState>,
+        resume_token: Option<String>,
     ) -> Result<Session> {
         let (local_ice, local_ice_rx) = mpsc::unbounded_channel();
         let mode = config.mode;
         let mut session = Session {
             subscribe_payload_renumbering: config.subscribe_payload_renumbering.clone(),
-            ws,
+            connection: Some(connection),
+            unsent: Vec::new(),
+            received: 1,
+            resume_token,
+            resume: config.resume,
+            server: config.server.clone(),
+            transport: config.transport,
             mode,
             media,
             publish: None,
@@ -176,14 +177,66 @@ impl Session {
             _ => None,
         };
         self.store(route, conn);
-        send_json(
-            &mut self.ws,
-            &ClientMessage::Offer {
-                sdp: webrtc::description_text(&offer),
-                to,
-            },
-        )
+        self.send(ClientMessage::Offer {
+            sdp: webrtc::description_text(&offer),
+            to,
+        })
         .await
+    }
+
+    /// Sends now, or once connected again when cut off.
+    async fn send(&mut self, message: ClientMessage) -> Result<()> {
+        match &mut self.connection {
+            Some(connection) => connection.send(&message).await,
+            None => {
+                self.unsent.push(message);
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the session up again on a new connection, as a client whose
+    /// network dropped would. False when it cannot.
+    async fn reconnect(&mut self) -> bool {
+        self.connection = None;
+        self.state.send_modify(|s| s.disconnected = true);
+        let Some(token) = self.resume_token.clone().filter(|_| self.resume) else {
+            return false;
+        };
+        let started = Instant::now();
+        while started.elapsed() < RESUME_TRIES_FOR {
+            let resume = ClientMessage::Resume {
+                token: token.clone(),
+                received: Some(self.received),
+            };
+            match Signal::open(self.transport, &self.server, &resume).await {
+                Ok(mut connection) => match connection.next().await {
+                    Ok(Some(ServerMessage::Resumed { replayed, .. })) => {
+                        tracing::info!("bot resumed its session ({replayed} messages replayed)");
+                        for message in std::mem::take(&mut self.unsent) {
+                            if connection.send(&message).await.is_err() {
+                                break;
+                            }
+                        }
+                        self.connection = Some(connection);
+                        self.state.send_modify(|s| {
+                            s.resumes += 1;
+                            s.disconnected = false;
+                        });
+                        return true;
+                    }
+                    Ok(Some(ServerMessage::Error { code, message })) => {
+                        tracing::warn!("bot could not resume: {}: {message}", code.as_str());
+                        self.state.send_modify(|s| s.errors.push((code, message)));
+                        return false;
+                    }
+                    other => tracing::debug!("bot resume: unexpected {other:?}"),
+                },
+                Err(e) => tracing::debug!("bot resume: {e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
     }
 
     fn store(&mut self, route: Route, conn: Connection) {
@@ -218,24 +271,48 @@ impl Session {
             .send_modify(|s| s.errors.push((ErrorCode::BadSdp, format!("{what}: {e:#}"))));
     }
 
-    /// Runs until the socket closes or `leave` fires.
-    pub async fn run(mut self, mut leave: oneshot::Receiver<()>) {
+    /// Runs until the connection closes for good or `leave` fires.
+    pub async fn run(
+        mut self,
+        mut leave: oneshot::Receiver<()>,
+        mut control: mpsc::UnboundedReceiver<Control>,
+    ) {
         loop {
             tokio::select! {
-                message = next_server_message(&mut self.ws) => match message {
-                    Ok(Some(message)) => self.handle(message).await,
-                    Ok(None) => break,
+                message = next_message(&mut self.connection) => match message {
+                    Ok(Some(message)) => {
+                        if !matches!(message, ServerMessage::Resumed { .. }) {
+                            self.received += 1;
+                        }
+                        self.handle(message).await
+                    }
+                    Ok(None) => {
+                        if !self.reconnect().await {
+                            break;
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!("bot signaling: {e:#}");
-                        break;
+                        if !self.reconnect().await {
+                            break;
+                        }
                     }
                 },
+                Some(Control::Cut { hold }) = control.recv() => {
+                    tracing::info!("bot: signaling cut for {hold:?}");
+                    self.connection = None;
+                    tokio::time::sleep(hold).await;
+                    if !self.reconnect().await {
+                        break;
+                    }
+                }
                 Some((route, mline, candidate)) = self.local_ice_rx.recv() => {
                     let (pc, to) = match route {
                         Route::Publish => (PeerConnection::Publish, None),
                         Route::Subscribe => (PeerConnection::Subscribe, None),
                         Route::Peer(id) => (PeerConnection::Publish, Some(id)),
                     };
+                    self.state.send_modify(|s| s.local_candidates.push(candidate.clone()));
                     let ice = ClientMessage::Ice(IceCandidate {
                         candidate,
                         sdp_mline_index: mline,
@@ -244,13 +321,15 @@ impl Session {
                         to,
                         from: None,
                     });
-                    if send_json(&mut self.ws, &ice).await.is_err() {
+                    if self.send(ice).await.is_err() && !self.reconnect().await {
                         break;
                     }
                 }
                 _ = &mut leave => {
-                    let _ = send_json(&mut self.ws, &ClientMessage::Leave).await;
-                    let _ = self.ws.close(None).await;
+                    if let Some(connection) = &mut self.connection {
+                        let _ = connection.send(&ClientMessage::Leave).await;
+                        connection.close().await;
+                    }
                     break;
                 }
             }
@@ -316,6 +395,7 @@ impl Session {
                     s.recordings.push(id);
                 }
             }),
+            ServerMessage::Resumed { .. } => {}
         }
     }
 
@@ -374,13 +454,10 @@ impl Session {
         if route == Route::Subscribe {
             self.state.send_modify(|s| s.subscribe_offers += 1);
         }
-        send_json(
-            &mut self.ws,
-            &ClientMessage::Answer {
-                sdp: webrtc::description_text(&answer),
-                to,
-            },
-        )
+        self.send(ClientMessage::Answer {
+            sdp: webrtc::description_text(&answer),
+            to,
+        })
         .await
     }
 
@@ -424,5 +501,12 @@ impl Session {
                 let _ = element.set_state(gst::State::Null);
             }
         });
+    }
+}
+
+async fn next_message(connection: &mut Option<Signal>) -> Result<Option<ServerMessage>> {
+    match connection {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
     }
 }

@@ -485,6 +485,21 @@ impl McuMixer {
             .build()?;
         self.pipeline.add_many([&queue, &pay])?;
         queue.link(&pay)?;
+        // A webrtcbin holds its RTP back until DTLS is up, so a participant
+        // whose connection never comes up (a relay that refused it) stalls
+        // this branch for good. Serialized queries (allocation, drain) from
+        // the shared encoder must not wait for it: they would block the
+        // compositor's thread, freezing the composite for everyone and
+        // deadlocking this participant's removal. Answer them here.
+        queue
+            .static_pad("sink")
+            .ok_or_else(|| anyhow!("queue has no sink pad"))?
+            .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+                match info.query() {
+                    Some(query) if query.is_serialized() => gst::PadProbeReturn::Handled,
+                    _ => gst::PadProbeReturn::Ok,
+                }
+            });
         pay.static_pad("src")
             .ok_or_else(|| anyhow!("payloader has no src pad"))?
             .link(sink)?;

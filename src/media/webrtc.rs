@@ -21,6 +21,14 @@ pub struct WebrtcSettings {
     pub stun_server: Option<String>,
     /// Local addresses ICE may use; empty means every interface.
     pub ice_addresses: Vec<String>,
+    /// A TURN server whose credentials are made for each webrtcbin (the
+    /// server's own, from `--turn` and `--turn-secret`).
+    pub turn: Option<crate::turn::TurnSettings>,
+    /// TURN servers as webrtcbin URIs with their credentials already in
+    /// (a client's, from "joined").
+    pub turn_uris: Vec<String>,
+    /// Use relayed (TURN) candidates only: ice-transport-policy=relay.
+    pub relay_only: bool,
 }
 
 pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Element> {
@@ -32,6 +40,22 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
         .context("creating webrtcbin")?;
     if let Some(stun) = &settings.stun_server {
         webrtc.set_property("stun-server", stun);
+    }
+    let mut turn_uris = settings.turn_uris.iter().cloned();
+    let own = settings
+        .turn
+        .as_ref()
+        .map(|t| t.webrtcbin_uri("gridmix-server", crate::auth::unix_now()));
+    if let Some(first) = own.or_else(|| turn_uris.next()) {
+        webrtc.set_property("turn-server", first);
+    }
+    for uri in turn_uris {
+        if !webrtc.emit_by_name::<bool>("add-turn-server", &[&uri]) {
+            bail!("webrtcbin refused a TURN server");
+        }
+    }
+    if settings.relay_only {
+        webrtc.set_property_from_str("ice-transport-policy", "relay");
     }
     if !settings.ice_addresses.is_empty() {
         let agent = webrtc.property::<glib::Object>("ice-agent");

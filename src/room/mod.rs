@@ -22,6 +22,8 @@ pub const OUTBOX_CAPACITY: usize = 256;
 pub enum RoomCommand {
     Join {
         name: String,
+        /// False for a viewer's token: offers that send media are refused.
+        can_publish: bool,
         outbox: Outbox,
         reply: oneshot::Sender<Result<ParticipantId, ProtocolError>>,
     },

@@ -45,6 +45,7 @@ impl Registry {
         room: &str,
         name: &str,
         mode: Option<Mode>,
+        can_publish: bool,
         outbox: Outbox,
     ) -> Result<Membership, ProtocolError> {
         let room_id = RoomId::parse(room).ok_or_else(|| {
@@ -80,6 +81,7 @@ impl Registry {
             let (reply, answer) = oneshot::channel();
             let command = RoomCommand::Join {
                 name: name.to_owned(),
+                can_publish,
                 outbox: outbox.clone(),
                 reply,
             };
@@ -108,6 +110,15 @@ impl Registry {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(handle) = rooms.get(id) {
             return Ok(handle.clone());
+        }
+        if rooms.len() >= self.settings.max_rooms {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "The server has its maximum of {} rooms open; join an existing room or try later.",
+                    self.settings.max_rooms
+                ),
+            ));
         }
         let (commands, inbox) = mpsc::channel(ROOM_COMMAND_CAPACITY);
         let handle = RoomHandle {

@@ -9,12 +9,14 @@ use crate::media::mcu::{McuMixer, McuSettings};
 use crate::media::members;
 use crate::media::program::Feeds;
 use crate::media::recorder::{self, RecordingPart};
+use crate::media::sdp::summarize_offer;
 use crate::media::sfu::SfuRouter;
 use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, IceServer, Mode, ParticipantInfo, PeerConnection,
     ProtocolError, RecordingState, ServerMessage,
 };
 use crate::recording::{Format, RecordingError, RecordingErrorCode, RecordingInfo};
+use crate::turn::TurnSettings;
 use futures::StreamExt;
 use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState;
@@ -27,9 +29,14 @@ use tokio::sync::mpsc::error::TrySendError;
 pub struct RoomSettings {
     pub mcu: McuSettings,
     pub max_participants: usize,
+    /// Most rooms open at once on this server.
+    pub max_rooms: usize,
     /// Sent to clients in "joined", in RTCIceServer form.
     pub ice_servers: Vec<IceServer>,
     pub recording: RecordingSettings,
+    /// A TURN server: each participant gets its own short-lived
+    /// credentials in "joined".
+    pub turn: Option<TurnSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +50,8 @@ pub struct RecordingSettings {
 struct Participant {
     id: ParticipantId,
     name: String,
+    /// False for a viewer's token: offers that send media are refused.
+    can_publish: bool,
     outbox: Outbox,
 }
 
@@ -92,6 +101,16 @@ impl Media {
             Media::Mcu(mixer) => mixer.owner_of(source),
             Media::Sfu(router) => router.owner_of(source),
             Media::Mesh => None,
+        }
+    }
+
+    /// Takes a participant out of the media; returns the elements to stop,
+    /// in order (webrtcbin first).
+    fn remove_participant(&mut self, id: &ParticipantId) -> Vec<gst::Element> {
+        match self {
+            Media::Mcu(mixer) => mixer.remove_participant(id),
+            Media::Sfu(router) => router.remove_participant(id).0,
+            Media::Mesh => Vec::new(),
         }
     }
 
@@ -204,10 +223,25 @@ pub(super) async fn run_room(
     if let Some(registry) = registry.upgrade() {
         registry.archive(&room.handle.id, room.recordings.list());
     }
-    room.participants.clear();
+    // Participants still here (the server is shutting down, or their
+    // sessions wait for a resume) leave the media the way anyone leaves,
+    // each webrtcbin first, before the rest of the pipeline stops. Stopping
+    // the whole pipeline with them in it can deadlock on 1.22: a payloader's
+    // pad deactivation waits on a streaming thread stuck inside a webrtcbin
+    // whose peer is gone.
+    let mut removed = Vec::new();
+    for participant in std::mem::take(&mut room.participants) {
+        removed.extend(room.media.remove_participant(&participant.id));
+    }
     let media = room.media;
     // Dropping the media stops its pipeline, which blocks.
-    let _ = tokio::task::spawn_blocking(move || drop(media)).await;
+    let _ = tokio::task::spawn_blocking(move || {
+        for element in removed {
+            let _ = element.set_state(gst::State::Null);
+        }
+        drop(media);
+    })
+    .await;
     tracing::info!("room closed");
 }
 
@@ -245,6 +279,31 @@ fn forget(registry: &RegistryRef, handle: &RoomHandle) {
     }
 }
 
+/// A viewer (a token with canPublish false) may receive but not send: an
+/// offer (or, in a mesh room, an answer) whose m-lines send media is refused.
+/// MCU viewers offer recvonly; SFU viewers never open the publish
+/// connection; mesh viewers offer recvonly and answer recvonly.
+fn refuse_publishing(mode: Mode, message: &ClientMessage) -> Result<(), ProtocolError> {
+    let sdp = match (mode, message) {
+        (_, ClientMessage::Offer { sdp, .. }) => sdp,
+        (Mode::Mesh, ClientMessage::Answer { sdp, .. }) => sdp,
+        _ => return Ok(()),
+    };
+    let summary = summarize_offer(sdp)?;
+    if mode == Mode::Sfu
+        || summary
+            .media
+            .iter()
+            .any(|m| !m.rejected && m.direction.client_sends())
+    {
+        return Err(ProtocolError::new(
+            ErrorCode::Forbidden,
+            "Your room token does not allow publishing: offer recvonly m-lines (and in an SFU room, do not open the publish connection).",
+        ));
+    }
+    Ok(())
+}
+
 fn refuse_all(commands: &mut mpsc::Receiver<RoomCommand>, message: &str) {
     commands.close();
     while let Ok(command) = commands.try_recv() {
@@ -259,10 +318,11 @@ impl Room {
         match command {
             RoomCommand::Join {
                 name,
+                can_publish,
                 outbox,
                 reply,
             } => {
-                let result = self.join(name, outbox);
+                let result = self.join(name, can_publish, outbox);
                 let _ = reply.send(result);
             }
             RoomCommand::Signal {
@@ -403,7 +463,12 @@ impl Room {
         }
     }
 
-    fn join(&mut self, name: String, outbox: Outbox) -> Result<ParticipantId, ProtocolError> {
+    fn join(
+        &mut self,
+        name: String,
+        can_publish: bool,
+        outbox: Outbox,
+    ) -> Result<ParticipantId, ProtocolError> {
         if self.participants.len() >= self.settings.max_participants {
             return Err(ProtocolError::new(
                 ErrorCode::RoomFull,
@@ -430,16 +495,22 @@ impl Room {
                 "The server could not add you to the room's media.",
             )
         })?;
+        let mut ice_servers = self.settings.ice_servers.clone();
+        if let Some(turn) = &self.settings.turn {
+            ice_servers.push(turn.ice_server(id.as_str(), crate::auth::unix_now()));
+        }
         let joined = ServerMessage::Joined {
             room: self.handle.id.to_string(),
             participant: id.to_string(),
             mode: self.handle.mode,
             participants: self.participants.iter().map(Participant::info).collect(),
-            ice_servers: self.settings.ice_servers.clone(),
+            ice_servers,
+            resume_token: None,
         };
         let newcomer = Participant {
             id: id.clone(),
             name,
+            can_publish,
             outbox,
         };
         let announcement = ServerMessage::ParticipantJoined {
@@ -471,14 +542,20 @@ impl Room {
         id: &ParticipantId,
         message: ClientMessage,
     ) -> Result<(), ProtocolError> {
-        if !self.participants.iter().any(|p| &p.id == id) {
+        let Some(participant) = self.participants.iter().find(|p| &p.id == id) else {
             return Err(ProtocolError::new(
                 ErrorCode::NotJoined,
                 "You are not in this room.",
             ));
+        };
+        if !participant.can_publish {
+            refuse_publishing(self.handle.mode, &message)?;
         }
         match (&mut self.media, message) {
-            (_, ClientMessage::Join { .. } | ClientMessage::Leave) => Err(ProtocolError::new(
+            (
+                _,
+                ClientMessage::Join { .. } | ClientMessage::Leave | ClientMessage::Resume { .. },
+            ) => Err(ProtocolError::new(
                 ErrorCode::BadState,
                 "join and leave are handled by the session, not the room.",
             )),
@@ -878,5 +955,52 @@ fn recording_message(info: &RecordingInfo, state: RecordingState) -> ServerMessa
         id: info.id.clone(),
         format: Some(info.format.as_str().to_owned()),
         url: Some(info.url.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(direction: &str) -> ClientMessage {
+        ClientMessage::Offer {
+            sdp: format!(
+                "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na={direction}\r\n"
+            ),
+            to: None,
+        }
+    }
+
+    #[test]
+    fn viewers_may_receive_but_not_send() {
+        let code =
+            |mode, message: &ClientMessage| refuse_publishing(mode, message).err().map(|e| e.code);
+        assert_eq!(code(Mode::Mcu, &offer("recvonly")), None);
+        assert_eq!(
+            code(Mode::Mcu, &offer("sendrecv")),
+            Some(ErrorCode::Forbidden)
+        );
+        assert_eq!(
+            code(Mode::Mcu, &offer("sendonly")),
+            Some(ErrorCode::Forbidden)
+        );
+        // SFU: any offer is a publish offer.
+        assert_eq!(
+            code(Mode::Sfu, &offer("recvonly")),
+            Some(ErrorCode::Forbidden)
+        );
+        let ClientMessage::Offer { sdp, .. } = offer("sendrecv") else {
+            unreachable!()
+        };
+        let answer = ClientMessage::Answer { sdp, to: None };
+        assert_eq!(code(Mode::Sfu, &answer), None, "subscribe answers are fine");
+        assert_eq!(code(Mode::Mesh, &answer), Some(ErrorCode::Forbidden));
+        assert_eq!(code(Mode::Mesh, &offer("recvonly")), None);
+        let junk = ClientMessage::Offer {
+            sdp: "hello".into(),
+            to: None,
+        };
+        assert_eq!(code(Mode::Mcu, &junk), Some(ErrorCode::BadSdp));
+        assert_eq!(code(Mode::Mcu, &ClientMessage::Leave), None);
     }
 }

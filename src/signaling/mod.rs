@@ -2,6 +2,68 @@
 //! same `session::run_session`, so the protocol is implemented once; `api`
 //! is the recording REST API, which talks to rooms the same way.
 
+pub mod access;
 pub mod api;
+pub mod limits;
+pub mod poll;
+pub mod sequence;
 pub mod session;
 pub mod ws;
+
+use crate::protocol::ServerMessage;
+use crate::room::registry::Registry;
+use limits::Limits;
+use session::{Inbound, SessionTable};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// How signaling is guarded, from the serve flags.
+#[derive(Debug, Clone, Default)]
+pub struct SignalingSettings {
+    pub limits: Limits,
+    /// Room tokens are required (and the HTTP API wants this as a bearer
+    /// token) when set.
+    pub auth_secret: Option<String>,
+    /// Origins browsers may connect from; empty: any.
+    pub allowed_origins: Vec<String>,
+}
+
+/// What every transport shares: the rooms, the settings, the sessions that
+/// can be resumed.
+pub struct Signaling {
+    pub registry: Arc<Registry>,
+    pub settings: SignalingSettings,
+    pub sessions: SessionTable,
+    pub polls: poll::PollTable,
+}
+
+impl Signaling {
+    pub fn new(registry: Arc<Registry>, settings: SignalingSettings) -> Arc<Self> {
+        Arc::new(Signaling {
+            registry,
+            settings,
+            sessions: SessionTable::default(),
+            polls: poll::PollTable::default(),
+        })
+    }
+}
+
+/// One client connection as a session sees it: messages in, messages out.
+/// Dropping either end tells the other side the connection is gone.
+pub struct Transport {
+    pub inbound: mpsc::Receiver<Inbound>,
+    pub outbox: mpsc::Sender<ServerMessage>,
+}
+
+/// Starts a session for a new connection; returns the transport's ends.
+pub fn open_session(
+    signaling: &Arc<Signaling>,
+) -> (mpsc::Sender<Inbound>, mpsc::Receiver<ServerMessage>) {
+    let (inbound_tx, inbound) = mpsc::channel(32);
+    let (outbox, outgoing) = mpsc::channel(crate::room::OUTBOX_CAPACITY);
+    tokio::spawn(session::run_session(
+        signaling.clone(),
+        Transport { inbound, outbox },
+    ));
+    (inbound_tx, outgoing)
+}

@@ -1,31 +1,43 @@
 //! The WebSocket transport at /ws: one reader and one writer task per socket.
 
-use super::session::{Inbound, run_session};
-use crate::protocol::{ErrorCode, ProtocolError, ServerMessage, parse_client_message};
-use crate::room::OUTBOX_CAPACITY;
+use super::Signaling;
+use super::access::{forbidden_origin, origin_allowed};
+use super::session::{Inbound, parse_limited};
+use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
 use crate::server::AppState;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
-/// Largest text frame accepted; SDP included.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// A ping when the socket has been quiet this long keeps NATs and proxies open.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// Frames up to this many times the message limit are read and answered
+/// with "too-large"; larger ones close the socket.
+const FRAME_SLACK: usize = 16;
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    ws.max_message_size(MAX_MESSAGE_BYTES)
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    headers: HeaderMap,
+    State(state): State<AppState>,
+) -> Response {
+    let signaling = state.signaling.clone();
+    if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
+        return forbidden_origin();
+    }
+    let max = signaling.settings.limits.max_message_bytes;
+    ws.max_message_size(max.saturating_mul(FRAME_SLACK))
         .on_upgrade(move |socket| serve_socket(socket, state))
 }
 
 async fn serve_socket(socket: WebSocket, state: AppState) {
+    let signaling: Arc<Signaling> = state.signaling.clone();
+    let max_bytes = signaling.settings.limits.max_message_bytes;
     let (mut sink, mut stream) = socket.split();
-    let (outbox, mut outgoing) = mpsc::channel::<ServerMessage>(OUTBOX_CAPACITY);
-    let (inbound, session_inbound) = mpsc::channel::<Inbound>(32);
-    let session = tokio::spawn(run_session(state.registry.clone(), session_inbound, outbox));
+    let (inbound, mut outgoing) = super::open_session(&signaling);
 
     let mut shutdown = state.shutdown.clone();
     let writer = tokio::spawn(async move {
@@ -35,8 +47,7 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
             tokio::select! {
                 message = outgoing.recv() => {
                     let Some(message) = message else { break };
-                    let Ok(text) = serde_json::to_string(&message) else { continue };
-                    if sink.send(Message::Text(text.into())).await.is_err() {
+                    if send(&mut sink, &message).await.is_err() {
                         break;
                     }
                     ping.reset();
@@ -57,10 +68,12 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
+            // The session ended (join timeout, left for another connection).
+            _ = inbound.closed() => break,
             _ = stopped(&mut shutdown) => break,
         };
-        let item = match frame {
-            Some(Ok(Message::Text(text))) => parse_client_message(text.as_str()),
+        let item: Inbound = match frame {
+            Some(Ok(Message::Text(text))) => parse_limited(text.as_str(), max_bytes),
             Some(Ok(Message::Binary(_))) => Err(ProtocolError::new(
                 ErrorCode::BadJson,
                 "Binary frames are not part of the protocol; send JSON text.",
@@ -76,10 +89,9 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
             break;
         }
     }
-    // Reader done: the session leaves the room; its outbox then closes and
-    // the writer ends.
+    // Reader done: the session leaves the room, or waits for a resume; once
+    // it lets go of this connection's outbox the writer ends.
     drop(inbound);
-    let _ = session.await;
     if tokio::time::timeout(Duration::from_secs(5), writer)
         .await
         .is_err()
@@ -88,7 +100,17 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     }
 }
 
+async fn send(
+    sink: &mut futures::stream::SplitSink<WebSocket, Message>,
+    message: &ServerMessage,
+) -> Result<(), axum::Error> {
+    let Ok(text) = serde_json::to_string(message) else {
+        return Ok(());
+    };
+    sink.send(Message::Text(text.into())).await
+}
+
 /// Resolves once the server starts shutting down.
-async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }

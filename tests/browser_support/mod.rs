@@ -70,9 +70,28 @@ impl Chromium {
         self.launch(name, "--deny-permission-prompts").await
     }
 
+    /// A browser that reaches everything, loopback included, through the
+    /// HTTP proxy at `proxy` (host:port).
+    pub async fn page_behind_proxy(&self, name: &str, proxy: &str) -> Result<Page> {
+        self.launch_with(
+            name,
+            "--use-fake-ui-for-media-stream",
+            &[
+                format!("--proxy-server=http://{proxy}"),
+                // Chromium sends loopback directly unless told otherwise.
+                "--proxy-bypass-list=<-loopback>".to_owned(),
+            ],
+        )
+        .await
+    }
+
     /// `permissions`: how the camera and microphone prompt is answered.
     async fn launch(&self, name: &str, permissions: &str) -> Result<Page> {
-        let args = [
+        self.launch_with(name, permissions, &[]).await
+    }
+
+    async fn launch_with(&self, name: &str, permissions: &str, extra: &[String]) -> Result<Page> {
+        let base = [
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
@@ -96,6 +115,11 @@ impl Chromium {
             "--disable-renderer-backgrounding",
             "--window-size=1280,900",
         ];
+        let args: Vec<String> = base
+            .iter()
+            .map(|a| a.to_string())
+            .chain(extra.iter().cloned())
+            .collect();
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
@@ -223,4 +247,97 @@ pub async fn or_screenshots<T>(result: Result<T>, label: &str, pages: &[&Page]) 
             panic!("{label}: {e:#}\nscreenshots: {}", shots.join(", "));
         }
     }
+}
+
+/// An HTTP proxy on a free loopback port that forwards plain HTTP requests
+/// and refuses WebSocket: CONNECT tunnels (which browsers use for WebSocket
+/// through a proxy) and Upgrade requests get 403, as on corporate networks
+/// that block WebSocket. Each connection carries one request.
+pub struct BlockingProxy {
+    pub addr: String,
+    task: tokio::task::JoinHandle<()>,
+    /// WebSocket attempts refused so far.
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for BlockingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl BlockingProxy {
+    pub async fn start() -> Result<BlockingProxy> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = refused.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let _ = proxy_one(client, counter).await;
+                });
+            }
+        });
+        Ok(BlockingProxy {
+            addr,
+            task,
+            refused,
+        })
+    }
+}
+
+async fn proxy_one(
+    mut client: tokio::net::TcpStream,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The request head, up to the blank line.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte).await? == 0 || head.len() > 64 * 1024 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (method, target, version) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or("HTTP/1.1"),
+    );
+    let upgrade = text.to_ascii_lowercase().contains("\r\nupgrade:");
+    if method == "CONNECT" || upgrade {
+        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        client
+            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await?;
+        return Ok(());
+    }
+    // http://host:port/path -> host:port and /path.
+    let rest = target.strip_prefix("http://").unwrap_or(target);
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut upstream = tokio::net::TcpStream::connect(host).await?;
+    let mut forwarded = format!("{method} {path} {version}\r\n");
+    for line in lines.filter(|l| !l.is_empty()) {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if name != "connection" && name != "proxy-connection" && name != "keep-alive" {
+            forwarded.push_str(line);
+            forwarded.push_str("\r\n");
+        }
+    }
+    forwarded.push_str("Connection: close\r\n\r\n");
+    upstream.write_all(forwarded.as_bytes()).await?;
+    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+    Ok(())
 }

@@ -339,3 +339,120 @@ pub async fn reqwest_json(url: &str) -> serde_json::Value {
         .await
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
+
+/// A hand-driven WebSocket signaling client, for what no well-behaved
+/// client would send and for checking exact message sequences.
+pub struct WsClient {
+    pub ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+pub const RAW_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl WsClient {
+    pub async fn connect(server: &Server) -> WsClient {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .expect("websocket connects");
+        WsClient { ws }
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        use futures::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                text.to_owned().into(),
+            ))
+            .await
+            .expect("send");
+    }
+
+    /// The next protocol message, or None once the server closed the socket.
+    pub async fn try_recv(&mut self) -> Option<gridmix::protocol::ServerMessage> {
+        use futures::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(RAW_TIMEOUT, self.ws.next())
+                .await
+                .expect("a message or a close in time");
+            match frame {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
+                    return Some(
+                        serde_json::from_str(text.as_str())
+                            .expect("server sends protocol messages"),
+                    );
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
+                | None
+                | Some(Err(_)) => {
+                    return None;
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> gridmix::protocol::ServerMessage {
+        self.try_recv().await.expect("socket open")
+    }
+
+    /// The next error, skipping other messages; checks its code.
+    pub async fn expect_error(&mut self, code: gridmix::protocol::ErrorCode) -> String {
+        loop {
+            if let gridmix::protocol::ServerMessage::Error { code: got, message } =
+                self.recv().await
+            {
+                assert_eq!(got, code, "message: {message}");
+                assert!(!message.is_empty());
+                return message;
+            }
+        }
+    }
+
+    /// Joins `room` (mode given as JSON text, or none); returns "joined"'s
+    /// participant id and resume token.
+    pub async fn join(&mut self, room: &str, name: &str, mode: &str) -> (String, String) {
+        self.send(&format!(
+            r#"{{"type":"join","room":"{room}","name":"{name}","mode":"{mode}"}}"#
+        ))
+        .await;
+        match self.recv().await {
+            gridmix::protocol::ServerMessage::Joined {
+                participant,
+                resume_token,
+                ..
+            } => (
+                participant,
+                resume_token.expect("joined has a resume token"),
+            ),
+            other => panic!("expected joined, got {other:?}"),
+        }
+    }
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Waits until the server holds no room, room task, session or long-poll
+/// session.
+pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {
+    eventually(timeout, || async {
+        let rooms = server.registry().snapshot().await;
+        let running = server.registry().running_rooms();
+        let sessions = server.signaling().sessions.running();
+        let polls = server.signaling().polls.open();
+        if rooms.is_empty() && running == 0 && sessions == 0 && polls == 0 {
+            Ok(())
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(anyhow!(
+                "rooms {rooms:?}, room tasks {running}, sessions {sessions}, long-poll sessions {polls}"
+            ))
+        }
+    })
+    .await
+}

@@ -1,0 +1,590 @@
+//! Signaling that survives real networks: calls held over HTTP long-poll
+//! alone and mixed with WebSocket, lost poll responses that neither lose nor
+//! double a message, and sessions resumed after a cut WebSocket while the
+//! media never stops.
+
+mod common;
+
+use common::*;
+use gridmix::bot::{Bot, TransportKind};
+use gridmix::config::ServeArgs;
+use gridmix::protocol::{ErrorCode, Mode, ServerMessage};
+use gridmix::signaling::poll::{Opened, Polled};
+use serde_json::json;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn poll_config(
+    server: &gridmix::server::Server,
+    room: &str,
+    name: &str,
+    colour: u32,
+    tone: f64,
+) -> gridmix::bot::BotConfig {
+    let mut config = bot_config(server, room, name, colour, tone);
+    config.transport = TransportKind::LongPoll;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_poll_bots_hold_an_mcu_call_and_a_websocket_bot_joins_them() {
+    // A short poll timeout: the call must outlive it several times over,
+    // which it does only if the bots keep polling.
+    let server = start_server(ServeArgs {
+        poll_timeout: Duration::from_secs(2),
+        ..ServeArgs::default()
+    })
+    .await;
+    let red = Bot::join(poll_config(&server, "lp-mcu", "red", 0xff0000, 500.0))
+        .await
+        .expect("red joins over long-poll");
+    let blue = Bot::join(poll_config(&server, "lp-mcu", "blue", 0x0000ff, 900.0))
+        .await
+        .expect("blue joins over long-poll");
+    for bot in [&red, &blue] {
+        wait_for_tiles(bot, &[0xff0000, 0x0000ff], TIMEOUT)
+            .await
+            .expect("two tiles over long-poll signaling");
+    }
+    wait_for_tones(&red, &[900.0], &[500.0], TIMEOUT)
+        .await
+        .expect("red hears blue");
+
+    // Held past the poll timeout (several 25 s-capped polls would be needed
+    // in real use; here the timeout is 2 s): still in the call, media flowing.
+    let frames = red.frames_received();
+    eventually(TIMEOUT, || async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if red.frames_received() > frames + 150 {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "{} frames since",
+                red.frames_received() - frames
+            ))
+        }
+    })
+    .await
+    .expect("five seconds of video, longer than the poll timeout");
+
+    // A WebSocket bot joins the long-poll ones: one room, both transports.
+    let green = Bot::join(bot_config(&server, "lp-mcu", "green", 0x00ff00, 1300.0))
+        .await
+        .expect("green joins over WebSocket");
+    for bot in [&red, &blue, &green] {
+        wait_for_tiles(bot, &[0xff0000, 0x0000ff, 0x00ff00], TIMEOUT)
+            .await
+            .expect("three tiles, both transports");
+    }
+    wait_for_tones(&green, &[500.0, 900.0], &[1300.0], TIMEOUT)
+        .await
+        .expect("green hears the long-poll bots");
+    wait_for_tones(&blue, &[500.0, 1300.0], &[900.0], TIMEOUT)
+        .await
+        .expect("blue hears red and green");
+    for bot in [&red, &blue, &green] {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+    }
+    red.leave().await;
+    green
+        .wait_for_state(TIMEOUT, |s| s.others.len() == 1)
+        .await
+        .expect("red's DELETE is a leave");
+    blue.leave().await;
+    green.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sfu_room_mixing_long_poll_and_websocket_forwards_everyone() {
+    let server = start_server(ServeArgs::default()).await;
+    let members = vec![
+        join_member_with(
+            &server,
+            "lp-sfu",
+            "poll",
+            Mode::Sfu,
+            (0xff0000, 500.0),
+            false,
+            |c| c.transport = TransportKind::LongPoll,
+        )
+        .await,
+        join_member(&server, "lp-sfu", "ws", Mode::Sfu, (0x0000ff, 900.0), false).await,
+    ];
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("both forwarded, both ways");
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// A raw long-poll client.
+struct Poller {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Poller {
+    async fn open(server: &gridmix::server::Server, join: serde_json::Value) -> (Poller, Opened) {
+        let http = reqwest::Client::new();
+        let response = http
+            .post(server.poll_url())
+            .json(&join)
+            .send()
+            .await
+            .expect("POST /signal");
+        assert!(response.status().is_success(), "{}", response.status());
+        let opened: Opened = response.json().await.expect("opened");
+        let url = format!("{}/{}", server.poll_url(), opened.session);
+        (Poller { http, url }, opened)
+    }
+
+    async fn get(&self, after: u64) -> Polled {
+        let response = self
+            .http
+            .get(&self.url)
+            .query(&[("after", after)])
+            .send()
+            .await
+            .expect("GET");
+        assert!(response.status().is_success(), "{}", response.status());
+        response.json().await.expect("polled")
+    }
+
+    async fn post(&self, body: serde_json::Value) {
+        let response = self.http.post(&self.url).json(&body).send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+}
+
+fn seqs(polled: &Polled) -> Vec<u64> {
+    polled.messages.iter().map(|n| n.seq).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_poll_response_is_answered_again_and_nothing_is_lost_or_doubled() {
+    let server = start_server(ServeArgs::default()).await;
+    let (a, opened) = Poller::open(
+        &server,
+        json!({"type":"join","room":"lp-raw","name":"a","mode":"mesh"}),
+    )
+    .await;
+    assert_eq!(
+        seqs(&Polled {
+            messages: opened.messages.clone(),
+            closed: false
+        }),
+        [1]
+    );
+    let ServerMessage::Joined {
+        participant: a_id,
+        resume_token,
+        ..
+    } = &opened.messages[0].message
+    else {
+        panic!("first message is joined: {:?}", opened.messages)
+    };
+    assert!(resume_token.is_some());
+
+    // B joins: A is told (message 2).
+    let (b, _) = Poller::open(
+        &server,
+        json!({"type":"join","room":"lp-raw","name":"b","mode":"mesh"}),
+    )
+    .await;
+    let first = a.get(1).await;
+    assert_eq!(seqs(&first), [2]);
+    assert!(matches!(
+        first.messages[0].message,
+        ServerMessage::ParticipantJoined { .. }
+    ));
+    // That response was "lost": the same poll again gets the same message.
+    let again = a.get(1).await;
+    assert_eq!(again.messages, first.messages);
+
+    // A poll in flight whose response never arrives (the client gives up
+    // on it), while B relays an offer to A and sends a batch.
+    let lost = tokio::spawn({
+        let http = a.http.clone();
+        let url = a.url.clone();
+        async move {
+            let _ = http
+                .get(&url)
+                .query(&[("after", 2)])
+                .timeout(Duration::from_millis(300))
+                .send()
+                .await;
+        }
+    });
+    let _ = lost.await;
+    b.post(json!([
+        {"type":"offer","sdp":"v=0 from b","to": a_id},
+        {"type":"ice","candidate":"","sdpMLineIndex":0,"to": a_id}
+    ]))
+    .await;
+    // Everything after 2, once each, in order, however it is asked for.
+    // (A poll with nothing to answer waits for the next message.)
+    let mut got = Vec::new();
+    let mut after = 2;
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while got.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "got {got:?}");
+        for n in a.get(after).await.messages {
+            assert_eq!(n.seq, after + 1, "in order, no gap, no repeat");
+            after = n.seq;
+            got.push(n.message);
+        }
+    }
+    assert!(matches!(&got[0], ServerMessage::Offer { sdp, .. } if sdp == "v=0 from b"));
+    assert!(matches!(&got[1], ServerMessage::Ice(_)));
+    assert_eq!(got.len(), 2);
+    // Asking from before what was acknowledged is an error, not a repeat.
+    let stale = a
+        .http
+        .get(&a.url)
+        .query(&[("after", 1)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 400);
+    let junk = a
+        .http
+        .get(&a.url)
+        .query(&[("after", "soon")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junk.status(), 400);
+    let body: serde_json::Value = junk.json().await.unwrap();
+    assert_eq!(body["code"], "bad-message");
+
+    // Bad input in a batch gets errors in the stream, like on a WebSocket.
+    a.post(json!([{"type":"dance"}, {"type":"offer","sdp":"v=0"}, "nonsense"]))
+        .await;
+    let mut codes = Vec::new();
+    while codes.len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "codes {codes:?}");
+        for n in a.get(after).await.messages {
+            assert_eq!(n.seq, after + 1);
+            after = n.seq;
+            if let ServerMessage::Error { code, .. } = n.message {
+                codes.push(code);
+            }
+        }
+    }
+    // The room answers the offer, the session the rest: in any order.
+    codes.sort_by_key(|c| c.as_str());
+    assert_eq!(
+        codes,
+        [
+            ErrorCode::BadJson,
+            ErrorCode::BadMessage,
+            ErrorCode::UnknownType
+        ]
+    );
+
+    // DELETE leaves: B hears it; the session is gone.
+    let deleted = a.http.delete(&a.url).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let mut b_after = 1;
+    'told: loop {
+        assert!(std::time::Instant::now() < deadline, "B not told A left");
+        for n in b.get(b_after).await.messages {
+            b_after = n.seq;
+            if matches!(&n.message, ServerMessage::ParticipantLeft { participant } if participant == a_id)
+            {
+                break 'told;
+            }
+        }
+    }
+    let gone = a.http.get(&a.url).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    let body: serde_json::Value = gone.json().await.unwrap();
+    assert_eq!(body["code"], "unknown-session");
+    let _ = b.http.delete(&b.url).send().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_poll_client_that_stops_polling_is_removed() {
+    let server = start_server(ServeArgs {
+        poll_timeout: Duration::from_secs(1),
+        ..ServeArgs::default()
+    })
+    .await;
+    let mut watcher = WsClient::connect(&server).await;
+    watcher.join("lp-quiet", "watcher", "mesh").await;
+    let (_quiet, opened) = Poller::open(
+        &server,
+        json!({"type":"join","room":"lp-quiet","name":"quiet","mode":"mesh"}),
+    )
+    .await;
+    let ServerMessage::Joined { participant, .. } = &opened.messages[0].message else {
+        panic!("joined")
+    };
+    // It never polls again: after the timeout it has left.
+    loop {
+        if let ServerMessage::ParticipantLeft { participant: left } = watcher.recv().await {
+            assert_eq!(&left, participant);
+            break;
+        }
+    }
+    watcher.send(r#"{"type":"leave"}"#).await;
+    drop(watcher);
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_websocket_cut_mid_call_resumes_with_the_same_id_and_media_never_stops() {
+    let server = start_server(ServeArgs::default()).await;
+    let red = Bot::join(bot_config(&server, "resume", "red", 0xff0000, 500.0))
+        .await
+        .unwrap();
+    let blue = Bot::join(bot_config(&server, "resume", "blue", 0x0000ff, 900.0))
+        .await
+        .unwrap();
+    for bot in [&red, &blue] {
+        wait_for_tiles(bot, &[0xff0000, 0x0000ff], TIMEOUT)
+            .await
+            .expect("call up");
+    }
+    let red_id = red.id().to_owned();
+
+    // Red's signaling is cut for 4 s. Meanwhile the room keeps red, and
+    // both keep getting video with red's tile in it.
+    red.cut_signaling(Duration::from_secs(4));
+    let rooms_url = format!("http://{}/api/rooms", server.local_addr());
+    eventually(TIMEOUT, || async {
+        let rooms = reqwest_json(&rooms_url).await;
+        let ids: Vec<String> = rooms[0]["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["id"].as_str().map(str::to_owned))
+            .collect();
+        // The server has noticed the drop (red's session is detached) but
+        // red is still a participant.
+        if ids.contains(&red_id) && server.signaling().sessions.running() == 2 {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("participants {ids:?}"))
+        }
+    })
+    .await
+    .expect("red kept in the room while detached");
+    let (red_frames, blue_frames) = (red.frames_received(), blue.frames_received());
+    for bot in [&blue, &red] {
+        wait_for_tiles(bot, &[0xff0000, 0x0000ff], Duration::from_secs(2))
+            .await
+            .expect("both still see both while red's signaling is down");
+    }
+    assert_eq!(red.state().resumes, 0, "the check ran during the cut");
+    assert!(
+        blue.frames_received() > blue_frames,
+        "blue's video kept coming"
+    );
+    assert!(
+        red.frames_received() > red_frames,
+        "red's video kept coming"
+    );
+
+    red.wait_for_state(TIMEOUT, |s| s.resumes == 1)
+        .await
+        .expect("red resumes");
+    assert_eq!(red.id(), red_id);
+    assert!(
+        blue.state().others.iter().any(|p| p.id == red_id),
+        "blue never saw red leave"
+    );
+    // Signaling works again after the resume: a newcomer is announced to red
+    // and red's tile stays.
+    let green = Bot::join(bot_config(&server, "resume", "green", 0x00ff00, 1300.0))
+        .await
+        .unwrap();
+    red.wait_for_state(TIMEOUT, |s| s.others.len() == 2)
+        .await
+        .expect("red hears of green");
+    wait_for_tiles(&green, &[0xff0000, 0x0000ff, 0x00ff00], TIMEOUT)
+        .await
+        .expect("green sees all three");
+    for bot in [&red, &blue, &green] {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+    }
+    for bot in [red, blue, green] {
+        bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resume_replays_exactly_the_messages_the_dropped_socket_missed() {
+    let server = start_server(ServeArgs::default()).await;
+    let mut a = WsClient::connect(&server).await;
+    let (a_id, token) = a.join("replay", "a", "mesh").await;
+    let mut b = WsClient::connect(&server).await;
+    let (b_id, _) = b.join("replay", "b", "mesh").await;
+    // A got message 2 (b joined), then its socket drops.
+    assert!(matches!(
+        a.recv().await,
+        ServerMessage::ParticipantJoined { .. }
+    ));
+    drop(a);
+    // While A is away: a third client comes and goes (messages 3 and 4),
+    // then B relays two messages to A (5 and 6). B's relay to nobody comes
+    // back as an error only once the room has handled the two before it.
+    let mut c = WsClient::connect(&server).await;
+    c.join("replay", "c", "mesh").await;
+    c.send(r#"{"type":"leave"}"#).await;
+    loop {
+        if let ServerMessage::ParticipantLeft { .. } = b.recv().await {
+            break;
+        }
+    }
+    b.send(&format!(
+        r#"{{"type":"offer","sdp":"v=0 one","to":"{a_id}"}}"#
+    ))
+    .await;
+    b.send(&format!(
+        r#"{{"type":"answer","sdp":"v=0 two","to":"{a_id}"}}"#
+    ))
+    .await;
+    b.send(r#"{"type":"answer","sdp":"v=0","to":"p0-nobody"}"#)
+        .await;
+    b.expect_error(ErrorCode::UnknownParticipant).await;
+
+    // A resumes saying it got 1 message only (it missed "b joined" too,
+    // as far as it knows).
+    let mut a = WsClient::connect(&server).await;
+    a.send(&format!(
+        r#"{{"type":"resume","token":"{token}","received":1}}"#
+    ))
+    .await;
+    match a.recv().await {
+        ServerMessage::Resumed {
+            participant,
+            replayed,
+        } => {
+            assert_eq!(participant, a_id);
+            assert_eq!(replayed, 5);
+        }
+        other => panic!("expected resumed, got {other:?}"),
+    }
+    assert!(
+        matches!(a.recv().await, ServerMessage::ParticipantJoined { participant } if participant.id == b_id)
+    );
+    assert!(
+        matches!(a.recv().await, ServerMessage::ParticipantJoined { participant } if participant.name == "c")
+    );
+    assert!(matches!(
+        a.recv().await,
+        ServerMessage::ParticipantLeft { .. }
+    ));
+    assert!(
+        matches!(a.recv().await, ServerMessage::Offer { sdp, from } if sdp == "v=0 one" && from.as_deref() == Some(b_id.as_str()))
+    );
+    assert!(matches!(a.recv().await, ServerMessage::Answer { sdp, .. } if sdp == "v=0 two"));
+    // And it is the same participant: B's relay to A's id reaches it.
+    b.send(&format!(
+        r#"{{"type":"offer","sdp":"v=0 three","to":"{a_id}"}}"#
+    ))
+    .await;
+    assert!(matches!(a.recv().await, ServerMessage::Offer { sdp, .. } if sdp == "v=0 three"));
+
+    // The token resumes one session once; a second connection with it takes
+    // the session over and the first is closed.
+    let mut thief = WsClient::connect(&server).await;
+    thief
+        .send(&format!(r#"{{"type":"resume","token":"{token}"}}"#))
+        .await;
+    assert!(matches!(
+        thief.recv().await,
+        ServerMessage::Resumed { replayed: 0, .. }
+    ));
+    assert!(
+        a.try_recv().await.is_none(),
+        "the older connection is closed"
+    );
+
+    // Unknown tokens, and resuming while joined, are refused.
+    let mut stranger = WsClient::connect(&server).await;
+    stranger
+        .send(r#"{"type":"resume","token":"0123456789abcdef"}"#)
+        .await;
+    stranger.expect_error(ErrorCode::ResumeFailed).await;
+    b.send(&format!(r#"{{"type":"resume","token":"{token}"}}"#))
+        .await;
+    b.expect_error(ErrorCode::AlreadyJoined).await;
+    // A refused resume leaves the connection usable for a join.
+    stranger.join("replay", "s", "mesh").await;
+    for client in [&mut thief, &mut b, &mut stranger] {
+        client.send(r#"{"type":"leave"}"#).await;
+    }
+    drop((thief, b, stranger, c));
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_the_grace_period_the_participant_is_gone_and_resume_fails() {
+    let server = start_server(ServeArgs {
+        resume_grace: Duration::from_secs(1),
+        ..ServeArgs::default()
+    })
+    .await;
+    let mut stayer = WsClient::connect(&server).await;
+    stayer.join("grace", "stayer", "mesh").await;
+    let mut goner = WsClient::connect(&server).await;
+    let (goner_id, token) = goner.join("grace", "goner", "mesh").await;
+    drop(goner);
+    loop {
+        if let ServerMessage::ParticipantLeft { participant } = stayer.recv().await {
+            assert_eq!(participant, goner_id);
+            break;
+        }
+    }
+    let mut late = WsClient::connect(&server).await;
+    late.send(&format!(r#"{{"type":"resume","token":"{token}"}}"#))
+        .await;
+    late.expect_error(ErrorCode::ResumeFailed).await;
+    stayer.send(r#"{"type":"leave"}"#).await;
+    drop((stayer, late));
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutting_down_with_participants_waiting_for_a_resume_stops_every_room() {
+    // Their peers are gone (crashed clients) while the room still holds them
+    // for a resume: stopping the room must not hang on their media.
+    for round in 0..4 {
+        let server = start_server(ServeArgs::default()).await;
+        let room = format!("shutdown-{round}");
+        let a = Bot::join(bot_config(&server, &room, "a", 0xff0000, 500.0))
+            .await
+            .unwrap();
+        let b = Bot::join(bot_config(&server, &room, "b", 0x0000ff, 900.0))
+            .await
+            .unwrap();
+        wait_for_tiles(&a, &[0xff0000, 0x0000ff], TIMEOUT)
+            .await
+            .expect("call up");
+        a.vanish().await;
+        b.vanish().await;
+        let started = std::time::Instant::now();
+        server.shut_down().await;
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "round {round}: shutting down took {:?} (a room did not stop)",
+            started.elapsed()
+        );
+    }
+}
