@@ -8,6 +8,7 @@ use super::receive::{Receivers, link_receiver};
 use super::timecode;
 use super::traffic::Traffic;
 use crate::media::members::discard_pad;
+use crate::media::pads;
 use crate::media::sdp::{MediaKind, summarize_offer};
 use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
@@ -316,14 +317,7 @@ impl BotMedia {
         if let Some(out) = queue.static_pad("src") {
             self.traffic.count_sent(&out);
         }
-        let tee_pad = tee
-            .request_pad_simple("src_%u")
-            .ok_or_else(|| anyhow!("tee gave no src pad"))?;
-        tee_pad.link(
-            &queue
-                .static_pad("sink")
-                .ok_or_else(|| anyhow!("queue has no sink pad"))?,
-        )?;
+        let tee_pad = pads::branch_tee(tee, &queue)?;
         link.senders.push((queue, tee_pad));
         Ok(transceiver)
     }

@@ -26,6 +26,7 @@ use crate::media::events::{MediaEvent, watch_connection};
 use crate::media::keyframe::{KeyframeDecision, KeyframeLimiter};
 use crate::media::members;
 use crate::media::mixing::{self, PLACEHOLDER_ARGB, raw_audio_caps, solid_video_source};
+use crate::media::pads;
 use crate::media::program::{Feeds, McuProgram};
 use crate::media::sdp::{MediaKind, MediaLine, summarize_offer};
 use crate::media::templates::{Chain, PipelineTemplates};
@@ -505,15 +506,7 @@ impl McuMixer {
             .link(sink)?;
         pay.sync_state_with_parent()?;
         queue.sync_state_with_parent()?;
-        let tee_pad = self
-            .video_tee
-            .request_pad_simple("src_%u")
-            .ok_or_else(|| anyhow!("tee gave no src pad"))?;
-        tee_pad.link(
-            &queue
-                .static_pad("sink")
-                .ok_or_else(|| anyhow!("queue has no sink pad"))?,
-        )?;
+        let tee_pad = pads::branch_tee(&self.video_tee, &queue)?;
         let member = self
             .member_mut(id)
             .ok_or_else(|| anyhow!("participant {id} is gone"))?;
@@ -744,14 +737,7 @@ fn connect_speaker(
         .ok_or_else(|| anyhow!("queue has no src pad"))?
         .link(&mixer_pad)?;
     queue.sync_state_with_parent()?;
-    let tee_pad = speaker_tee
-        .request_pad_simple("src_%u")
-        .ok_or_else(|| anyhow!("tee gave no src pad"))?;
-    tee_pad.link(
-        &queue
-            .static_pad("sink")
-            .ok_or_else(|| anyhow!("queue has no sink pad"))?,
-    )?;
+    let tee_pad = pads::branch_tee(speaker_tee, &queue)?;
     mix.inputs.insert(
         speaker.clone(),
         MixInput {

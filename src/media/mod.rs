@@ -9,6 +9,7 @@ pub mod mcu;
 pub mod members;
 pub mod mixing;
 pub mod negotiation;
+pub mod pads;
 pub mod preflight;
 pub mod program;
 pub mod recorder;

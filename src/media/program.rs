@@ -13,6 +13,7 @@
 use crate::ids::ParticipantId;
 use crate::media::mcu::Canvas;
 use crate::media::mixing::{self, PLACEHOLDER_ARGB};
+use crate::media::pads;
 use crate::media::templates::{Chain, PipelineTemplates};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
@@ -110,14 +111,7 @@ impl Tap {
         for element in elements.iter().rev() {
             element.sync_state_with_parent()?;
         }
-        let tee_pad = tee
-            .request_pad_simple("src_%u")
-            .ok_or_else(|| anyhow!("tee gave no src pad"))?;
-        tee_pad.link(
-            &first
-                .static_pad("sink")
-                .ok_or_else(|| anyhow!("{} has no sink pad", first.name()))?,
-        )?;
+        let tee_pad = pads::branch_tee(tee, &first)?;
         Ok(Tap {
             tee: tee.clone(),
             tee_pad,

@@ -1,0 +1,23 @@
+//! Pad look-ups and links that fail with a sentence naming the element,
+//! shared by the room pipelines, recordings and the bot.
+
+use anyhow::{Result, anyhow};
+use gst::prelude::*;
+
+/// The always-present pad `name` of `element`.
+pub fn static_pad(element: &gst::Element, name: &str) -> Result<gst::Pad> {
+    element
+        .static_pad(name)
+        .ok_or_else(|| anyhow!("{} has no {name} pad", element.name()))
+}
+
+/// One more branch out of `tee`: a new src pad of it, linked to the sink pad
+/// of `to`. Returns the tee's pad, which the caller releases when the branch
+/// goes.
+pub fn branch_tee(tee: &gst::Element, to: &gst::Element) -> Result<gst::Pad> {
+    let tee_pad = tee
+        .request_pad_simple("src_%u")
+        .ok_or_else(|| anyhow!("{} gave no src pad", tee.name()))?;
+    tee_pad.link(&static_pad(to, "sink")?)?;
+    Ok(tee_pad)
+}
