@@ -24,10 +24,12 @@
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::candidates::RemoteCandidates;
 use crate::media::events::{MediaEvent, watch_connection};
+use crate::media::keyframe::{KeyframeDecision, KeyframeLimiter};
 use crate::media::mcu::McuSettings;
 use crate::media::members;
 use crate::media::mixing;
 use crate::media::negotiation::{NextStep, OfferNegotiation};
+use crate::media::pads;
 use crate::media::program::{Feeds, SfuProgram};
 use crate::media::rtp;
 use crate::media::sdp::{MediaKind, MediaLine, TrackLabel, label_tracks, summarize_offer};
@@ -89,7 +91,12 @@ struct Member {
     /// m-lines made so far on the subscribe connection; each new forward
     /// gets the next one, so an m-line is never reused for another kind.
     next_mline: u32,
+    /// Keyframe requests to this publisher, one limiter per tee (video,
+    /// audio), shared with the probe on that tee.
+    keyframe_limiters: [(gst::Element, SharedLimiter); 2],
 }
+
+type SharedLimiter = Arc<Mutex<KeyframeLimiter>>;
 
 impl Member {
     fn tee(&self, kind: MediaKind) -> &gst::Element {
@@ -190,13 +197,16 @@ fn rewrite_buffer(buffer: &mut gst::Buffer, pt: u8) {
 }
 
 /// Asks the publisher for a keyframe: an upstream force-key-unit event into
-/// its publish webrtcbin becomes an RTCP PLI.
-fn request_keyframe_from(tee: &gst::Element) {
+/// its publish webrtcbin becomes an RTCP PLI. The tee's limiter lets it
+/// through or holds it back, unless it is one the limiter held back before
+/// (`deferred`).
+fn request_keyframe_from(tee: &gst::Element, deferred: bool) {
     if let Some(pad) = tee.static_pad("sink") {
-        let request = gst::Structure::builder(FORCE_KEY_UNIT)
-            .field("all-headers", true)
-            .build();
-        pad.push_event(gst::event::CustomUpstream::new(request));
+        let mut request = gst::Structure::builder(FORCE_KEY_UNIT).field("all-headers", true);
+        if deferred {
+            request = request.field(DEFERRED_FIELD, true);
+        }
+        pad.push_event(gst::event::CustomUpstream::new(request.build()));
     }
 }
 
@@ -207,6 +217,10 @@ const FORCE_KEY_UNIT: &str = "GstForceKeyUnit";
 /// Publishers get at most one keyframe request per this interval from the
 /// subscribers' PLIs together, so many subscribers cannot cause a storm.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Marks a request the router sends for ones it held back: it has been
+/// through the limiter already.
+const DEFERRED_FIELD: &str = "gridmix-deferred";
 
 impl SfuRouter {
     pub fn new(
@@ -304,9 +318,8 @@ impl SfuRouter {
         let audio_tee = tee("audio")?;
         self.pipeline
             .add_many([&publish, &subscribe, &video_tee, &audio_tee])?;
-        for tee in [&video_tee, &audio_tee] {
-            limit_keyframe_requests(tee);
-        }
+        let keyframe_limiters =
+            [&video_tee, &audio_tee].map(|tee| (tee.clone(), limit_keyframe_requests(tee)));
         watch_connection(&publish, &self.events, id, PeerConnection::Publish);
         watch_connection(&subscribe, &self.events, id, PeerConnection::Subscribe);
         self.link_published_tracks(id, &publish, &video_tee, &audio_tee);
@@ -332,6 +345,7 @@ impl SfuRouter {
             forwards: Vec::new(),
             ended: Vec::new(),
             next_mline: 0,
+            keyframe_limiters,
         })
     }
 
@@ -425,14 +439,7 @@ impl SfuRouter {
             negotiated.clone(),
         );
         queue.sync_state_with_parent()?;
-        let tee_pad = tee
-            .request_pad_simple("src_%u")
-            .ok_or_else(|| anyhow!("tee gave no src pad"))?;
-        tee_pad.link(
-            &queue
-                .static_pad("sink")
-                .ok_or_else(|| anyhow!("queue has no sink pad"))?,
-        )?;
+        let tee_pad = pads::branch_tee(&tee, &queue)?;
         let sub = self
             .member_mut(subscriber)
             .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
@@ -657,11 +664,25 @@ impl SfuRouter {
         }
     }
 
+    /// Sends the keyframe requests held back by the limiters that are now
+    /// due. Called on the room's tick.
+    pub fn poll_keyframes(&self) {
+        let now = Instant::now();
+        for member in &self.members {
+            for (tee, limiter) in &member.keyframe_limiters {
+                let due = limiter.lock().unwrap_or_else(|e| e.into_inner()).poll(now);
+                if due {
+                    request_keyframe_from(tee, true);
+                }
+            }
+        }
+    }
+
     /// A keyframe from each publisher, for subscribers that just connected.
     pub fn request_keyframes(&self, publishers: &[ParticipantId]) {
         for publisher in publishers {
             if let Some(member) = self.member(publisher) {
-                request_keyframe_from(&member.video_tee);
+                request_keyframe_from(&member.video_tee, false);
             }
         }
     }
@@ -795,7 +816,7 @@ impl SfuRouter {
         // The decoders start mid-stream: each publisher's next keyframe
         // starts their picture.
         for member in &self.members {
-            request_keyframe_from(&member.video_tee);
+            request_keyframe_from(&member.video_tee, false);
         }
         tracing::info!(room = %self.room, "recording composite built");
         Ok(program)
@@ -818,27 +839,33 @@ impl Drop for SfuRouter {
     }
 }
 
-/// Lets at most one upstream force-key-unit event (a subscriber's PLI)
-/// through a publisher's tee per `KEYFRAME_INTERVAL`.
-fn limit_keyframe_requests(tee: &gst::Element) {
+/// Lets at most one upstream force-key-unit event (a subscriber's PLI, a
+/// new subscriber, a recording starting) through a publisher's tee per
+/// `KEYFRAME_INTERVAL`. One that comes sooner is held back, not lost: the
+/// router's `poll_keyframes` sends it once the interval has passed, so every
+/// subscriber that asked gets a keyframe within the interval plus a tick.
+fn limit_keyframe_requests(tee: &gst::Element) -> SharedLimiter {
+    let limiter = Arc::new(Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)));
     let Some(pad) = tee.static_pad("sink") else {
-        return;
+        return limiter;
     };
-    let last = Mutex::new(None::<Instant>);
+    let probe_limiter = limiter.clone();
     pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
         let Some(gst::PadProbeData::Event(event)) = &info.data else {
             return gst::PadProbeReturn::Ok;
         };
-        if event.structure().is_none_or(|s| s.name() != FORCE_KEY_UNIT) {
+        let Some(structure) = event.structure() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if structure.name() != FORCE_KEY_UNIT || structure.has_field(DEFERRED_FIELD) {
             return gst::PadProbeReturn::Ok;
         }
-        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < KEYFRAME_INTERVAL) {
+        let mut limiter = probe_limiter.lock().unwrap_or_else(|e| e.into_inner());
+        match limiter.request(Instant::now()) {
+            KeyframeDecision::Force => gst::PadProbeReturn::Ok,
             // Handled, not Drop: see the same probe in mcu.rs.
-            return gst::PadProbeReturn::Handled;
+            KeyframeDecision::Deferred => gst::PadProbeReturn::Handled,
         }
-        *last = Some(now);
-        gst::PadProbeReturn::Ok
     });
+    limiter
 }

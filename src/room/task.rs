@@ -202,8 +202,10 @@ pub(super) async fn run_room(
             Some(event) = events.recv() => room.handle_media_event(event),
             Some(message) = next_bus_message(&mut bus) => room.handle_bus_message(&message),
             _ = tick.tick() => {
-                if let Media::Mcu(mixer) = &mut room.media {
-                    mixer.poll_keyframes();
+                match &mut room.media {
+                    Media::Mcu(mixer) => mixer.poll_keyframes(),
+                    Media::Sfu(router) => router.poll_keyframes(),
+                    Media::Mesh => {}
                 }
                 room.recordings.check_overdue();
                 room.sync_recording_files();
