@@ -152,16 +152,20 @@ pub(super) fn link_receiver(
         .ok_or_else(|| anyhow!("webrtcbin has no parent bin"))?;
     // VP8 carries no colour space; like browsers, read it as BT.601 (vp8dec
     // would assume BT.709 for HD sizes and shift every colour).
+    // Sinks added to a playing pipeline: not synchronised, and not waiting
+    // to preroll (async=false). A teardown that hung once in 10 runs of the
+    // SFU churn test had every receive chain's thread waiting in an
+    // appsink's preroll, holding the stream locks webrtcbin's shutdown needs.
     let description = if video {
         "rtpvp8depay request-keyframe=true wait-for-keyframe=true ! vp8dec \
          ! capssetter join=true replace=false caps=\"video/x-raw,colorimetry=bt601\" ! videoconvert \
-         ! video/x-raw,format=RGB ! appsink name=sink max-buffers=1 drop=true sync=false wait-on-eos=false"
+         ! video/x-raw,format=RGB ! appsink name=sink max-buffers=1 drop=true sync=false async=false wait-on-eos=false"
             .to_owned()
     } else {
         format!(
             "rtpopusdepay ! opusdec ! audioconvert ! audioresample \
              ! audio/x-raw,format=F32LE,rate={AUDIO_RATE},channels=1,layout=interleaved \
-             ! appsink name=sink max-buffers=200 drop=true sync=false wait-on-eos=false"
+             ! appsink name=sink max-buffers=200 drop=true sync=false async=false wait-on-eos=false"
         )
     };
     let chain = gst::parse::bin_from_description(&description, true)?;
