@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, anyhow};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +18,8 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// 2-core machine.
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A chromedriver process on a free loopback port; killed on drop.
+/// A chromedriver process on a free loopback port; killed on drop with
+/// every Chromium it started.
 pub struct Chromium {
     driver: Child,
     url: String,
@@ -33,7 +35,10 @@ impl Chromium {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        // Its own process group, which the Chromiums it starts join: a test
+        // that fails mid-way takes them all down on drop.
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -139,6 +144,13 @@ impl Chromium {
 
 impl Drop for Chromium {
     fn drop(&mut self) {
+        if let Ok(group) = i32::try_from(self.driver.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group:
+            // chromedriver's, which only it and its browsers are in.
+            unsafe {
+                libc::kill(-group, libc::SIGKILL);
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
