@@ -109,6 +109,10 @@ struct BotArgs {
     /// Use only relayed (TURN) ICE candidates.
     #[arg(long)]
     relay_only: bool,
+    /// Send black and silence, with a white flash and a beep of the tone
+    /// together every second: for checking audio/video sync by eye and ear.
+    #[arg(long)]
+    av_pulses: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -238,6 +242,7 @@ async fn bot(args: BotArgs) -> Result<()> {
     };
     config.token = args.token;
     config.relay_only = args.relay_only;
+    config.av_pulses = args.av_pulses;
     config.send_video = !args.viewer;
     config.send_audio = !args.viewer;
     let mode = config.mode;

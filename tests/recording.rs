@@ -7,7 +7,8 @@ mod common;
 use common::media_file::{Decoded, decode, probe};
 use common::recording_api::Api;
 use common::*;
-use gridmix::bot::analysis::tone_amplitude;
+use gridmix::bot::analysis::{loudness, onsets, sync_offsets, tone_amplitude};
+use gridmix::bot::{AUDIO_RATE, PULSE_PERIOD};
 use gridmix::config::ServeArgs;
 use gridmix::protocol::Mode;
 use gridmix::server::Server;
@@ -231,6 +232,88 @@ async fn an_mcu_room_records_to_webm_with_both_tiles_and_both_tones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_sfu_room_records_to_webm_with_both_tiles_and_both_tones() {
     record_webm_and_check(Mode::Sfu, "sfu-webm").await;
+}
+
+/// Records a participant that flashes and beeps at the same instants, and
+/// checks that in the file each flash and its sound start within 100 ms of
+/// each other: audio and video stay in sync through the room's pipeline and
+/// the recording.
+async fn record_pulses_and_check_sync(mode: Mode, test: &str) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir(test);
+    let (server, api) = server_recording_to(&dir).await;
+    let room = test;
+    let pulses = join_member_with(&server, room, "pulses", mode, (0, 1000.0), false, |c| {
+        c.av_pulses = true;
+    })
+    .await;
+    let info = api.start(room, "webm").await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    let seconds = 7;
+    wait_recorded(&api, room, &id, seconds * 1000).await;
+    let stopped = api.stop(room, &id).await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+    let path = path_of(&info);
+    let decoded = tokio::task::spawn_blocking(move || decode(&path, 1000))
+        .await
+        .unwrap()
+        .expect("the file decodes");
+    assert_eq!(decoded.error, None, "decoding to the end");
+
+    let frame_times: Vec<f64> = decoded
+        .video_pts
+        .iter()
+        .map(Duration::as_secs_f64)
+        .collect();
+    // From 2 s on: the first pulses are where the streams start and settle
+    // (measured: the first is up to 105 ms off, every later one within 40
+    // ms of the others), not where sync holds or drifts.
+    let flashes: Vec<f64> = onsets(&frame_times, &decoded.centre_brightness, 128.0)
+        .into_iter()
+        .filter(|t| *t >= 2.0)
+        .collect();
+    let start = decoded.audio_start.unwrap_or_default().as_secs_f64();
+    let (times, levels): (Vec<f64>, Vec<f64>) = loudness(&decoded.audio, AUDIO_RATE, start, 240)
+        .into_iter()
+        .unzip();
+    // The tone at volume 0.3 has an RMS near 0.2; silence is near 0.
+    let sounds = onsets(&times, &levels, 0.05);
+    let offsets = sync_offsets(&flashes, &sounds, PULSE_PERIOD.as_secs_f64() / 2.0);
+    let shown: Vec<String> = offsets
+        .iter()
+        .map(|o| format!("{:+.0} ms", o * 1000.0))
+        .collect();
+    eprintln!("{test}: audio after video by {shown:?}");
+    assert!(
+        offsets.len() as u64 >= seconds - 3,
+        "only {} flashes paired with a sound; flashes at {flashes:?}, sounds at {sounds:?}",
+        offsets.len()
+    );
+    assert!(
+        offsets.iter().all(|o| o.abs() < 0.1),
+        "audio and video out of sync: {shown:?}"
+    );
+    pulses.bot.leave().await;
+    server.shut_down().await;
+}
+
+/// Known to fail, as the SFU one below: in about 1 run in 5 an MCU
+/// recording's audio is 180 ms ahead of its video for the whole file
+/// (otherwise 15-50 ms behind). An open bug: the offset is fixed when the
+/// streams start, not a drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "MCU recordings are sometimes 180 ms out of sync: an open bug"]
+async fn an_mcu_recording_keeps_audio_and_video_in_sync() {
+    record_pulses_and_check_sync(Mode::Mcu, "mcu-sync").await;
+}
+
+/// Known to fail: in about 1 run in 4 an SFU recording's audio is 250-370 ms
+/// ahead of its video for the whole file (otherwise 20-60 ms behind). Run
+/// both with `cargo test --test recording sync -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "SFU recordings are sometimes 250-370 ms out of sync: an open bug"]
+async fn an_sfu_recording_keeps_audio_and_video_in_sync() {
+    record_pulses_and_check_sync(Mode::Sfu, "sfu-sync").await;
 }
 
 /// Decodes a finished recording to its end: both kinds of stream, no error,

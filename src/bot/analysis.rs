@@ -129,6 +129,51 @@ pub fn strongest_tone(samples: &[f32], rate: u32, lo: f64, hi: f64, step: f64) -
     best
 }
 
+/// When a level rises through `threshold`: the times (of `times`, one per
+/// level) of the first level above it after one at or below it. A series
+/// that starts above the threshold has no onset there: it may be mid-pulse.
+pub fn onsets(times: &[f64], levels: &[f64], threshold: f64) -> Vec<f64> {
+    times
+        .iter()
+        .zip(levels)
+        .zip(levels.iter().skip(1).zip(times.iter().skip(1)))
+        .filter(|((_, before), (after, _))| **before <= threshold && **after > threshold)
+        .map(|(_, (_, at))| *at)
+        .collect()
+}
+
+/// The loudness of audio in consecutive windows of `window` samples:
+/// (start time in seconds, RMS), with `start` the time of the first sample.
+pub fn loudness(samples: &[f32], rate: u32, start: f64, window: usize) -> Vec<(f64, f64)> {
+    samples
+        .chunks_exact(window.max(1))
+        .enumerate()
+        .map(|(i, chunk)| {
+            let power = chunk.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
+            (
+                start + (i * window) as f64 / f64::from(rate),
+                (power / chunk.len() as f64).sqrt(),
+            )
+        })
+        .collect()
+}
+
+/// For each onset in `video`, the offset in seconds to the nearest onset in
+/// `audio` (positive: the sound comes after the picture), if one lies within
+/// `within` seconds.
+pub fn sync_offsets(video: &[f64], audio: &[f64], within: f64) -> Vec<f64> {
+    video
+        .iter()
+        .filter_map(|v| {
+            audio
+                .iter()
+                .map(|a| a - v)
+                .min_by(|x, y| x.abs().total_cmp(&y.abs()))
+                .filter(|d| d.abs() <= within)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +234,33 @@ mod tests {
         assert_eq!(rgb_of(0x12ab34), [0x12, 0xab, 0x34]);
         assert!(colour_close([250, 3, 10], [255, 0, 0], 16));
         assert!(!colour_close([128, 0, 0], [255, 0, 0], 16));
+    }
+
+    #[test]
+    fn onsets_are_rises_through_the_threshold_not_a_start_above_it() {
+        let times = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6];
+        let levels = [9.0, 1.0, 8.0, 9.0, 1.0, 1.0, 7.0];
+        assert_eq!(onsets(&times, &levels, 5.0), vec![0.2, 0.6]);
+        assert!(onsets(&times, &[1.0; 7], 5.0).is_empty());
+    }
+
+    #[test]
+    fn loudness_finds_a_burst_in_silence() {
+        let mut samples = vec![0.0f32; 4800];
+        for s in &mut samples[2400..2880] {
+            *s = 0.5;
+        }
+        let windows = loudness(&samples, 48_000, 1.0, 240);
+        assert_eq!(windows.len(), 20);
+        let times: Vec<f64> = windows.iter().map(|w| w.0).collect();
+        let levels: Vec<f64> = windows.iter().map(|w| w.1).collect();
+        assert_eq!(onsets(&times, &levels, 0.1), vec![1.05]);
+    }
+
+    #[test]
+    fn sync_offsets_pair_each_picture_with_the_nearest_sound() {
+        let offsets = sync_offsets(&[1.0, 2.0, 3.0], &[1.03, 1.98, 5.0], 0.5);
+        assert_eq!(offsets.len(), 2, "the third has no sound near it");
+        assert!((offsets[0] - 0.03).abs() < 1e-9 && (offsets[1] + 0.02).abs() < 1e-9);
     }
 }

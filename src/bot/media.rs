@@ -14,7 +14,7 @@ use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const VIDEO_PT: u8 = 96;
 pub const AUDIO_PT: u8 = 111;
@@ -86,10 +86,12 @@ pub(super) fn video_encoding(pattern: &str, keyframe_interval: u32) -> String {
     )
 }
 
-/// The launch description of a bot's audio: a `tone_hz` sine in Opus.
+/// The launch description of a bot's audio: a `tone_hz` sine, through an
+/// identity named "sound" (where pulses are cut), in Opus.
 pub(super) fn audio_encoding(tone_hz: f64) -> String {
     format!(
         "audiotestsrc is-live=true wave=sine freq={tone_hz} volume=0.3 samplesperbuffer=960 \
+         ! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! identity name=sound \
          ! audioconvert ! audioresample ! opusenc frame-size=20 \
          ! rtpopuspay pt={AUDIO_PT} ! capsfilter caps=\"{}\"",
         webrtc::rtp_caps(MediaKind::Audio, AUDIO_PT)
@@ -133,12 +135,13 @@ impl BotMedia {
                 "video-tee",
             )?)
         } else {
-            let pattern = match config.timecode_origin {
-                Some(_) => "pattern=black".to_owned(),
-                None => format!(
+            let pattern = if config.timecode_origin.is_some() || config.av_pulses {
+                "pattern=black".to_owned()
+            } else {
+                format!(
                     "pattern=solid-color foreground-color={}",
                     0xff00_0000u32 | config.colour
-                ),
+                )
             };
             let chain = gst::parse::bin_from_description(
                 &video_encoding(&pattern, config.keyframe_interval_frames),
@@ -146,6 +149,8 @@ impl BotMedia {
             )?;
             if let Some(origin) = config.timecode_origin {
                 draw_timecodes(&chain, origin)?;
+            } else if config.av_pulses {
+                flash_pulses(&chain)?;
             }
             pipeline.add(&chain)?;
             Some(add_tee_after(&pipeline, chain.upcast(), "video-tee")?)
@@ -160,6 +165,9 @@ impl BotMedia {
             )?)
         } else {
             let chain = gst::parse::bin_from_description(&audio_encoding(config.tone_hz), true)?;
+            if config.av_pulses {
+                sound_pulses(&chain)?;
+            }
             pipeline.add(&chain)?;
             Some(add_tee_after(&pipeline, chain.upcast(), "audio-tee")?)
         };
@@ -364,10 +372,7 @@ fn add_tee_after(
 /// Draws, into every frame leaving the chain's "picture" element, the
 /// milliseconds since `origin` as timecode blocks (see timecode.rs).
 fn draw_timecodes(chain: &gst::Bin, origin: Instant) -> Result<()> {
-    let pad = chain
-        .by_name("picture")
-        .and_then(|p| p.static_pad("src"))
-        .ok_or_else(|| anyhow!("the video chain has no picture element"))?;
+    let pad = output_of(chain, "picture")?;
     // I420: the luma plane comes first, rows rounded up to 4 bytes.
     let stride = WIDTH.next_multiple_of(4) as usize;
     pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -376,6 +381,63 @@ fn draw_timecodes(chain: &gst::Bin, origin: Instant) -> Result<()> {
         {
             let ms = origin.elapsed().as_millis() as u32;
             timecode::draw(&mut map, WIDTH, HEIGHT, stride, ms);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// With `av_pulses`, a bot flashes white and sounds its tone for
+/// `PULSE_LENGTH` at the start of every `PULSE_PERIOD` of running time, and
+/// sends black and silence in between. Both sources take their timestamps
+/// from the one pipeline clock, so the flash and the sound start together.
+pub const PULSE_PERIOD: Duration = Duration::from_secs(1);
+pub const PULSE_LENGTH: Duration = Duration::from_millis(200);
+
+/// Whether running time `t` (ns) falls in a pulse.
+fn in_pulse(t: u64) -> bool {
+    t % (PULSE_PERIOD.as_nanos() as u64) < PULSE_LENGTH.as_nanos() as u64
+}
+
+/// The pad where a chain's element `name` hands on its buffers.
+fn output_of(chain: &gst::Bin, name: &str) -> Result<gst::Pad> {
+    chain
+        .by_name(name)
+        .and_then(|p| p.static_pad("src"))
+        .ok_or_else(|| anyhow!("the chain has no {name} element"))
+}
+
+/// Turns the (black) frames that start in a pulse white.
+fn flash_pulses(chain: &gst::Bin) -> Result<()> {
+    // I420: the luma plane comes first, rows rounded up to 4 bytes; black
+    // with a white luma is white.
+    let luma = WIDTH.next_multiple_of(4) as usize * HEIGHT as usize;
+    output_of(chain, "picture")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+            && buffer.pts().is_some_and(|pts| in_pulse(pts.nseconds()))
+            && let Ok(mut map) = buffer.make_mut().map_writable()
+        {
+            let end = luma.min(map.len());
+            map[..end].fill(235);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    Ok(())
+}
+
+/// Silences every sample outside a pulse (S16LE mono at AUDIO_RATE).
+fn sound_pulses(chain: &gst::Bin) -> Result<()> {
+    output_of(chain, "sound")?.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+            && let Some(pts) = buffer.pts()
+            && let Ok(mut map) = buffer.make_mut().map_writable()
+        {
+            for (i, sample) in map.chunks_exact_mut(2).enumerate() {
+                let offset = i as u64 * 1_000_000_000 / u64::from(AUDIO_RATE);
+                if !in_pulse(pts.nseconds() + offset) {
+                    sample.fill(0);
+                }
+            }
         }
         gst::PadProbeReturn::Ok
     });

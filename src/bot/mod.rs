@@ -11,7 +11,7 @@ pub mod timecode;
 pub mod traffic;
 pub mod transport;
 
-pub use media::{AUDIO_PT, AUDIO_RATE, COMPOSITE, VIDEO_PT};
+pub use media::{AUDIO_PT, AUDIO_RATE, COMPOSITE, PULSE_LENGTH, PULSE_PERIOD, VIDEO_PT};
 pub use receive::FrameObserver;
 
 use crate::media::sdp::MediaKind;
@@ -63,6 +63,10 @@ pub struct BotConfig {
     /// Send timecode blocks of the milliseconds since this instant instead
     /// of the colour (the bench's latency probes).
     pub timecode_origin: Option<Instant>,
+    /// Send black and silence, broken by a white flash and a burst of the
+    /// tone at the same instants (see `media::PULSE_PERIOD`): what an
+    /// audio/video sync check measures.
+    pub av_pulses: bool,
     /// Decode what it receives (false: only count it, as the bench's load
     /// participants do).
     pub decode: bool,
@@ -97,6 +101,7 @@ impl BotConfig {
             keyframe_interval_frames: 90,
             subscribe_payload_renumbering: Vec::new(),
             timecode_origin: None,
+            av_pulses: false,
             decode: true,
             shared_encoding: None,
             on_frame: None,

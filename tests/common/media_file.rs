@@ -51,6 +51,8 @@ pub struct Decoded {
     pub video_frames: u64,
     /// Timestamps of every video frame, in order.
     pub video_pts: Vec<Duration>,
+    /// The brightness (0-255) at the centre of every video frame, in order.
+    pub centre_brightness: Vec<f64>,
     /// Mono 48 kHz samples, from `audio_start` on.
     pub audio: Vec<f32>,
     pub audio_start: Option<Duration>,
@@ -167,13 +169,19 @@ fn video_branch(
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let mut d = decoded.lock().unwrap();
                 let pts = pts_of(&sample).unwrap_or_default();
+                let frame = frame_of(&sample).ok();
+                let centre = frame.as_ref().map_or(0.0, |f| {
+                    f.view()
+                        .brightness(f.width as i32 / 2, f.height as i32 / 2, 4)
+                });
                 if d.video_frames.is_multiple_of(keep_every.max(1))
-                    && let Ok(frame) = frame_of(&sample)
+                    && let Some(frame) = frame
                 {
                     d.frames.push(TimedFrame { pts, frame });
                 }
                 d.video_frames += 1;
                 d.video_pts.push(pts);
+                d.centre_brightness.push(centre);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
