@@ -17,6 +17,9 @@ struct Encoder {
     pipeline: gst::Pipeline,
     video: Outputs,
     audio: Outputs,
+    /// Where the video encoding leaves its pipeline: keyframe requests from
+    /// any bot are sent upstream from here to the encoder.
+    video_out: gst::Pad,
 }
 
 impl Drop for Encoder {
@@ -43,6 +46,7 @@ impl SharedEncoding {
         let pipeline = gst::Pipeline::with_name("shared-encoding");
         let video: Outputs = Arc::default();
         let audio: Outputs = Arc::default();
+        let mut video_out = None;
         for (description, outputs) in [
             (
                 video_encoding(
@@ -66,6 +70,9 @@ impl SharedEncoding {
                 .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
                 .ok_or_else(|| anyhow!("no app sink in the shared encoding"))?;
             pipeline.add(&chain)?;
+            if Arc::ptr_eq(outputs, &video) {
+                video_out = sink.static_pad("sink");
+            }
             let outputs = outputs.clone();
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
@@ -87,6 +94,7 @@ impl SharedEncoding {
                 pipeline,
                 video,
                 audio,
+                video_out: video_out.ok_or_else(|| anyhow!("the shared video has no output"))?,
             }),
         })
     }
@@ -113,12 +121,37 @@ impl SharedEncoding {
             .leaky_type(gst_app::AppLeakyType::Downstream)
             .build();
         pipeline.add(&source)?;
+        if kind == MediaKind::Video {
+            pass_keyframe_requests(&source, self.encoder.video_out.clone());
+        }
         outputs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((source.clone(), ssrc));
         Ok(source.upcast())
     }
+}
+
+/// Sends the keyframe requests (PLIs) that reach a bot's source on to the
+/// shared encoder, as a bot's own encoder would answer them: a new
+/// subscriber of a load participant then starts within a frame or two, not
+/// at the next periodic keyframe. Every bot sharing the encoding sends that
+/// keyframe.
+fn pass_keyframe_requests(source: &gst_app::AppSrc, encoder_out: gst::Pad) {
+    let Some(pad) = source.static_pad("src") else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+        if let Some(event) = info.event()
+            && event.type_() == gst::EventType::CustomUpstream
+            && event
+                .structure()
+                .is_some_and(|s| s.name() == "GstForceKeyUnit")
+        {
+            encoder_out.push_event(event.clone());
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Copies a packet to every bot under its SSRC; bots whose pipeline stopped
