@@ -2,8 +2,8 @@
 //! decoded nor encoded, to every other participant.
 //!
 //! ```text
-//! P1 publish webrtcbin ─ video ─ P1/video-tee ─┬ P2/from-P1-video queue ─ P2 subscribe webrtcbin
-//!                      ─ audio ─ P1/audio-tee  └ P3/from-P1-video queue ─ P3 subscribe webrtcbin
+//! P1 publish webrtcbin ─ video ─ P1/video-tee ─┬ P2/from-P1-video gate ─ P2 subscribe webrtcbin
+//!                      ─ audio ─ P1/audio-tee  └ P3/from-P1-video gate ─ P3 subscribe webrtcbin
 //! ```
 //!
 //! Each participant has two webrtcbins: "publish", where the client offers
@@ -13,6 +13,14 @@
 //! subscribe connection, with the publisher's payload type and with the
 //! publisher's participant id as its MediaStream id (a=msid). A departed
 //! publisher's m-lines are set inactive; new tracks always get new m-lines.
+//!
+//! A gate is an identity element, not a queue: the publisher's receiving
+//! thread sends each packet to every subscriber itself. A queue per forward
+//! put a thread hand-off on every forwarded packet, and those hand-offs were
+//! most of the SFU's CPU (see README, Performance). The gate drops packets
+//! until the subscriber's connection is up, because webrtcbin holds packets
+//! back until its DTLS handshake is done and would hold the publisher's
+//! thread, and with it every other subscriber, with them.
 //!
 //! While a recording runs, a composite of the forwarded tracks is built
 //! beside the forwarding (media/program.rs), fed by leaky queues off the
@@ -37,8 +45,10 @@ use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
-use gst_webrtc::{WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection, WebRTCSDPType};
-use std::sync::atomic::{AtomicU8, Ordering};
+use gst_webrtc::{
+    WebRTCPeerConnectionState, WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection, WebRTCSDPType,
+};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -55,7 +65,7 @@ struct Forward {
     /// forwarded packets are rewritten to.
     negotiated_pt: Arc<AtomicU8>,
     tee_pad: gst::Pad,
-    queue: gst::Element,
+    gate: gst::Element,
     transceiver: WebRTCRTPTransceiver,
 }
 
@@ -83,6 +93,9 @@ struct Member {
     /// None until the server's first subscribe offer: before it, the
     /// subscribe connection does not exist for the client.
     subscribe_candidates: Option<RemoteCandidates>,
+    /// Whether the subscribe connection is up (ICE and DTLS): until then
+    /// the gates to it drop what they get.
+    subscribe_connected: Arc<AtomicBool>,
     negotiation: OfferNegotiation,
     forwards: Vec<Forward>,
     /// Inactive m-lines of publishers who left, still labelled with whose
@@ -148,7 +161,35 @@ fn subscribe_pt(kind: MediaKind) -> u8 {
     }
 }
 
-/// Rewrites what leaves a forward's queue for the subscriber: the payload
+/// Drops what reaches a gate while its subscriber's connection is down. On
+/// a video gate, the first packet let through after that asks the
+/// publisher for a keyframe, so the subscriber can start decoding at once.
+fn pass_when_connected(pad: &gst::Pad, connected: Arc<AtomicBool>, video: bool) {
+    let was_open = AtomicBool::new(false);
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |pad, _| {
+            let open = connected.load(Ordering::Relaxed);
+            if open && !was_open.swap(open, Ordering::Relaxed) && video {
+                // Past the tee's limiter: a subscriber's first picture should
+                // not wait out someone else's request.
+                let request = gst::Structure::builder(FORCE_KEY_UNIT)
+                    .field("all-headers", true)
+                    .field(DEFERRED_FIELD, true)
+                    .build();
+                pad.push_event(gst::event::CustomUpstream::new(request));
+            }
+            was_open.store(open, Ordering::Relaxed);
+            if open {
+                gst::PadProbeReturn::Ok
+            } else {
+                gst::PadProbeReturn::Drop
+            }
+        },
+    );
+}
+
+/// Rewrites what leaves a forward's gate for the subscriber: the payload
 /// type in caps events becomes the offered one (webrtcbin checks caps against
 /// the m-line's codec), the payload type of each packet becomes the one the
 /// subscriber negotiated, read from `negotiated` at each packet.
@@ -218,8 +259,8 @@ const FORCE_KEY_UNIT: &str = "GstForceKeyUnit";
 /// subscribers' PLIs together, so many subscribers cannot cause a storm.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Marks a request the router sends for ones it held back: it has been
-/// through the limiter already.
+/// Marks a request the limiter lets through as it is: one the router sends
+/// for requests it held back, or a new subscriber's first.
 const DEFERRED_FIELD: &str = "gridmix-deferred";
 
 impl SfuRouter {
@@ -308,6 +349,15 @@ impl SfuRouter {
         };
         let publish = webrtc::make_webrtcbin(&name("publish"), &forwarding)?;
         let subscribe = webrtc::make_webrtcbin(&name("subscribe"), &self.settings)?;
+        let subscribe_connected = Arc::new(AtomicBool::new(false));
+        let connected = subscribe_connected.clone();
+        subscribe.connect_notify(Some("connection-state"), move |webrtc, _| {
+            let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
+            connected.store(
+                state == WebRTCPeerConnectionState::Connected,
+                Ordering::Relaxed,
+            );
+        });
         let tee = |kind: &str| {
             gst::ElementFactory::make("tee")
                 .name(name(&format!("{kind}-tee")))
@@ -341,6 +391,7 @@ impl SfuRouter {
             published: Vec::new(),
             subscribe,
             subscribe_candidates: None,
+            subscribe_connected,
             negotiation: OfferNegotiation::default(),
             forwards: Vec::new(),
             ended: Vec::new(),
@@ -410,21 +461,25 @@ impl SfuRouter {
             sub.next_mline += 1;
             (sub.subscribe.clone(), sub.next_mline - 1)
         };
-        let queue = gst::ElementFactory::make("queue")
+        let connected = self
+            .member(subscriber)
+            .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?
+            .subscribe_connected
+            .clone();
+        let gate = gst::ElementFactory::make("identity")
             .name(format!("{subscriber}/from-{publisher}-{}", kind_name(kind)))
-            .property_from_str("leaky", "downstream")
-            .property("max-size-buffers", 300u32)
-            .property("max-size-bytes", 0u32)
-            .property("max-size-time", 0u64)
+            .property("silent", true)
             .build()?;
-        self.pipeline.add(&queue)?;
+        pass_when_connected(
+            &pads::static_pad(&gate, "sink")?,
+            connected,
+            kind == MediaKind::Video,
+        );
+        self.pipeline.add(&gate)?;
         let sink = subscribe
             .request_pad_simple(&format!("sink_{mline}"))
             .ok_or_else(|| anyhow!("webrtcbin gave no sink_{mline} pad"))?;
-        queue
-            .static_pad("src")
-            .ok_or_else(|| anyhow!("queue has no src pad"))?
-            .link(&sink)?;
+        pads::static_pad(&gate, "src")?.link(&sink)?;
         let transceiver = webrtc::pad_transceiver(&sink)
             .ok_or_else(|| anyhow!("sink_{mline} has no transceiver"))?;
         transceiver.set_direction(WebRTCRTPTransceiverDirection::Sendonly);
@@ -432,14 +487,12 @@ impl SfuRouter {
         transceiver.set_codec_preferences(Some(&webrtc::rtp_caps(kind, offered)));
         let negotiated = Arc::new(AtomicU8::new(offered));
         rewrite_payload_types(
-            &queue
-                .static_pad("src")
-                .ok_or_else(|| anyhow!("queue has no src pad"))?,
+            &pads::static_pad(&gate, "src")?,
             offered,
             negotiated.clone(),
         );
-        queue.sync_state_with_parent()?;
-        let tee_pad = pads::branch_tee(&tee, &queue)?;
+        gate.sync_state_with_parent()?;
+        let tee_pad = pads::branch_tee(&tee, &gate)?;
         let sub = self
             .member_mut(subscriber)
             .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
@@ -450,7 +503,7 @@ impl SfuRouter {
             ssrc: caps.structure(0).and_then(|s| s.get::<u32>("ssrc").ok()),
             negotiated_pt: negotiated,
             tee_pad,
-            queue,
+            gate,
             transceiver,
         });
         Ok(())
@@ -763,8 +816,8 @@ impl SfuRouter {
                 forward
                     .transceiver
                     .set_direction(WebRTCRTPTransceiverDirection::Inactive);
-                let _ = self.pipeline.remove(&forward.queue);
-                removed.push(forward.queue);
+                let _ = self.pipeline.remove(&forward.gate);
+                removed.push(forward.gate);
             }
             changed.push(other.id.clone());
         }
