@@ -126,6 +126,7 @@ fn parse_canvas(s: &str) -> Result<Canvas, String> {
 
 impl Default for ServeArgs {
     fn default() -> Self {
+        let limits = Limits::default();
         ServeArgs {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             assets: None,
@@ -144,13 +145,13 @@ impl Default for ServeArgs {
             auth_secret: None,
             allowed_origins: Vec::new(),
             max_rooms: 100,
-            max_message_bytes: 64 * 1024,
-            messages_per_second: 50.0,
-            message_burst: 100,
-            max_candidates: 200,
-            join_timeout: Duration::from_secs(10),
-            resume_grace: Duration::from_secs(30),
-            poll_timeout: Duration::from_secs(30),
+            max_message_bytes: limits.max_message_bytes,
+            messages_per_second: limits.messages_per_second,
+            message_burst: limits.message_burst,
+            max_candidates: limits.max_candidates,
+            join_timeout: limits.join_timeout,
+            resume_grace: limits.resume_grace,
+            poll_timeout: limits.poll_timeout,
         }
     }
 }

@@ -119,6 +119,22 @@ impl PollTable {
     }
 }
 
+/// The session `id` names, for a request from an allowed origin; otherwise
+/// the error response to send.
+fn session_of(
+    signaling: &Signaling,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<PollHandle, Box<Response>> {
+    if !origin_allowed(&signaling.settings.allowed_origins, headers) {
+        return Err(Box::new(forbidden_origin()));
+    }
+    signaling
+        .polls
+        .get(id)
+        .ok_or_else(|| Box::new(unknown_session()))
+}
+
 fn unknown_session() -> Response {
     error_response(&ProtocolError::new(
         ErrorCode::UnknownSession,
@@ -207,11 +223,9 @@ async fn send(
     body: Body,
 ) -> Response {
     let signaling = &state.signaling;
-    if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
-        return forbidden_origin();
-    }
-    let Some(handle) = signaling.polls.get(&id) else {
-        return unknown_session();
+    let handle = match session_of(signaling, &id, &headers) {
+        Ok(handle) => handle,
+        Err(refused) => return *refused,
     };
     let max = signaling.settings.limits.max_message_bytes;
     let items = match read_body(body, max, MAX_BATCH).await {
@@ -242,11 +256,9 @@ async fn poll(
         ));
     };
     let signaling = &state.signaling;
-    if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
-        return forbidden_origin();
-    }
-    let Some(handle) = signaling.polls.get(&id) else {
-        return unknown_session();
+    let handle = match session_of(signaling, &id, &headers) {
+        Ok(handle) => handle,
+        Err(refused) => return *refused,
     };
     let (reply, answer) = oneshot::channel();
     if handle
@@ -282,11 +294,9 @@ async fn leave(
     headers: HeaderMap,
 ) -> Response {
     let signaling = &state.signaling;
-    if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
-        return forbidden_origin();
-    }
-    let Some(handle) = signaling.polls.get(&id) else {
-        return unknown_session();
+    let handle = match session_of(signaling, &id, &headers) {
+        Ok(handle) => handle,
+        Err(refused) => return *refused,
     };
     let _ = handle.requests.send(PollRequest::Leave).await;
     StatusCode::NO_CONTENT.into_response()
