@@ -867,9 +867,10 @@ impl SfuRouter {
             }
         }
         // The decoders start mid-stream: each publisher's next keyframe
-        // starts their picture.
+        // starts their picture, asked for now past the limiter, so that the
+        // recording's tiles do not also wait out someone else's request.
         for member in &self.members {
-            request_keyframe_from(&member.video_tee, false);
+            request_keyframe_from(&member.video_tee, true);
         }
         tracing::info!(room = %self.room, "recording composite built");
         Ok(program)
