@@ -32,15 +32,6 @@ pub fn mixer_latency(jitter_latency_ms: u32) -> gst::ClockTime {
     gst::ClockTime::from_mseconds(u64::from(jitter_latency_ms) + 20)
 }
 
-/// What a composite and mix built only for recordings (the SFU's) wait for
-/// their inputs. Nobody watches it live (HLS is seconds behind anyway), so
-/// it waits long enough that a decoder starved for a moment on a busy
-/// machine is not dropped as late (with the live mixers' budget, 1 test run
-/// in 10 on 2 busy cores had an SFU recording's tiles empty at 1 s).
-pub fn recording_latency(jitter_latency_ms: u32) -> gst::ClockTime {
-    mixer_latency(jitter_latency_ms) + gst::ClockTime::from_mseconds(250)
-}
-
 pub fn live_compositor(name: &str, latency: gst::ClockTime) -> Result<gst::Element> {
     Ok(gst::ElementFactory::make("compositor")
         .name(name)

@@ -846,7 +846,7 @@ impl SfuRouter {
     }
 
     fn build_program(&self) -> Result<SfuProgram> {
-        let latency = mixing::recording_latency(self.settings.jitter_latency_ms);
+        let latency = mixing::mixer_latency(self.settings.jitter_latency_ms);
         let mut program = SfuProgram::new(
             &self.pipeline,
             self.recording.canvas,
