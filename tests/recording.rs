@@ -413,7 +413,7 @@ async fn a_join_and_a_leave_mid_recording_change_the_recorded_grid_without_a_gap
     let info = api.start(room, "webm").await;
     let id = info["id"].as_str().unwrap().to_owned();
     // Two tiles for a while, then three, then two again.
-    wait_recorded(&api, room, &id, 3000).await;
+    wait_recorded(&api, room, &id, 4000).await;
     let before_join = recorded_ms(&api, room, &id).await;
     let green = join_member(&server, room, "green", Mode::Sfu, GREEN, false).await;
     members[0]

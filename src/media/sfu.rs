@@ -173,11 +173,7 @@ fn pass_when_connected(pad: &gst::Pad, connected: Arc<AtomicBool>, video: bool) 
             if open && !was_open.swap(open, Ordering::Relaxed) && video {
                 // Past the tee's limiter: a subscriber's first picture should
                 // not wait out someone else's request.
-                let request = gst::Structure::builder(FORCE_KEY_UNIT)
-                    .field("all-headers", true)
-                    .field(DEFERRED_FIELD, true)
-                    .build();
-                pad.push_event(gst::event::CustomUpstream::new(request));
+                pad.push_event(keyframe_request(true));
             }
             was_open.store(open, Ordering::Relaxed);
             if open {
@@ -239,16 +235,21 @@ fn rewrite_buffer(buffer: &mut gst::Buffer, pt: u8) {
 
 /// Asks the publisher for a keyframe: an upstream force-key-unit event into
 /// its publish webrtcbin becomes an RTCP PLI. The tee's limiter lets it
-/// through or holds it back, unless it is one the limiter held back before
-/// (`deferred`).
-fn request_keyframe_from(tee: &gst::Element, deferred: bool) {
+/// through or holds it back, unless `past_limiter`.
+fn request_keyframe_from(tee: &gst::Element, past_limiter: bool) {
     if let Some(pad) = tee.static_pad("sink") {
-        let mut request = gst::Structure::builder(FORCE_KEY_UNIT).field("all-headers", true);
-        if deferred {
-            request = request.field(DEFERRED_FIELD, true);
-        }
-        pad.push_event(gst::event::CustomUpstream::new(request.build()));
+        pad.push_event(keyframe_request(past_limiter));
     }
+}
+
+/// An upstream force-key-unit event; `past_limiter` marks it for the tee's
+/// limiter to let through as it is.
+fn keyframe_request(past_limiter: bool) -> gst::Event {
+    let mut request = gst::Structure::builder(FORCE_KEY_UNIT).field("all-headers", true);
+    if past_limiter {
+        request = request.field(PAST_LIMITER_FIELD, true);
+    }
+    gst::event::CustomUpstream::new(request.build())
 }
 
 /// The upstream event that asks an encoder (or, through webrtcbin, a remote
@@ -261,7 +262,7 @@ const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Marks a request the limiter lets through as it is: one the router sends
 /// for requests it held back, or a new subscriber's first.
-const DEFERRED_FIELD: &str = "gridmix-deferred";
+const PAST_LIMITER_FIELD: &str = "gridmix-past-limiter";
 
 impl SfuRouter {
     pub fn new(
@@ -911,7 +912,7 @@ fn limit_keyframe_requests(tee: &gst::Element) -> SharedLimiter {
         let Some(structure) = event.structure() else {
             return gst::PadProbeReturn::Ok;
         };
-        if structure.name() != FORCE_KEY_UNIT || structure.has_field(DEFERRED_FIELD) {
+        if structure.name() != FORCE_KEY_UNIT || structure.has_field(PAST_LIMITER_FIELD) {
             return gst::PadProbeReturn::Ok;
         }
         let mut limiter = probe_limiter.lock().unwrap_or_else(|e| e.into_inner());
