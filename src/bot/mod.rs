@@ -12,7 +12,7 @@ pub mod traffic;
 pub mod transport;
 
 pub use media::{AUDIO_PT, AUDIO_RATE, COMPOSITE, PULSE_LENGTH, PULSE_PERIOD, VIDEO_PT};
-pub use receive::FrameObserver;
+pub use receive::{FrameObserver, frame_of};
 
 use crate::media::sdp::MediaKind;
 use crate::protocol::{ClientMessage, ErrorCode, Mode, ParticipantInfo, ServerMessage};

@@ -115,7 +115,8 @@ impl Receivers {
     }
 }
 
-fn frame_of(sample: &gst::Sample) -> Result<VideoFrame> {
+/// A decoded RGB sample as an owned frame.
+pub fn frame_of(sample: &gst::Sample) -> Result<VideoFrame> {
     let caps = sample.caps().ok_or_else(|| anyhow!("frame without caps"))?;
     let s = caps.structure(0).ok_or_else(|| anyhow!("empty caps"))?;
     let width = s.get::<i32>("width")? as u32;

@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use gridmix::bot::analysis::VideoFrame;
+use gridmix::bot::frame_of;
 use gst::prelude::*;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -246,22 +247,4 @@ fn link_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, elements: &[gst::Elemen
             .ok_or_else(|| anyhow!("no sink pad"))?,
     )?;
     Ok(())
-}
-
-fn frame_of(sample: &gst::Sample) -> Result<VideoFrame> {
-    let caps = sample.caps().ok_or_else(|| anyhow!("frame without caps"))?;
-    let s = caps.structure(0).ok_or_else(|| anyhow!("empty caps"))?;
-    let width = s.get::<i32>("width")? as u32;
-    let height = s.get::<i32>("height")? as u32;
-    let buffer = sample
-        .buffer()
-        .ok_or_else(|| anyhow!("frame without buffer"))?;
-    let map = buffer.map_readable()?;
-    let stride = map.len() / height.max(1) as usize;
-    Ok(VideoFrame {
-        width,
-        height,
-        stride,
-        rgb: map.to_vec(),
-    })
 }
