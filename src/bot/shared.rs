@@ -143,10 +143,7 @@ fn pass_keyframe_requests(source: &gst_app::AppSrc, encoder_out: gst::Pad) {
     };
     pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
         if let Some(event) = info.event()
-            && event.type_() == gst::EventType::CustomUpstream
-            && event
-                .structure()
-                .is_some_and(|s| s.name() == "GstForceKeyUnit")
+            && crate::media::webrtc::is_keyframe_request(event)
         {
             encoder_out.push_event(event.clone());
         }

@@ -184,17 +184,7 @@ impl McuMixer {
             let Some(event) = info.event() else {
                 return gst::PadProbeReturn::Ok;
             };
-            let is_keyframe_request = event.type_() == gst::EventType::CustomUpstream
-                && event
-                    .structure()
-                    .is_some_and(|s| s.name() == "GstForceKeyUnit");
-            if !is_keyframe_request {
-                return gst::PadProbeReturn::Ok;
-            }
-            if event
-                .structure()
-                .is_some_and(|s| s.has_field(OWN_KEYFRAME_FIELD))
-            {
+            if !webrtc::is_keyframe_request(event) || webrtc::carries(event, OWN_KEYFRAME_FIELD) {
                 return gst::PadProbeReturn::Ok;
             }
             let _ = probe_events.send(MediaEvent::KeyframeRequested);
@@ -691,12 +681,8 @@ impl McuMixer {
     }
 
     fn force_keyframe(&self) {
-        let structure = gst::Structure::builder("GstForceKeyUnit")
-            .field("all-headers", true)
-            .field(OWN_KEYFRAME_FIELD, true)
-            .build();
         if let Some(pad) = self.video_tee.static_pad("sink") {
-            pad.push_event(gst::event::CustomUpstream::new(structure));
+            pad.push_event(webrtc::keyframe_request(Some(OWN_KEYFRAME_FIELD)));
         }
         tracing::debug!(room = %self.room, "keyframe forced");
     }

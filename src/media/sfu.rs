@@ -242,19 +242,11 @@ fn request_keyframe_from(tee: &gst::Element, past_limiter: bool) {
     }
 }
 
-/// An upstream force-key-unit event; `past_limiter` marks it for the tee's
-/// limiter to let through as it is.
+/// A keyframe request; `past_limiter` marks it for the tee's limiter to let
+/// through as it is.
 fn keyframe_request(past_limiter: bool) -> gst::Event {
-    let mut request = gst::Structure::builder(FORCE_KEY_UNIT).field("all-headers", true);
-    if past_limiter {
-        request = request.field(PAST_LIMITER_FIELD, true);
-    }
-    gst::event::CustomUpstream::new(request.build())
+    webrtc::keyframe_request(past_limiter.then_some(PAST_LIMITER_FIELD))
 }
-
-/// The upstream event that asks an encoder (or, through webrtcbin, a remote
-/// sender) for a keyframe.
-const FORCE_KEY_UNIT: &str = "GstForceKeyUnit";
 
 /// Publishers get at most one keyframe request per this interval from the
 /// subscribers' PLIs together, so many subscribers cannot cause a storm.
@@ -909,10 +901,7 @@ fn limit_keyframe_requests(tee: &gst::Element) -> SharedLimiter {
         let Some(gst::PadProbeData::Event(event)) = &info.data else {
             return gst::PadProbeReturn::Ok;
         };
-        let Some(structure) = event.structure() else {
-            return gst::PadProbeReturn::Ok;
-        };
-        if structure.name() != FORCE_KEY_UNIT || structure.has_field(PAST_LIMITER_FIELD) {
+        if !webrtc::is_keyframe_request(event) || webrtc::carries(event, PAST_LIMITER_FIELD) {
             return gst::PadProbeReturn::Ok;
         }
         let mut limiter = probe_limiter.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,6 +8,33 @@ use gst::prelude::*;
 use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
 use std::time::Duration;
 
+/// The upstream event that asks an encoder, or through webrtcbin a remote
+/// sender (as an RTCP PLI), for a keyframe.
+const FORCE_KEY_UNIT: &str = "GstForceKeyUnit";
+
+/// A keyframe request to push upstream. `marker`, if any, is a field that
+/// tells gridmix's own probes on the way that it was already dealt with.
+pub fn keyframe_request(marker: Option<&str>) -> gst::Event {
+    let mut request = gst::Structure::builder(FORCE_KEY_UNIT).field("all-headers", true);
+    if let Some(marker) = marker {
+        request = request.field(marker, true);
+    }
+    gst::event::CustomUpstream::new(request.build())
+}
+
+/// Whether an upstream event asks for a keyframe.
+pub fn is_keyframe_request(event: &gst::EventRef) -> bool {
+    event.type_() == gst::EventType::CustomUpstream
+        && event
+            .structure()
+            .is_some_and(|s| s.name() == FORCE_KEY_UNIT)
+}
+
+/// Whether an event carries the `marker` field of `keyframe_request`.
+pub fn carries(event: &gst::EventRef, marker: &str) -> bool {
+    event.structure().is_some_and(|s| s.has_field(marker))
+}
+
 /// A webrtcbin promise that has not resolved by then is treated as failed,
 /// so a stuck negotiation removes one participant instead of wedging a room.
 const PROMISE_TIMEOUT: Duration = Duration::from_secs(10);
