@@ -5,6 +5,7 @@ pub mod candidates;
 pub mod events;
 pub mod keyframe;
 pub mod layout;
+pub mod lipsync;
 pub mod mcu;
 pub mod members;
 pub mod mixing;

@@ -65,6 +65,7 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
         .property("latency", settings.jitter_latency_ms)
         .build()
         .context("creating webrtcbin")?;
+    crate::media::lipsync::configure(&webrtc);
     if let Some(stun) = &settings.stun_server {
         webrtc.set_property("stun-server", stun);
     }
