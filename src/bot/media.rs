@@ -13,7 +13,9 @@ use crate::media::sdp::{MediaKind, summarize_offer};
 use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
-use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
+use gst_webrtc::{
+    WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRTCSessionDescription,
+};
 use std::time::{Duration, Instant};
 
 pub const VIDEO_PT: u8 = 96;
@@ -325,6 +327,8 @@ impl BotMedia {
         if let Some(out) = queue.static_pad("src") {
             self.traffic.count_sent(&out);
         }
+        let video = self.video_tee.as_ref() == Some(tee);
+        send_once_connected(&pads::static_pad(&queue, "sink")?, &link.webrtc, video);
         let tee_pad = pads::branch_tee(tee, &queue)?;
         link.senders.push((queue, tee_pad));
         Ok(transceiver)
@@ -385,6 +389,32 @@ fn draw_timecodes(chain: &gst::Bin, origin: Instant) -> Result<()> {
         gst::PadProbeReturn::Ok
     });
     Ok(())
+}
+
+/// Drops what reaches a connection's sender queue until the connection is
+/// up, as a browser sends nothing before then. Otherwise webrtcbin holds it
+/// until DTLS is done and sends it in one stale burst (as much as the queue
+/// keeps, a second), which the receiver's jitter buffers take seconds to
+/// learn: a bot's sound was then up to 300 ms off its picture at first. The
+/// first video let through asks the encoder for a keyframe, to start with.
+fn send_once_connected(queue_sink: &gst::Pad, webrtc: &gst::Element, video: bool) {
+    let webrtc = webrtc.downgrade();
+    queue_sink.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |pad, _| {
+            let connected = webrtc.upgrade().is_some_and(|w| {
+                w.property::<WebRTCPeerConnectionState>("connection-state")
+                    == WebRTCPeerConnectionState::Connected
+            });
+            if !connected {
+                return gst::PadProbeReturn::Drop;
+            }
+            if video {
+                pad.push_event(webrtc::keyframe_request(None));
+            }
+            gst::PadProbeReturn::Remove
+        },
+    );
 }
 
 /// With `av_pulses`, a bot flashes white and sounds its tone for
