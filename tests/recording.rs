@@ -95,7 +95,7 @@ fn check_frames(decoded: &Decoded, from: Duration, to: Duration, colours: &[u32]
     );
     for f in frames {
         check_tiles(&f.frame, CANVAS, colours)
-            .unwrap_or_else(|e| panic!("frame at {:?}: {e:#}", f.pts));
+            .unwrap_or_else(|e| panic!("frame at {:?} of {from:?}..{to:?}: {e:#}", f.pts));
     }
 }
 
