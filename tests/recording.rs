@@ -182,11 +182,7 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
         "{probed:?}"
     );
     let duration = probed.duration.expect("a finished WebM has a duration");
-    let decoded = tokio::task::spawn_blocking(move || decode(&path, 10))
-        .await
-        .unwrap()
-        .expect("the file decodes");
-    assert_eq!(decoded.error, None, "decoding to the end");
+    let decoded = decode_finished(path, 10).await;
     let ratio = duration.as_secs_f64() / wall.as_secs_f64();
     assert!(
         (0.9..=1.1).contains(&ratio),
@@ -260,12 +256,7 @@ async fn record_pulses_and_check_sync(mode: Mode, test: &str) {
     wait_recorded(&api, room, &id, seconds * 1000).await;
     let stopped = api.stop(room, &id).await;
     assert_eq!(stopped["state"], "stopped", "{stopped}");
-    let path = path_of(&info);
-    let decoded = tokio::task::spawn_blocking(move || decode(&path, 1000))
-        .await
-        .unwrap()
-        .expect("the file decodes");
-    assert_eq!(decoded.error, None, "decoding to the end");
+    let decoded = decode_finished(path_of(&info), 1000).await;
 
     let frame_times: Vec<f64> = decoded
         .video_pts
@@ -324,13 +315,21 @@ async fn check_plays(path: PathBuf, at_least: Duration) {
     check_tiles(&last.frame, CANVAS, &[RED.0, BLUE.0]).unwrap_or_else(|e| panic!("{shown}: {e:#}"));
 }
 
-async fn decodes_to_the_end(path: PathBuf, at_least: Duration) -> Decoded {
+/// Decodes a finished recording off the async runtime, keeping every
+/// `keep_every`th frame, and checks it decodes to its end without error.
+async fn decode_finished(path: PathBuf, keep_every: u64) -> Decoded {
     let shown = path.display().to_string();
-    let decoded = tokio::task::spawn_blocking(move || decode(&path, 30))
+    let decoded = tokio::task::spawn_blocking(move || decode(&path, keep_every))
         .await
         .unwrap()
-        .expect("the file decodes");
+        .unwrap_or_else(|e| panic!("{shown} does not decode: {e:#}"));
     assert_eq!(decoded.error, None, "{shown}: decoding to the end");
+    decoded
+}
+
+async fn decodes_to_the_end(path: PathBuf, at_least: Duration) -> Decoded {
+    let shown = path.display().to_string();
+    let decoded = decode_finished(path, 30).await;
     let end = decoded.last_video_pts().expect("video frames");
     assert!(end >= at_least, "{shown}: video ends at {end:?}");
     // As in check_tones: a loaded machine may drop some audio.
@@ -440,12 +439,7 @@ async fn a_join_and_a_leave_mid_recording_change_the_recorded_grid_without_a_gap
     let stopped = api.stop(room, &id).await;
     assert_eq!(stopped["state"], "stopped");
 
-    let path = path_of(&info);
-    let decoded = tokio::task::spawn_blocking(move || decode(&path, 10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(decoded.error, None);
+    let decoded = decode_finished(path_of(&info), 10).await;
     let ms = Duration::from_millis;
     // Times are the API's clock; each window keeps half a second from the
     // moment the layout changed.
