@@ -13,9 +13,7 @@ use crate::media::sdp::{MediaKind, summarize_offer};
 use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
-use gst_webrtc::{
-    WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection, WebRTCSessionDescription,
-};
+use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
 use std::time::{Duration, Instant};
 
 pub const VIDEO_PT: u8 = 96;
@@ -397,16 +395,15 @@ fn draw_timecodes(chain: &gst::Bin, origin: Instant) -> Result<()> {
 /// keeps, a second), which the receiver's jitter buffers take seconds to
 /// learn: a bot's sound was then up to 300 ms off its picture at first. The
 /// first video let through asks the encoder for a keyframe, to start with.
-fn send_once_connected(queue_sink: &gst::Pad, webrtc: &gst::Element, video: bool) {
-    let webrtc = webrtc.downgrade();
+fn send_once_connected(queue_sink: &gst::Pad, connection: &gst::Element, video: bool) {
+    let connection = connection.downgrade();
     queue_sink.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
         move |pad, _| {
-            let connected = webrtc.upgrade().is_some_and(|w| {
-                w.property::<WebRTCPeerConnectionState>("connection-state")
-                    == WebRTCPeerConnectionState::Connected
-            });
-            if !connected {
+            if !connection
+                .upgrade()
+                .is_some_and(|c| webrtc::is_connected(&c))
+            {
                 return gst::PadProbeReturn::Drop;
             }
             if video {

@@ -45,9 +45,7 @@ use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
-use gst_webrtc::{
-    WebRTCPeerConnectionState, WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection, WebRTCSDPType,
-};
+use gst_webrtc::{WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection, WebRTCSDPType};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -170,12 +168,12 @@ fn pass_when_connected(pad: &gst::Pad, connected: Arc<AtomicBool>, video: bool) 
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
         move |pad, _| {
             let open = connected.load(Ordering::Relaxed);
-            if open && !was_open.swap(open, Ordering::Relaxed) && video {
+            let was = was_open.swap(open, Ordering::Relaxed);
+            if open && !was && video {
                 // Past the tee's limiter: a subscriber's first picture should
                 // not wait out someone else's request.
                 pad.push_event(keyframe_request(true));
             }
-            was_open.store(open, Ordering::Relaxed);
             if open {
                 gst::PadProbeReturn::Ok
             } else {
@@ -345,11 +343,7 @@ impl SfuRouter {
         let subscribe_connected = Arc::new(AtomicBool::new(false));
         let connected = subscribe_connected.clone();
         subscribe.connect_notify(Some("connection-state"), move |webrtc, _| {
-            let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
-            connected.store(
-                state == WebRTCPeerConnectionState::Connected,
-                Ordering::Relaxed,
-            );
+            connected.store(webrtc::is_connected(webrtc), Ordering::Relaxed);
         });
         let tee = |kind: &str| {
             gst::ElementFactory::make("tee")

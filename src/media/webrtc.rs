@@ -5,7 +5,7 @@ use crate::media::sdp::MediaKind;
 use anyhow::{Context, Result, anyhow, bail};
 use gst::glib;
 use gst::prelude::*;
-use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType, WebRTCSessionDescription};
 use std::time::Duration;
 
 /// The upstream event that asks an encoder, or through webrtcbin a remote
@@ -33,6 +33,12 @@ pub fn is_keyframe_request(event: &gst::EventRef) -> bool {
 /// Whether an event carries the `marker` field of `keyframe_request`.
 pub fn carries(event: &gst::EventRef, marker: &str) -> bool {
     event.structure().is_some_and(|s| s.has_field(marker))
+}
+
+/// Whether a webrtcbin's peer connection is up: ICE connected and DTLS done.
+pub fn is_connected(webrtc: &gst::Element) -> bool {
+    webrtc.property::<WebRTCPeerConnectionState>("connection-state")
+        == WebRTCPeerConnectionState::Connected
 }
 
 /// A webrtcbin promise that has not resolved by then is treated as failed,
