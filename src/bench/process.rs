@@ -79,8 +79,65 @@ mod tests {
     }
 
     #[test]
-    fn this_process_can_be_sampled() {
-        let s = sample(None).unwrap();
-        assert!(s.rss_bytes > 0 && s.threads >= 1 && s.cpu_seconds >= 0.0);
+    fn a_sample_follows_the_threads_memory_and_cpu_time_of_a_process() {
+        let before = sample(None).unwrap();
+        // Eight threads that live until told, 64 MiB written to (so
+        // resident), and a fifth of a second of CPU burnt: each shows in the
+        // next look.
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let stopped = std::sync::Arc::new(std::sync::Mutex::new(stopped));
+        let parked: Vec<_> = (0..8)
+            .map(|_| {
+                let stopped = stopped.clone();
+                std::thread::spawn(move || {
+                    let _ = stopped.lock().map(|s| s.recv());
+                })
+            })
+            .collect();
+        let memory = vec![1u8; 64 << 20];
+        let started = std::time::Instant::now();
+        let mut spin = 0u64;
+        while started.elapsed() < std::time::Duration::from_millis(200) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = sample(None).unwrap();
+        // Other tests' threads may end meanwhile, one per test running at once.
+        let harness = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        assert!(
+            after.threads >= before.threads + 8 - harness.min(7),
+            "{before:?} -> {after:?}"
+        );
+        assert!(
+            after.rss_bytes >= before.rss_bytes + (60 << 20),
+            "{before:?} -> {after:?}"
+        );
+        // Clock ticks are 10 ms; other tests' threads only add to it.
+        assert!(
+            after.cpu_seconds - before.cpu_seconds >= 0.15,
+            "{before:?} -> {after:?}"
+        );
+        std::hint::black_box(&memory);
+        drop(stop);
+        for thread in parked {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn another_process_is_sampled_by_pid_and_a_missing_one_is_an_error() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let s = sample(Some(child.id())).unwrap();
+        assert_eq!(s.threads, 1, "{s:?}");
+        assert!(s.rss_bytes > 0 && s.rss_bytes < (64 << 20), "{s:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let gone = sample(Some(child.id())).unwrap_err();
+        assert!(
+            format!("{gone:#}").contains(&format!("/proc/{}", child.id())),
+            "{gone:#}"
+        );
     }
 }

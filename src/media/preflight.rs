@@ -43,9 +43,14 @@ pub const REQUIRED_ELEMENTS: &[(&str, &str)] = &[
     ("filesink", "libgstreamer1.0-0"),
 ];
 
-/// The first missing element, as a sentence naming it and its package.
+/// Every missing element gridmix needs, each as a sentence naming it and
+/// its package.
 pub fn check_elements() -> Result<(), String> {
-    let missing: Vec<String> = REQUIRED_ELEMENTS
+    check(REQUIRED_ELEMENTS)
+}
+
+fn check(elements: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<String> = elements
         .iter()
         .filter(|(name, _)| gst::ElementFactory::find(name).is_none())
         .map(|(name, package)| {
@@ -65,5 +70,21 @@ mod tests {
     fn every_required_element_is_installed() {
         gst::init().unwrap();
         super::check_elements().unwrap();
+    }
+
+    #[test]
+    fn a_missing_element_is_named_with_its_package_and_present_ones_are_not() {
+        gst::init().unwrap();
+        let said = super::check(&[
+            ("queue", "libgstreamer1.0-0"),
+            ("gridmixnosuchsink", "gstreamer1.0-gridmix-test"),
+            ("gridmixnosuchsrc", "gstreamer1.0-gridmix-other"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            said,
+            "GStreamer element \"gridmixnosuchsink\" is missing: install the Debian package gstreamer1.0-gridmix-test\n\
+             GStreamer element \"gridmixnosuchsrc\" is missing: install the Debian package gstreamer1.0-gridmix-other"
+        );
     }
 }
