@@ -17,8 +17,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const TIMEOUT: Duration = Duration::from_secs(30);
 const SECRET: &str = "correct horse battery staple";
 const HOUR: Duration = Duration::from_secs(3600);
-/// The grey of a tile whose participant sends no video.
-const PLACEHOLDER: u32 = 0x3c3c3c;
 /// An offer that sends VP8 video.
 const SENDING_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
 

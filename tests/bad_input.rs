@@ -12,8 +12,6 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// The grey of a tile whose participant sends no video.
-const PLACEHOLDER: u32 = 0x3c3c3c;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -18,8 +18,6 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const BOT_COLOUR: u32 = 0xff00ff;
-/// The grey of a composite tile whose participant's video has not arrived.
-const PLACEHOLDER: u32 = 0x3c3c3c;
 const TIMEOUT: Duration = Duration::from_secs(40);
 
 /// Polls a page's state until `check` accepts it.

@@ -8,12 +8,6 @@ use gridmix::config::ServeArgs;
 use gridmix::protocol::Mode;
 use std::time::Duration;
 
-const SENDERS: [(u32, f64); 4] = [
-    (0xff0000, 400.0),
-    (0x00ff00, 700.0),
-    (0x0000ff, 1100.0),
-    (0xffff00, 1500.0),
-];
 const TIMEOUT: Duration = Duration::from_secs(40);
 
 /// The room as `GET /api/rooms` shows it, with whether it has a pipeline.

@@ -298,10 +298,13 @@ impl Bot {
     }
 
     /// Cuts the signaling connection as a network failure would (no
-    /// WebSocket close, no leave), stays cut for `hold`, then resumes the
+    /// WebSocket close, no leave) and keeps it cut until the returned
+    /// `SignalingCut` is released (or dropped); then the bot resumes the
     /// session if `resume` is set. Media is left alone.
-    pub fn cut_signaling(&self, hold: Duration) {
-        let _ = self.control.send(Control::Cut { hold });
+    pub fn cut_signaling(&self) -> SignalingCut {
+        let (release, until) = oneshot::channel();
+        let _ = self.control.send(Control::Cut { until });
+        SignalingCut(Some(release))
     }
 
     /// Drops the signaling connection without "leave", as a crashed client would.
@@ -318,6 +321,25 @@ impl Bot {
         let _ =
             tokio::task::spawn_blocking(move || crate::media::members::stop_pipeline(&pipeline))
                 .await;
+    }
+}
+
+/// A bot's signaling held cut; releasing it lets the bot reconnect.
+pub struct SignalingCut(Option<oneshot::Sender<()>>);
+
+impl SignalingCut {
+    pub fn release(mut self) {
+        if let Some(release) = self.0.take() {
+            let _ = release.send(());
+        }
+    }
+}
+
+impl Drop for SignalingCut {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            let _ = release.send(());
+        }
     }
 }
 

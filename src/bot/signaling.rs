@@ -24,8 +24,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// What a test can do to a running bot's signaling.
 #[derive(Debug)]
 pub enum Control {
-    /// Drop the connection, wait, then resume.
-    Cut { hold: Duration },
+    /// Drop the connection, wait until `until` fires (or its sender is
+    /// dropped), then resume.
+    Cut { until: oneshot::Receiver<()> },
 }
 
 /// How long the bot keeps trying to resume after losing its connection.
@@ -298,10 +299,11 @@ impl Session {
                         }
                     }
                 },
-                Some(Control::Cut { hold }) = control.recv() => {
-                    tracing::info!("bot: signaling cut for {hold:?}");
+                Some(Control::Cut { until }) = control.recv() => {
+                    tracing::info!("bot: signaling cut");
                     self.connection = None;
-                    tokio::time::sleep(hold).await;
+                    self.state.send_modify(|s| s.disconnected = true);
+                    let _ = until.await;
                     if !self.reconnect().await {
                         break;
                     }

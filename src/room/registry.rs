@@ -7,7 +7,7 @@ use crate::ids::RoomId;
 use crate::protocol::{ErrorCode, Mode, ProtocolError};
 use crate::recording::RecordingInfo;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +24,9 @@ pub struct Registry {
     /// can still list them. Written once per room, when its task ends.
     archive: Mutex<HashMap<RoomId, Vec<RecordingInfo>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Room tasks alive, counted by the tasks themselves: a room that did
+    /// not stop when shut down is still counted.
+    live_rooms: Arc<AtomicUsize>,
     next_generation: AtomicU64,
     settings: RoomSettings,
 }
@@ -34,6 +37,7 @@ impl Registry {
             rooms: Mutex::new(HashMap::new()),
             archive: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
+            live_rooms: Arc::new(AtomicUsize::new(0)),
             next_generation: AtomicU64::new(1),
             settings,
         })
@@ -128,13 +132,18 @@ impl Registry {
             commands,
         };
         let span = tracing::info_span!("room", room = %id);
+        let alive = LiveRoom::new(self.live_rooms.clone());
+        let room = run_room(
+            handle.clone(),
+            self.settings.clone(),
+            inbox,
+            Arc::downgrade(self),
+        );
         let task = tokio::spawn(
-            run_room(
-                handle.clone(),
-                self.settings.clone(),
-                inbox,
-                Arc::downgrade(self),
-            )
+            async move {
+                let _alive = alive;
+                room.await;
+            }
             .instrument(span),
         );
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,11 +217,10 @@ impl Registry {
         rooms
     }
 
-    /// Number of room tasks still running (closing rooms included).
+    /// Number of room tasks still running (closing rooms included, and
+    /// rooms that did not stop when the server shut down).
     pub fn running_rooms(&self) -> usize {
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.retain(|t| !t.is_finished());
-        tasks.len()
+        self.live_rooms.load(Ordering::Relaxed)
     }
 
     /// Stops every room: pipelines to NULL, participants' outboxes dropped.
@@ -230,6 +238,22 @@ impl Registry {
                 tracing::warn!("a room did not stop within 10 s");
             }
         }
+    }
+}
+
+/// Counts one room task as alive until it ends (or is dropped unfinished).
+struct LiveRoom(Arc<AtomicUsize>);
+
+impl LiveRoom {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        LiveRoom(count)
+    }
+}
+
+impl Drop for LiveRoom {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

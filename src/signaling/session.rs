@@ -56,12 +56,18 @@ pub struct Attach {
 pub struct SessionTable {
     resumable: Mutex<HashMap<String, mpsc::Sender<Attach>>>,
     running: AtomicUsize,
+    detached: AtomicUsize,
 }
 
 impl SessionTable {
     /// Sessions still running (attached or waiting for a resume).
     pub fn running(&self) -> usize {
         self.running.load(Ordering::Relaxed)
+    }
+
+    /// Sessions in a room whose connection dropped, waiting for a resume.
+    pub fn detached(&self) -> usize {
+        self.detached.load(Ordering::Relaxed)
     }
 
     fn insert(&self, token: String, attach: mpsc::Sender<Attach>) {
@@ -94,6 +100,22 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.sessions.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a session as detached (in a room, no connection) while it lives.
+struct Detached(Arc<Signaling>);
+
+impl Detached {
+    fn new(signaling: Arc<Signaling>) -> Self {
+        signaling.sessions.detached.fetch_add(1, Ordering::Relaxed);
+        Detached(signaling)
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        self.0.sessions.detached.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -138,6 +160,8 @@ struct Session {
     join_deadline: Option<Instant>,
     /// A detached session waits for "resume" until then.
     resume_deadline: Option<Instant>,
+    /// Held while the session is in a room without a connection.
+    detached: Option<Detached>,
 }
 
 /// Runs one session until the client leaves, its connection closes without
@@ -163,6 +187,7 @@ pub async fn run_session(signaling: Arc<Signaling>, transport: Transport) {
         candidates: 0,
         join_deadline: Some(Instant::now() + limits.join_timeout),
         resume_deadline: None,
+        detached: None,
     };
     loop {
         let deadline = session.deadline();
@@ -330,6 +355,7 @@ impl Session {
 
     /// Stops being in a room (the caller tells the room, if it must).
     fn leave_room(&mut self) -> Option<Membership> {
+        self.detached = None;
         let joined = self.joined.take()?;
         self.signaling.sessions.remove(&joined.resume_token);
         self.from_room = None;
@@ -414,6 +440,7 @@ impl Session {
         self.outbox = Some(attach.transport.outbox);
         self.delivered = received;
         self.resume_deadline = None;
+        self.detached = None;
         let _ = attach.reply.send(Ok(()));
         self.flush();
         Flow::Continue
@@ -427,6 +454,7 @@ impl Session {
                 let grace = self.signaling.settings.limits.resume_grace;
                 tracing::info!(participant = %joined.membership.participant, "signaling connection lost; waiting {grace:?} for a resume");
                 self.resume_deadline = Some(Instant::now() + grace);
+                self.detached = Some(Detached::new(self.signaling.clone()));
                 Flow::Continue
             }
             None => Flow::End,

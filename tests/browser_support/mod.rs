@@ -14,10 +14,6 @@ use std::time::{Duration, Instant};
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// Browser tests run one at a time: several Chromiums at once would starve a
-/// 2-core machine.
-pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// A chromedriver process on a free loopback port; killed on drop with
 /// every Chromium it started.
 pub struct Chromium {

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, anyhow};
 use gridmix::bot::analysis::VideoFrame;
 use gridmix::bot::frame_of;
 use gst::prelude::*;
+use gst_pbutils::prelude::*;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +19,26 @@ pub struct Probe {
     pub duration: Option<Duration>,
     pub video_streams: usize,
     pub audio_streams: usize,
+    /// The container's caps name ("video/webm", "video/quicktime",
+    /// "video/mpegts", "application/x-hls").
+    pub container: Option<String>,
+    /// The first video stream's codec ("video/x-vp8", "video/x-h264").
+    pub video_codec: Option<String>,
+    /// The first audio stream's codec ("audio/x-opus", or "audio/mpeg" with
+    /// its version: "audio/mpeg,mpegversion=4" is AAC).
+    pub audio_codec: Option<String>,
+}
+
+/// A stream's caps as "name" plus the field that tells codecs of one name
+/// apart (mpegversion).
+fn codec_of(caps: Option<gst::Caps>) -> Option<String> {
+    let caps = caps?;
+    let structure = caps.structure(0)?;
+    let name = structure.name().to_string();
+    Some(match structure.get::<i32>("mpegversion") {
+        Ok(version) => format!("{name},mpegversion={version}"),
+        Err(_) => name,
+    })
 }
 
 pub fn file_uri(path: &Path) -> Result<String> {
@@ -31,10 +52,17 @@ pub fn probe(path: &Path) -> Result<Probe> {
     let info = discoverer
         .discover_uri(&file_uri(path)?)
         .with_context(|| format!("discovering {}", path.display()))?;
+    let container = info
+        .stream_info()
+        .and_then(|s| s.caps())
+        .and_then(|c| c.structure(0).map(|s| s.name().to_string()));
     Ok(Probe {
         duration: info.duration().map(|d| Duration::from_nanos(d.nseconds())),
         video_streams: info.video_streams().len(),
         audio_streams: info.audio_streams().len(),
+        container,
+        video_codec: codec_of(info.video_streams().first().and_then(|s| s.caps())),
+        audio_codec: codec_of(info.audio_streams().first().and_then(|s| s.caps())),
     })
 }
 

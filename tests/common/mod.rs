@@ -3,7 +3,13 @@
 #![allow(dead_code)]
 
 pub mod media_file;
+pub mod recording;
 pub mod recording_api;
+pub mod serve_process;
+pub mod ws_client;
+
+#[allow(unused_imports)]
+pub use ws_client::{Ending, WsClient, joined_client};
 
 use anyhow::{Result, anyhow};
 use gridmix::bot::analysis::{VideoFrame, colour_close, rgb_of, tone_amplitude};
@@ -19,6 +25,23 @@ pub const LOOPBACK: &str = "127.0.0.1";
 /// Solid colours compress almost losslessly; 40 is far below the distance
 /// between any two test colours.
 pub const COLOUR_TOLERANCE: u8 = 40;
+/// The grey of a composite tile whose participant sends no video (yet).
+pub const PLACEHOLDER: u32 = 0x3c3c3c;
+/// Colours and tones for up to four senders: far apart in colour, and tones
+/// that no harmonic of another reaches.
+pub const SENDERS: [(u32, f64); 4] = [
+    (0xff0000, 400.0),
+    (0x00ff00, 700.0),
+    (0x0000ff, 1100.0),
+    (0xffff00, 1500.0),
+];
+/// How often a condition is looked at again while waiting for it.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Tests that each run a call and encode video (recordings, browsers) take
+/// turns: on a two-core machine several at once would measure their own
+/// overload.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
@@ -51,8 +74,8 @@ pub fn bot_config(server: &Server, room: &str, name: &str, colour: u32, tone_hz:
     config
 }
 
-/// Polls `check` until it returns Ok or `timeout` passes; the last error is
-/// returned so a failure says what was seen.
+/// Polls `check` every POLL_INTERVAL until it returns Ok or `timeout`
+/// passes; the last error is returned so a failure says what was seen.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -65,7 +88,7 @@ where
             Err(e) if Instant::now() >= deadline => {
                 return Err(e.context(format!("still failing after {timeout:?}")));
             }
-            Err(_) => tokio::task::yield_now().await,
+            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
         }
     }
 }
@@ -340,101 +363,11 @@ pub async fn reqwest_json(url: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("GET {url}: not JSON: {e}"))
 }
 
-/// A hand-driven WebSocket signaling client, for what no well-behaved
-/// client would send and for checking exact message sequences.
-pub struct WsClient {
-    pub ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-pub const RAW_TIMEOUT: Duration = Duration::from_secs(30);
-
-impl WsClient {
-    pub async fn connect(server: &Server) -> WsClient {
-        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-            .await
-            .expect("websocket connects");
-        WsClient { ws }
-    }
-
-    pub async fn send(&mut self, text: &str) {
-        use futures::SinkExt;
-        self.ws
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                text.to_owned().into(),
-            ))
-            .await
-            .expect("send");
-    }
-
-    /// The next protocol message, or None once the server closed the socket.
-    pub async fn try_recv(&mut self) -> Option<gridmix::protocol::ServerMessage> {
-        use futures::StreamExt;
-        loop {
-            let frame = tokio::time::timeout(RAW_TIMEOUT, self.ws.next())
-                .await
-                .expect("a message or a close in time");
-            match frame {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) => {
-                    return Some(
-                        serde_json::from_str(text.as_str())
-                            .expect("server sends protocol messages"),
-                    );
-                }
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_)))
-                | None
-                | Some(Err(_)) => {
-                    return None;
-                }
-                Some(Ok(_)) => {}
-            }
-        }
-    }
-
-    pub async fn recv(&mut self) -> gridmix::protocol::ServerMessage {
-        self.try_recv().await.expect("socket open")
-    }
-
-    /// The next error, skipping other messages; checks its code.
-    pub async fn expect_error(&mut self, code: gridmix::protocol::ErrorCode) -> String {
-        loop {
-            if let gridmix::protocol::ServerMessage::Error { code: got, message } =
-                self.recv().await
-            {
-                assert_eq!(got, code, "message: {message}");
-                assert!(!message.is_empty());
-                return message;
-            }
-        }
-    }
-
-    /// Joins `room` (mode given as JSON text, or none); returns "joined"'s
-    /// participant id and resume token.
-    pub async fn join(&mut self, room: &str, name: &str, mode: &str) -> (String, String) {
-        self.send(&format!(
-            r#"{{"type":"join","room":"{room}","name":"{name}","mode":"{mode}"}}"#
-        ))
-        .await;
-        match self.recv().await {
-            gridmix::protocol::ServerMessage::Joined {
-                participant,
-                resume_token,
-                ..
-            } => (
-                participant,
-                resume_token.expect("joined has a resume token"),
-            ),
-            other => panic!("expected joined, got {other:?}"),
-        }
-    }
-}
-
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
+        .expect("/proc/self/fd can be read (Linux)")
+        .count()
 }
 
 /// Waits until the server holds no room, room task, session or long-poll
@@ -448,7 +381,6 @@ pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {
         if rooms.is_empty() && running == 0 && sessions == 0 && polls == 0 {
             Ok(())
         } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
             Err(anyhow!(
                 "rooms {rooms:?}, room tasks {running}, sessions {sessions}, long-poll sessions {polls}"
             ))
