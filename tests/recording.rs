@@ -4,37 +4,26 @@
 
 mod common;
 
-use common::media_file::{Decoded, decode, probe};
+use common::recording::*;
 use common::recording_api::Api;
 use common::*;
-use gridmix::bot::analysis::{loudness, onsets, sync_offsets, tone_amplitude};
+use gridmix::bot::analysis::{loudness, onsets, sync_offsets};
 use gridmix::bot::{AUDIO_RATE, PULSE_PERIOD};
 use gridmix::config::ServeArgs;
 use gridmix::protocol::Mode;
+use gridmix::recording::Format;
 use gridmix::server::Server;
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 const RED: (u32, f64) = (0xff0000, 400.0);
 const BLUE: (u32, f64) = (0x0000ff, 1100.0);
 const GREEN: (u32, f64) = (0x00ff00, 700.0);
-/// A tone nobody sends: must not show up in the mix.
-const SILENT_TONE: f64 = 1800.0;
-const CANVAS: (u32, u32) = (1280, 720);
-
-/// These tests each run a call and encode video: one at a time, or a
-/// two-core machine would be measuring its own overload.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A fresh, empty record dir for one test.
-fn record_dir(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("recordings-{test}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+/// A recording started mid-call begins at the first keyframe after the
+/// request, which the MCU forces at once and an SFU asks each publisher
+/// for: it holds at most this much less than the API counted.
+const START_SLACK: Duration = Duration::from_millis(500);
 
 async fn server_recording_to(dir: &Path) -> (Server, Api) {
     let args = ServeArgs {
@@ -73,58 +62,13 @@ async fn call(server: &Server, room: &str, mode: Mode) -> Vec<Member> {
     members
 }
 
-fn path_of(info: &Value) -> PathBuf {
-    PathBuf::from(info["path"].as_str().expect("a path"))
-}
+/// How long the WebM tests record, by the API's count.
+const RECORDED_MS: u64 = 5000;
 
-/// Checks the decoded frames in [from, to] show `colours` in grid order.
-fn check_frames(decoded: &Decoded, from: Duration, to: Duration, colours: &[u32]) {
-    let frames: Vec<_> = decoded
-        .frames
-        .iter()
-        .filter(|f| f.pts >= from && f.pts <= to)
-        .collect();
-    assert!(
-        frames.len() >= 2,
-        "only {} kept frames between {from:?} and {to:?}; {} frames from {:?} to {:?}, longest gap {:?}",
-        frames.len(),
-        decoded.video_pts.len(),
-        decoded.video_pts.first(),
-        decoded.last_video_pts(),
-        decoded.longest_video_gap()
-    );
-    for f in frames {
-        check_tiles(&f.frame, CANVAS, colours)
-            .unwrap_or_else(|e| panic!("frame at {:?} of {from:?}..{to:?}: {e:#}", f.pts));
-    }
-}
-
-/// Checks the audio in [from, to] has every tone in `present` and not the
-/// silent one.
-fn check_tones(decoded: &Decoded, from: Duration, to: Duration, present: &[f64]) {
-    let audio = decoded.audio_between(from, to);
-    // A machine shared with other builds can drop some audio; a silent
-    // stretch of a quarter of the window is still a failure.
-    assert!(
-        audio.len() as f64 >= (to - from).as_secs_f64() * 48_000.0 * 0.75,
-        "only {} samples between {from:?} and {to:?}",
-        audio.len()
-    );
-    let silent = tone_amplitude(audio, 48_000, SILENT_TONE);
-    for &tone in present {
-        let level = tone_amplitude(audio, 48_000, tone);
-        // Each bot sends 0.3: above 0.05 means it is there for most of
-        // the window.
-        assert!(
-            level > 0.05 && silent < level / 10.0,
-            "{tone} Hz at {level:.3} (silent {SILENT_TONE} Hz at {silent:.3})"
-        );
-    }
-}
-
-/// Records `seconds` of the call in WebM and checks the file: one video
-/// and one audio stream, the duration of the wall time, both tiles, both
-/// tones; and that participants were told.
+/// Records five seconds of the call in WebM and checks the file: VP8 and
+/// Opus in WebM, a duration that its own content fills and that matches what
+/// the API counted, both tiles, both tones, no gap; and that participants
+/// were told.
 async fn record_webm_and_check(mode: Mode, test: &str) {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = record_dir(test);
@@ -133,7 +77,6 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
     let members = call(&server, room, mode).await;
 
     let info = api.start(room, "webm").await;
-    let started = Instant::now();
     let id = info["id"].as_str().unwrap().to_owned();
     assert_eq!(info["format"], "webm");
     assert_eq!(info["state"], "recording");
@@ -145,16 +88,14 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
             .await
             .unwrap_or_else(|e| panic!("{} was not told the recording started: {e:#}", m.id()));
     }
-    // The recording's length: content, not synchronisation.
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    // Stop requested now: the file ends here, however long finishing takes.
-    let wall = started.elapsed();
+    wait_recorded(&api, room, &id, RECORDED_MS).await;
     let stopped = api.stop(room, &id).await;
     assert_eq!(stopped["state"], "stopped", "{stopped}");
     assert!(
         stopped["size_bytes"].as_u64().unwrap() > 10_000,
         "{stopped}"
     );
+    let counted = Duration::from_millis(stopped["duration_ms"].as_u64().unwrap());
     for m in &members {
         m.bot
             .wait_for_state(TIMEOUT, |s| s.recordings.is_empty())
@@ -169,37 +110,8 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
     assert_eq!(listed.body[0]["id"], id.as_str());
     assert_eq!(listed.body[0]["state"], "stopped");
 
-    let probed = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || probe(&path)
-    })
-    .await
-    .unwrap()
-    .expect("the file can be probed");
-    assert_eq!(
-        (probed.video_streams, probed.audio_streams),
-        (1, 1),
-        "{probed:?}"
-    );
+    let probed = check_codecs(&path, WEBM).await;
     let duration = probed.duration.expect("a finished WebM has a duration");
-    let decoded = decode_finished(path, 10).await;
-    let ratio = duration.as_secs_f64() / wall.as_secs_f64();
-    assert!(
-        (0.9..=1.1).contains(&ratio),
-        "{duration:?} recorded in {wall:?} of wall time; video {:?}..{:?}, audio {:?}..{:?}",
-        decoded.video_pts.first(),
-        decoded.last_video_pts(),
-        decoded.audio_start,
-        decoded.last_audio_end
-    );
-    let end = decoded.last_video_pts().expect("video frames");
-    // On a loaded machine the composite can run up to a second behind the
-    // mix (its timestamps, and so A/V sync, stay right): the last frames
-    // before the stop may not have been made yet.
-    assert!(
-        end + Duration::from_millis(1500) >= duration,
-        "video ends at {end:?} of {duration:?}"
-    );
     // An SFU recording decodes the forwarded tracks, so each tile starts at
     // its publisher's first keyframe after the recording starts: asked for at
     // once, it has been seen to take a little over a second on a busy machine.
@@ -207,17 +119,34 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
         Mode::Sfu => Duration::from_secs(2),
         _ => Duration::from_secs(1),
     };
-    check_frames(&decoded, pictures_from, end, &[RED.0, BLUE.0]);
-    check_tones(
-        &decoded,
-        Duration::from_secs(1),
-        Duration::from_secs(4),
+    let decoded = check_recording(
+        &path,
+        WEBM,
+        Duration::from_millis(RECORDED_MS) - START_SLACK,
+        pictures_from,
+        &[RED.0, BLUE.0],
         &[RED.1, BLUE.1],
+    )
+    .await;
+    // The file holds what the server counted, neither a tail cut off nor
+    // more than was recorded.
+    assert!(
+        duration + START_SLACK >= counted && duration <= counted + START_SLACK,
+        "the file lasts {duration:?}; the API counted {counted:?}"
+    );
+    // Its duration is its content's: the sound runs to its end, and the
+    // picture too, but for the last frames of a composite that on a loaded
+    // machine runs up to a second behind the mix (its timestamps, and so
+    // A/V sync, stay right).
+    let audio_end = decoded.last_audio_end.unwrap();
+    let video_end = decoded.last_video_pts().unwrap();
+    assert!(
+        audio_end + Duration::from_millis(100) >= duration,
+        "audio ends at {audio_end:?} of {duration:?}"
     );
     assert!(
-        decoded.longest_video_gap() < Duration::from_millis(250),
-        "a gap of {:?} in the video",
-        decoded.longest_video_gap()
+        video_end + Duration::from_millis(1500) >= duration,
+        "video ends at {video_end:?} of {duration:?}"
     );
 
     assert_no_errors(&members);
@@ -306,39 +235,18 @@ async fn an_sfu_recording_keeps_audio_and_video_in_sync() {
     record_pulses_and_check_sync(Mode::Sfu, "sfu-sync").await;
 }
 
-/// Decodes a finished recording to its end: both kinds of stream, no error,
-/// at least `at_least` long, the last frame showing red and blue.
-async fn check_plays(path: PathBuf, at_least: Duration) {
-    let shown = path.display().to_string();
-    let decoded = decodes_to_the_end(path, at_least).await;
-    let last = decoded.frames.last().expect("kept frames");
-    check_tiles(&last.frame, CANVAS, &[RED.0, BLUE.0]).unwrap_or_else(|e| panic!("{shown}: {e:#}"));
-}
-
-/// Decodes a finished recording off the async runtime, keeping every
-/// `keep_every`th frame, and checks it decodes to its end without error.
-async fn decode_finished(path: PathBuf, keep_every: u64) -> Decoded {
-    let shown = path.display().to_string();
-    let decoded = tokio::task::spawn_blocking(move || decode(&path, keep_every))
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| panic!("{shown} does not decode: {e:#}"));
-    assert_eq!(decoded.error, None, "{shown}: decoding to the end");
-    decoded
-}
-
-async fn decodes_to_the_end(path: PathBuf, at_least: Duration) -> Decoded {
-    let shown = path.display().to_string();
-    let decoded = decode_finished(path, 30).await;
-    let end = decoded.last_video_pts().expect("video frames");
-    assert!(end >= at_least, "{shown}: video ends at {end:?}");
-    // As in check_tones: a loaded machine may drop some audio.
-    assert!(
-        decoded.audio.len() as f64 >= at_least.as_secs_f64() * 48_000.0 * 0.75,
-        "{shown}: {} audio samples",
-        decoded.audio.len()
-    );
-    decoded
+/// A finished MCU recording of red and blue, checked whole (see
+/// `check_recording`): the full mix, not anyone's mix-minus, so both tones.
+async fn check_plays(path: &Path, format: &str, at_least: Duration) {
+    check_recording(
+        path,
+        codecs_of(format),
+        at_least,
+        Duration::from_secs(1),
+        &[RED.0, BLUE.0],
+        &[RED.1, BLUE.1],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -377,16 +285,21 @@ async fn mp4_and_hls_recordings_play_to_the_end() {
     })
     .await
     .expect("a live playlist with a first segment");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Enough for two whole HLS segments and a part of a third.
+    for info in [&mp4, &hls] {
+        wait_recorded(&api, room, info["id"].as_str().unwrap(), 5000).await;
+    }
     for info in [&mp4, &hls] {
         let stopped = api.stop(room, info["id"].as_str().unwrap()).await;
         assert_eq!(stopped["state"], "stopped", "{stopped}");
     }
     let playlist = std::fs::read_to_string(path_of(&hls)).unwrap();
-    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    let segments = check_hls_playlist(&playlist, true);
+    assert!(segments.len() >= 2, "{playlist}");
 
-    check_plays(path_of(&mp4), Duration::from_secs(3)).await;
-    check_plays(path_of(&hls), Duration::from_secs(3)).await;
+    let at_least = Duration::from_millis(5000) - START_SLACK;
+    check_plays(&path_of(&mp4), "mp4", at_least).await;
+    check_plays(&path_of(&hls), "hls", at_least).await;
     assert_no_errors(&members);
     for m in members {
         m.bot.leave().await;
@@ -454,37 +367,11 @@ async fn a_join_and_a_leave_mid_recording_change_the_recorded_grid_without_a_gap
     );
     let end = decoded.last_video_pts().unwrap();
     check_frames(&decoded, ms(left_at + 500), end, &[RED.0, GREEN.0]);
-    assert!(
-        decoded.longest_video_gap() < ms(250),
-        "a gap of {:?} in the video",
-        decoded.longest_video_gap()
-    );
+    check_no_gap(&decoded, "the SFU recording with a join and a leave");
     for m in members {
         m.bot.leave().await;
     }
     server.shut_down().await;
-}
-
-/// Waits until the API says the recording has `ms` of content.
-async fn wait_recorded(api: &Api, room: &str, id: &str, ms: u64) {
-    eventually(TIMEOUT, || async {
-        let shown = api.show(room, id).await?;
-        let recorded = shown["duration_ms"].as_u64().unwrap_or(0);
-        if recorded < ms {
-            // Polling interval, not a synchronisation.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            anyhow::bail!("{recorded} ms recorded, waiting for {ms}");
-        }
-        Ok(())
-    })
-    .await
-    .unwrap();
-}
-
-async fn recorded_ms(api: &Api, room: &str, id: &str) -> u64 {
-    api.show(room, id).await.unwrap()["duration_ms"]
-        .as_u64()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -636,10 +523,7 @@ async fn a_recording_that_cannot_write_fails_alone_and_the_call_goes_on() {
     std::fs::remove_dir_all(&folder).unwrap();
     let failed = eventually(TIMEOUT, || async {
         let shown = api.show(room, &id).await?;
-        if shown["state"] != "failed" {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            anyhow::bail!("{shown}");
-        }
+        anyhow::ensure!(shown["state"] == "failed", "{shown}");
         Ok(shown)
     })
     .await
@@ -666,7 +550,12 @@ async fn a_recording_that_cannot_write_fails_alone_and_the_call_goes_on() {
     wait_recorded(&api, room, &again_id, 3000).await;
     let stopped = api.stop(room, again["id"].as_str().unwrap()).await;
     assert_eq!(stopped["state"], "stopped");
-    check_plays(path_of(&again), Duration::from_secs(1)).await;
+    check_plays(
+        &path_of(&again),
+        "webm",
+        Duration::from_millis(3000) - START_SLACK,
+    )
+    .await;
     assert_no_errors(&members);
     for m in members {
         m.bot.leave().await;
@@ -674,6 +563,8 @@ async fn a_recording_that_cannot_write_fails_alone_and_the_call_goes_on() {
     server.shut_down().await;
 }
 
+/// --auto-record with --auto-record-format mp4: the room is recorded to an
+/// MP4 from its first participant to its last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn auto_record_records_a_room_from_its_first_participant_to_its_last() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -681,6 +572,7 @@ async fn auto_record_records_a_room_from_its_first_participant_to_its_last() {
     let args = ServeArgs {
         record_dir: dir.clone(),
         auto_record: true,
+        auto_record_format: Format::Mp4,
         ..ServeArgs::default()
     };
     let server = start_server(args).await;
@@ -693,6 +585,7 @@ async fn auto_record_records_a_room_from_its_first_participant_to_its_last() {
         "{}",
         listed.body
     );
+    assert_eq!(listed.body[0]["format"], "mp4", "{}", listed.body);
     let id = listed.body[0]["id"].as_str().unwrap().to_owned();
     for m in &members {
         m.bot
@@ -707,35 +600,87 @@ async fn auto_record_records_a_room_from_its_first_participant_to_its_last() {
     // The room closes and finishes the file; the recording stays listed.
     let ended = eventually(TIMEOUT, || async {
         let shown = api.show("auto", &id).await?;
-        if server.registry().running_rooms() > 0 || shown["state"] != "stopped" {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            anyhow::bail!("{shown}");
-        }
+        anyhow::ensure!(
+            server.registry().running_rooms() == 0 && shown["state"] == "stopped",
+            "{shown}"
+        );
         Ok(shown)
     })
     .await
     .expect("the recording ends with the room");
     let path = path_of(&ended);
-    let probed = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || probe(&path)
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let probed = check_codecs(&path, MP4).await;
     assert!(
         probed
             .duration
             .is_some_and(|d| d >= Duration::from_millis(2500)),
         "{probed:?}"
     );
-    // Content starts a moment after the wall clock (at the first keyframe).
-    let decoded = decodes_to_the_end(path, Duration::from_millis(2500)).await;
+    // From the first participant's join: red alone for a moment, then red
+    // and blue, whose tones are both there once the call is up.
+    let decoded = decode_finished(path, 10).await;
+    check_no_gap(&decoded, "the auto-recording");
     check_frames(
         &decoded,
         Duration::from_millis(500),
         Duration::from_millis(2500),
         &[RED.0, BLUE.0],
     );
+    check_tones(
+        &decoded,
+        Duration::from_millis(1000),
+        Duration::from_millis(2500),
+        &[RED.1, BLUE.1],
+    );
+    server.shut_down().await;
+}
+
+/// `--pipelines DIR` with a record-h264.gst of the operator's: MP4 and HLS
+/// recordings are encoded by that chain. This one mirrors the picture, so
+/// the recorded grid shows blue's tile where red's is in the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_record_chain_from_the_pipelines_folder_is_the_one_that_records() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("pipelines");
+    let pipelines = dir.join("pipelines");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    std::fs::write(
+        pipelines.join("record-h264.gst"),
+        "# The composite mirrored, then as the built-in chain.\n\
+         videoflip video-direction=horiz\n\
+         ! x264enc tune=zerolatency speed-preset=ultrafast bitrate=2500 key-int-max=30\n\
+         ! h264parse config-interval=-1\n",
+    )
+    .unwrap();
+    let server = start_server(ServeArgs {
+        record_dir: dir.join("files"),
+        pipelines: Some(pipelines),
+        ..ServeArgs::default()
+    })
+    .await;
+    let api = Api::new(server.local_addr());
+    let room = "pipelines";
+    let members = call(&server, room, Mode::Mcu).await;
+    let info = api.start(room, "mp4").await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    wait_recorded(&api, room, &id, 3000).await;
+    assert_eq!(api.stop(room, &id).await["state"], "stopped");
+    // Mirrored: blue on the left, red on the right.
+    check_recording(
+        &path_of(&info),
+        MP4,
+        Duration::from_millis(3000) - START_SLACK,
+        Duration::from_secs(1),
+        &[BLUE.0, RED.0],
+        &[RED.1, BLUE.1],
+    )
+    .await;
+    // The call itself is not mirrored.
+    wait_for_tiles(&members[0].bot, &[RED.0, BLUE.0], TIMEOUT)
+        .await
+        .expect("the call's composite as before");
+    for m in members {
+        m.bot.leave().await;
+    }
     server.shut_down().await;
 }
