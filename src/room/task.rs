@@ -145,6 +145,7 @@ struct Room {
     recordings: Recordings,
     /// When recording files were last flushed to disk.
     last_sync: Instant,
+    registry: RegistryRef,
 }
 
 /// How often deferred keyframe requests are checked.
@@ -184,6 +185,7 @@ pub(super) async fn run_room(
         renegotiate: Vec::new(),
         recordings,
         last_sync: Instant::now(),
+        registry: registry.clone(),
     };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -884,7 +886,14 @@ impl Room {
         let Some(index) = self.participants.iter().position(|p| &p.id == id) else {
             return;
         };
-        self.participants.remove(index);
+        let gone = self.participants.remove(index);
+        if self.participants.is_empty() {
+            // Unregistered before the last session hears it is out (its
+            // outbox closes with `gone`): a rejoin it sends then makes a new
+            // room instead of finding this closing one.
+            forget(&self.registry, &self.handle);
+        }
+        drop(gone);
         self.renegotiate.retain(|p| p != id);
         let removed = match &mut self.media {
             Media::Mcu(mixer) => mixer.remove_participant(id),

@@ -331,6 +331,14 @@ impl Session {
                 grant.can_publish
             }
         };
+        // What the room a previous join left has still to say comes first.
+        if let Some(mut previous) = self.from_room.take() {
+            while let Some(message) = previous.recv().await {
+                if let Flow::End = self.emit(message) {
+                    break;
+                }
+            }
+        }
         let (to_session, from_room) = mpsc::channel(OUTBOX_CAPACITY);
         let membership = self
             .signaling
@@ -354,11 +362,13 @@ impl Session {
     }
 
     /// Stops being in a room (the caller tells the room, if it must).
+    /// Messages the room sent before it let the participant go (its answer
+    /// to what the client sent before leaving) still arrive: `from_room` is
+    /// kept until the room closes it.
     fn leave_room(&mut self) -> Option<Membership> {
         self.detached = None;
         let joined = self.joined.take()?;
         self.signaling.sessions.remove(&joined.resume_token);
-        self.from_room = None;
         self.attach = None;
         self.join_deadline = Some(Instant::now() + self.signaling.settings.limits.join_timeout);
         Some(joined.membership)
@@ -461,8 +471,10 @@ impl Session {
         }
     }
 
-    /// The room let this participant go (failure, too slow, room closed).
+    /// The room let this participant go (failure, too slow, room closed, or
+    /// the leave the session asked for) and said all it had to say.
     fn removed_by_room(&mut self) -> Flow {
+        self.from_room = None;
         self.leave_room();
         if self.outbox.is_some() {
             Flow::Continue
