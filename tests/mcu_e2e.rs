@@ -4,8 +4,12 @@
 mod common;
 
 use common::*;
-use gridmix::bot::Bot;
+use gridmix::bot::analysis::{FrameView, colour_close, rgb_of};
+use gridmix::bot::{Bot, OnFrame};
 use gridmix::config::ServeArgs;
+use gridmix::media::layout::GridLayout;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 const COLOURS: [u32; 3] = [0xff0000, 0x00ff00, 0x0000ff];
@@ -66,5 +70,182 @@ async fn three_bots_see_their_tiles_hear_the_others_and_the_grid_shrinks_when_on
     })
     .await
     .expect("the empty room is torn down");
+    server.shut_down().await;
+}
+
+/// A client that only sends (its offer is sendonly): the others see its
+/// tile and hear it; it is sent nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sendonly_client_is_seen_and_heard_and_sent_nothing() {
+    let server = start_server(ServeArgs::default()).await;
+    let watcher = Bot::join(bot_config(
+        &server, "sendonly", "watcher", COLOURS[0], TONES[0],
+    ))
+    .await
+    .unwrap();
+    let mut config = bot_config(&server, "sendonly", "sender", COLOURS[1], TONES[1]);
+    config.receive = false;
+    let sender = Bot::join(config).await.unwrap();
+    wait_for_tiles(&watcher, &[COLOURS[0], COLOURS[1]], TIMEOUT)
+        .await
+        .expect("the sendonly client's tile");
+    wait_for_tones(&watcher, &[TONES[1]], &[TONES[0]], TIMEOUT)
+        .await
+        .expect("the sendonly client's voice");
+    sender
+        .wait_for_state(TIMEOUT, |s| s.answers == 1)
+        .await
+        .expect("its offer answered");
+    assert_eq!(
+        sender.frames_received(),
+        0,
+        "a sendonly client is sent no video"
+    );
+    assert!(sender.received_streams().is_empty(), "nor any stream");
+    for bot in [&watcher, &sender] {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+    }
+    sender.leave().await;
+    watcher.leave().await;
+    server.shut_down().await;
+}
+
+/// Counts the composite frames in which a tile is not its participant's
+/// colour, while armed.
+#[derive(Clone, Default)]
+struct TileWatch {
+    armed: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+    wrong: Arc<AtomicU64>,
+}
+
+impl TileWatch {
+    fn observer(&self, tile: (i32, i32), colour: u32) -> OnFrame {
+        let watch = self.clone();
+        OnFrame(Arc::new(move |_stream: &str, frame: &FrameView<'_>| {
+            if !watch.armed.load(Ordering::SeqCst) {
+                return;
+            }
+            watch.seen.fetch_add(1, Ordering::SeqCst);
+            let rgb = frame.mean_rgb(tile.0, tile.1, 8);
+            if !colour_close(rgb, rgb_of(colour), COLOUR_TOLERANCE) {
+                watch.wrong.fetch_add(1, Ordering::SeqCst);
+            }
+        }))
+    }
+}
+
+/// A second offer on the publish connection (as a renegotiation or an ICE
+/// restart sends) is answered on the media that is there: the client's tile
+/// never leaves its colour in anyone's composite, and it keeps receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_offer_is_answered_without_rebuilding_the_media() {
+    let server = start_server(ServeArgs::default()).await;
+    let offerer = Bot::join(bot_config(
+        &server, "reoffer", "offerer", COLOURS[0], TONES[0],
+    ))
+    .await
+    .unwrap();
+    let watch = TileWatch::default();
+    let tile = GridLayout::for_count(2, 1280, 720).tiles[0].centre();
+    let mut config = bot_config(&server, "reoffer", "watcher", COLOURS[1], TONES[1]);
+    config.on_frame = Some(watch.observer(tile, COLOURS[0]));
+    let watcher = Bot::join(config).await.unwrap();
+    for bot in [&offerer, &watcher] {
+        wait_for_tiles(bot, &[COLOURS[0], COLOURS[1]], TIMEOUT)
+            .await
+            .expect("call up");
+    }
+    offerer
+        .wait_for_state(TIMEOUT, |s| s.answers == 1)
+        .await
+        .unwrap();
+
+    watch.armed.store(true, Ordering::SeqCst);
+    let frames = offerer.frames_received();
+    offerer.offer_again();
+    offerer
+        .wait_for_state(TIMEOUT, |s| s.answers == 2)
+        .await
+        .expect("the second offer answered");
+    // Three seconds of the 30 fps composite after the answer, counted in
+    // frames the watcher decoded.
+    let seen = watch.seen.load(Ordering::SeqCst);
+    eventually(TIMEOUT, || async {
+        let now = watch.seen.load(Ordering::SeqCst);
+        anyhow::ensure!(now >= seen + 90, "{} frames since the answer", now - seen);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    watch.armed.store(false, Ordering::SeqCst);
+    assert_eq!(
+        watch.wrong.load(Ordering::SeqCst),
+        0,
+        "the offerer's tile left its colour in {} of {} frames",
+        watch.wrong.load(Ordering::SeqCst),
+        watch.seen.load(Ordering::SeqCst)
+    );
+    assert!(
+        offerer.frames_received() >= frames + 90,
+        "the offerer kept receiving the composite"
+    );
+    wait_for_tones(&offerer, &[TONES[1]], &[TONES[0]], TIMEOUT)
+        .await
+        .expect("and its mix");
+    for bot in [&offerer, &watcher] {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+    }
+    offerer.leave().await;
+    watcher.leave().await;
+    server.shut_down().await;
+}
+
+/// A receiver that asks for a keyframe fifty times a second gets the shared
+/// encoder's keyframes at the limiter's pace (one per 500 ms), not one per
+/// request; and its requests do reach the encoder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_keyframe_request_flood_is_rate_limited_before_the_shared_encoder() {
+    let server = start_server(ServeArgs::default()).await;
+    let sender = Bot::join(bot_config(
+        &server,
+        "pli-flood",
+        "sender",
+        COLOURS[0],
+        TONES[0],
+    ))
+    .await
+    .unwrap();
+    let mut config = bot_config(&server, "pli-flood", "flooder", COLOURS[1], TONES[1]);
+    config.keyframe_requests_every = Some(Duration::from_millis(20));
+    let flooder = Bot::join(config).await.unwrap();
+    wait_for_tiles(&flooder, &[COLOURS[0], COLOURS[1]], TIMEOUT)
+        .await
+        .expect("call up");
+    // Ten seconds of the 30 fps composite, counted in decoded frames.
+    const FRAMES: u64 = 300;
+    let (frames, keyframes) = (flooder.frames_received(), flooder.keyframes_received());
+    eventually(Duration::from_secs(60), || async {
+        let now = flooder.frames_received();
+        anyhow::ensure!(now >= frames + FRAMES, "{} frames so far", now - frames);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let got = flooder.keyframes_received() - keyframes;
+    // 300 frames are 10 s: at most one forced keyframe per 500 ms, one
+    // periodic keyframe per 5 s (video-encode.gst), and one at the window's
+    // edge. Without the limiter nearly every frame would be a keyframe.
+    let most = 10 * 2 + 2 + 1;
+    eprintln!("{got} keyframes in {FRAMES} frames under a flood of keyframe requests");
+    assert!(
+        (5..=most).contains(&got),
+        "{got} keyframes in {FRAMES} frames (at most {most}, and more than the periodic ones)"
+    );
+    for bot in [&sender, &flooder] {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+    }
+    flooder.leave().await;
+    sender.leave().await;
     server.shut_down().await;
 }

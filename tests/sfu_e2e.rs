@@ -43,23 +43,43 @@ async fn sfu_forwards_every_track_renegotiates_on_join_and_leave_and_survives_ch
         );
     }
 
-    // One leaves: its tracks end everywhere else.
+    // One leaves: its tracks end everywhere else, by a new offer in which
+    // the two m-lines that carried them (its msid) are still there, inactive.
     let leaver = members.remove(1);
     let leaver_id = leaver.id().to_owned();
+    let before: Vec<(u32, Vec<u32>)> = members
+        .iter()
+        .map(|m| {
+            let state = m.bot.state();
+            let lines: Vec<u32> = state
+                .tracks
+                .iter()
+                .filter(|t| t.stream == leaver_id && t.active)
+                .map(|t| t.mline)
+                .collect();
+            assert_eq!(lines.len(), 2, "{}: {:?}", m.id(), state.tracks);
+            (state.subscribe_offers, lines)
+        })
+        .collect();
     leaver.bot.leave().await;
     wait_for_full_exchange(&members, TIMEOUT)
         .await
         .expect("after bot1 left");
-    for m in &members {
-        let tracks = m.bot.state().tracks;
-        assert!(
-            tracks
-                .iter()
-                .filter(|t| t.stream == leaver_id)
-                .all(|t| !t.active),
-            "{}: the leaver's tracks are still live: {tracks:?}",
-            m.id()
-        );
+    for (m, (offers, lines)) in members.iter().zip(before) {
+        let state = m
+            .bot
+            .wait_for_state(TIMEOUT, |s| s.subscribe_offers > offers)
+            .await
+            .unwrap_or_else(|e| panic!("{}: no offer after the leave: {e:#}", m.id()));
+        for line in lines {
+            let track = state.tracks.iter().find(|t| t.mline == line);
+            assert!(
+                track.is_some_and(|t| !t.active),
+                "{}: m-line {line}, the leaver's, is {track:?} in the last offer: {:?}",
+                m.id(),
+                state.tracks
+            );
+        }
     }
 
     // Ten joins and leaves in a row.

@@ -12,7 +12,7 @@ use gridmix::config::ServeArgs;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 const SECRET: &str = "shared-with-coturn";
@@ -42,7 +42,7 @@ impl Drop for Coturn {
 }
 
 impl Coturn {
-    fn start(secret: &str) -> Coturn {
+    async fn start(secret: &str) -> Coturn {
         assert!(
             std::path::Path::new(TURNSERVER).exists(),
             "{TURNSERVER} is missing: `make test` installs Debian's coturn"
@@ -95,7 +95,9 @@ impl Coturn {
             log,
             _dir: TempDir(dir),
         };
-        coturn.wait_for_log(|l| l.contains("Total General servers"), "coturn ready");
+        coturn
+            .wait_for_log(|l| l.contains("Total General servers"), "coturn ready")
+            .await;
         coturn
     }
 
@@ -107,16 +109,13 @@ impl Coturn {
         self.log.lock().unwrap().iter().any(|l| want(l))
     }
 
-    fn wait_for_log(&self, want: impl Fn(&str) -> bool, what: &str) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !self.has_line(&want) {
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not in coturn's log:\n{}",
-                self.log.lock().unwrap().join("\n")
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    async fn wait_for_log(&self, want: impl Fn(&str) -> bool, what: &str) {
+        eventually(TIMEOUT, || async {
+            anyhow::ensure!(self.has_line(&want), "not in coturn's log");
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e:#}:\n{}", self.log.lock().unwrap().join("\n")));
     }
 }
 
@@ -139,7 +138,7 @@ fn server_args(coturn: &Coturn, secret: &str) -> ServeArgs {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_relay_only_bot_gets_its_call_through_coturn_with_generated_credentials() {
-    let coturn = Coturn::start(SECRET);
+    let coturn = Coturn::start(SECRET).await;
     let server = start_server(server_args(&coturn, SECRET)).await;
     let green = Bot::join(bot_config(&server, "turn", "green", 0x00ff00, 700.0))
         .await
@@ -170,8 +169,12 @@ async fn a_relay_only_bot_gets_its_call_through_coturn_with_generated_credential
     );
     // coturn allocated for the relayed bot, with the username gridmix made
     // for it ("expiry:participant id"), and for the server's own webrtcbins.
-    coturn.wait_for_log(allocated_by(relayed.id()), "the bot's allocation");
-    coturn.wait_for_log(allocated_by("gridmix-server"), "the server's allocation");
+    coturn
+        .wait_for_log(allocated_by(relayed.id()), "the bot's allocation")
+        .await;
+    coturn
+        .wait_for_log(allocated_by("gridmix-server"), "the server's allocation")
+        .await;
     assert!(
         relayed.state().errors.is_empty(),
         "{:?}",
@@ -185,7 +188,7 @@ async fn a_relay_only_bot_gets_its_call_through_coturn_with_generated_credential
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_the_wrong_secret_the_relay_refuses_and_no_media_flows() {
-    let coturn = Coturn::start(SECRET);
+    let coturn = Coturn::start(SECRET).await;
     let server = start_server(server_args(&coturn, "not-the-shared-secret")).await;
     let green = Bot::join(bot_config(&server, "turn-bad", "green", 0x00ff00, 700.0))
         .await
@@ -197,16 +200,23 @@ async fn with_the_wrong_secret_the_relay_refuses_and_no_media_flows() {
 
     // coturn hears the bot's allocation with gridmix's credentials and
     // refuses it.
-    coturn.wait_for_log(
-        |l| l.contains(&format!(":{id}>")) && l.contains("error 401"),
-        "a refused allocation",
-    );
+    coturn
+        .wait_for_log(
+            |l| l.contains(&format!(":{id}>")) && l.contains("error 401"),
+            "a refused allocation",
+        )
+        .await;
     // The green bot's media reaches the room, so the room works...
     wait_for_tiles(&green, &[0x00ff00, 0x3c3c3c], TIMEOUT)
         .await
         .expect("green's own tile arrives, the relayed bot's stays grey");
-    // ...but the relay-only bot has no candidate and gets no media.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // ...but the relay-only bot has no candidate and gets no media: once it
+    // has finished gathering (the path was tried to its end), it has no
+    // candidate the server could reach, so no media can ever flow.
+    relayed
+        .wait_for_state(TIMEOUT, |s| s.local_candidates.iter().any(String::is_empty))
+        .await
+        .expect("the relay-only bot finishes gathering");
     assert!(
         !coturn.has_line(allocated_by(&id)),
         "no allocation succeeded"
@@ -216,8 +226,8 @@ async fn with_the_wrong_secret_the_relay_refuses_and_no_media_flows() {
             .state()
             .local_candidates
             .iter()
-            .all(|c| !c.contains("typ relay")),
-        "{:?}",
+            .all(String::is_empty),
+        "no candidate at all: {:?}",
         relayed.state().local_candidates
     );
     assert_eq!(relayed.frames_received(), 0, "no media without the relay");

@@ -175,7 +175,10 @@ impl BotMedia {
             pipeline,
             video_tee,
             audio_tee,
-            receivers: Receivers::new(config.on_frame.clone().map(|o| o.0)),
+            receivers: Receivers::new(
+                config.on_frame.clone().map(|o| o.0),
+                config.keyframe_requests_every,
+            ),
             traffic: Traffic::default(),
             decode: config.decode,
             settings: WebrtcSettings {

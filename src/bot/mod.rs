@@ -49,6 +49,13 @@ pub struct BotConfig {
     /// Frames between the keyframes its encoder makes unasked; keyframes
     /// asked for by receivers (PLI/FIR) come on top.
     pub keyframe_interval_frames: u32,
+    /// MCU: also receive the composite and the mix (false: offer sendonly,
+    /// as a client that only sends).
+    pub receive: bool,
+    /// Asks for a keyframe on every video stream it receives this often
+    /// (PLI through its webrtcbin), whether it needs one or not: a flood a
+    /// server must rate-limit.
+    pub keyframe_requests_every: Option<Duration>,
     /// SFU: payload types its subscribe answers renumber, (offered, answered),
     /// as a client with its own payload type numbering would.
     pub subscribe_payload_renumbering: Vec<(u8, u8)>,
@@ -99,6 +106,8 @@ impl BotConfig {
             send_audio: true,
             ice_addresses: Vec::new(),
             keyframe_interval_frames: 90,
+            receive: true,
+            keyframe_requests_every: None,
             subscribe_payload_renumbering: Vec::new(),
             timecode_origin: None,
             av_pulses: false,
@@ -116,6 +125,8 @@ impl BotConfig {
 /// A track another participant sends this bot, as signaling described it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteTrack {
+    /// Its m-line's index in the SDP.
+    pub mline: u32,
     /// The sender's participant id (SFU: the m-line's a=msid stream id).
     pub stream: String,
     pub kind: MediaKind,
@@ -128,8 +139,8 @@ pub struct RemoteTrack {
 pub struct BotState {
     pub others: Vec<ParticipantInfo>,
     pub errors: Vec<(ErrorCode, String)>,
-    /// The publish connection's answer arrived.
-    pub answered: bool,
+    /// Answers to its offers on the publish connection so far.
+    pub answers: u32,
     /// The signaling connection is down (ended, or lost and not resumed yet).
     pub disconnected: bool,
     /// SFU and mesh: every track offered to the bot, live or ended.
@@ -140,7 +151,8 @@ pub struct BotState {
     pub recordings: Vec<String>,
     /// Times the bot resumed its session after losing its connection.
     pub resumes: u32,
-    /// The local ICE candidates it sent, as candidate lines.
+    /// The local ICE candidates it sent, as candidate lines; an empty one
+    /// when a connection finished gathering (the end-of-candidates it sends).
     pub local_candidates: Vec<String>,
 }
 
@@ -258,6 +270,18 @@ impl Bot {
     /// Video frames decoded so far, from every stream.
     pub fn frames_received(&self) -> u64 {
         self.receivers.frames()
+    }
+
+    /// Keyframes received so far, from every video stream.
+    pub fn keyframes_received(&self) -> u64 {
+        self.receivers.keyframes()
+    }
+
+    /// Offers again on the publish connection (MCU, SFU), as a client
+    /// renegotiating or restarting ICE would; the answer counts in
+    /// `BotState::answers`.
+    pub fn offer_again(&self) {
+        let _ = self.control.send(Control::OfferAgain);
     }
 
     /// The streams the bot has received media from (participant ids, or

@@ -28,13 +28,20 @@ struct StreamSinks {
 pub struct Receivers {
     streams: Arc<Mutex<HashMap<String, StreamSinks>>>,
     frames: Arc<AtomicU64>,
+    keyframes: Arc<AtomicU64>,
     on_frame: Option<FrameObserver>,
+    /// Ask for a keyframe on every video stream this often.
+    keyframe_requests_every: Option<Duration>,
 }
 
 impl Receivers {
-    pub fn new(on_frame: Option<FrameObserver>) -> Receivers {
+    pub fn new(
+        on_frame: Option<FrameObserver>,
+        keyframe_requests_every: Option<Duration>,
+    ) -> Receivers {
         Receivers {
             on_frame,
+            keyframe_requests_every,
             ..Receivers::default()
         }
     }
@@ -59,6 +66,10 @@ impl Receivers {
 
     pub fn frames(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
+    }
+
+    pub fn keyframes(&self) -> u64 {
+        self.keyframes.load(Ordering::Relaxed)
     }
 
     /// A frame of `stream` decoded after this call, waiting up to `timeout`.
@@ -158,7 +169,7 @@ pub(super) fn link_receiver(
     // SFU churn test had every receive chain's thread waiting in an
     // appsink's preroll, holding the stream locks webrtcbin's shutdown needs.
     let description = if video {
-        "rtpvp8depay request-keyframe=true wait-for-keyframe=true ! vp8dec \
+        "rtpvp8depay request-keyframe=true wait-for-keyframe=true ! vp8dec name=decoder \
          ! capssetter join=true replace=false caps=\"video/x-raw,colorimetry=bt601\" ! videoconvert \
          ! video/x-raw,format=RGB ! appsink name=sink max-buffers=1 drop=true sync=false async=false wait-on-eos=false"
             .to_owned()
@@ -186,6 +197,21 @@ pub(super) fn link_receiver(
             gst::PadProbeReturn::Ok
         });
     }
+    if video && let Some(decoder) = chain.by_name("decoder").and_then(|d| d.static_pad("sink")) {
+        let keyframes = receivers.keyframes.clone();
+        decoder.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if info
+                .buffer()
+                .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
+            {
+                keyframes.fetch_add(1, Ordering::Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        if let Some(every) = receivers.keyframe_requests_every {
+            request_keyframes_every(&decoder, every);
+        }
+    }
     chain.set_property("name", format!("{}-receive-{}", webrtc.name(), pad.name()));
     pipeline.add(&chain)?;
     chain.sync_state_with_parent()?;
@@ -195,6 +221,22 @@ pub(super) fn link_receiver(
     pad.link(&chain_sink)?;
     receivers.insert(stream, video, sink);
     Ok(())
+}
+
+/// Sends a keyframe request upstream from `pad` (towards the sender) every
+/// `every`, for as long as the pad lives: its own thread, whose sleep paces
+/// the requests.
+fn request_keyframes_every(pad: &gst::Pad, every: Duration) {
+    let pad = pad.downgrade();
+    std::thread::spawn(move || {
+        while let Some(pad) = pad.upgrade() {
+            if pad.parent().is_some() {
+                pad.push_event(webrtc::keyframe_request(None));
+            }
+            drop(pad);
+            std::thread::sleep(every);
+        }
+    });
 }
 
 /// Shows one decoded RGB frame to the observer.

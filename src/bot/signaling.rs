@@ -27,6 +27,8 @@ pub enum Control {
     /// Drop the connection, wait until `until` fires (or its sender is
     /// dropped), then resume.
     Cut { until: oneshot::Receiver<()> },
+    /// A new offer on the publish connection.
+    OfferAgain,
 }
 
 /// How long the bot keeps trying to resume after losing its connection.
@@ -105,11 +107,14 @@ impl Session {
             Mode::Mcu => {
                 let mut conn =
                     session.connect(Route::Publish, StreamOwner::Fixed(COMPOSITE.into()))?;
-                session.media.offer_lines(
-                    &mut conn.link,
-                    WebRTCRTPTransceiverDirection::Sendrecv,
-                    true,
-                )?;
+                let direction = if config.receive {
+                    WebRTCRTPTransceiverDirection::Sendrecv
+                } else {
+                    WebRTCRTPTransceiverDirection::Sendonly
+                };
+                session
+                    .media
+                    .offer_lines(&mut conn.link, direction, config.receive)?;
                 session.offer(conn, Route::Publish).await?;
             }
             Mode::Sfu if session.media.sends_anything() => {
@@ -159,9 +164,21 @@ impl Session {
         };
         let link = self.media.add_connection(&name, owner)?;
         let local_ice = self.local_ice.clone();
+        let candidate_route = route.clone();
         webrtc::on_ice_candidate(&link.webrtc, move |mline, candidate| {
-            let _ = local_ice.send((route.clone(), mline, candidate));
+            let _ = local_ice.send((candidate_route.clone(), mline, candidate));
         });
+        // Gathering done: an empty candidate, as browsers signal the end of
+        // their candidates.
+        let local_ice = self.local_ice.clone();
+        link.webrtc
+            .connect_notify(Some("ice-gathering-state"), move |webrtc, _| {
+                let state =
+                    webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state");
+                if state == gst_webrtc::WebRTCICEGatheringState::Complete {
+                    let _ = local_ice.send((route.clone(), 0, String::new()));
+                }
+            });
         Ok(Connection {
             link,
             remote_set: false,
@@ -181,6 +198,22 @@ impl Session {
         self.send(ClientMessage::Offer {
             sdp: webrtc::description_text(&offer),
             to,
+        })
+        .await
+    }
+
+    /// A new offer on the publish connection, on the transceivers it has.
+    async fn offer_again(&mut self) -> Result<()> {
+        let webrtc = self
+            .publish
+            .as_ref()
+            .map(|c| c.link.webrtc.clone())
+            .ok_or_else(|| anyhow!("no publish connection to offer on"))?;
+        let offer = webrtc::create_offer(&webrtc).await?;
+        webrtc::set_local_description(&webrtc, &offer).await?;
+        self.send(ClientMessage::Offer {
+            sdp: webrtc::description_text(&offer),
+            to: None,
         })
         .await
     }
@@ -299,15 +332,22 @@ impl Session {
                         }
                     }
                 },
-                Some(Control::Cut { until }) = control.recv() => {
-                    tracing::info!("bot: signaling cut");
-                    self.connection = None;
-                    self.state.send_modify(|s| s.disconnected = true);
-                    let _ = until.await;
-                    if !self.reconnect().await {
-                        break;
+                Some(control) = control.recv() => match control {
+                    Control::OfferAgain => {
+                        if let Err(e) = self.offer_again().await {
+                            self.record_error("offering again", e);
+                        }
                     }
-                }
+                    Control::Cut { until } => {
+                        tracing::info!("bot: signaling cut");
+                        self.connection = None;
+                        self.state.send_modify(|s| s.disconnected = true);
+                        let _ = until.await;
+                        if !self.reconnect().await {
+                            break;
+                        }
+                    }
+                },
                 Some((route, mline, candidate)) = self.local_ice_rx.recv() => {
                     let (pc, to) = match route {
                         Route::Publish => (PeerConnection::Publish, None),
@@ -346,7 +386,7 @@ impl Session {
                 match self.apply_remote(&route, WebRTCSDPType::Answer, &sdp).await {
                     Ok(()) => {
                         self.note_tracks(&route, &sdp);
-                        self.state.send_modify(|s| s.answered = true);
+                        self.state.send_modify(|s| s.answers += 1);
                     }
                     Err(e) => self.record_error("applying an answer", e),
                 }
@@ -478,6 +518,7 @@ impl Session {
             .iter()
             .filter(|m| m.kind != MediaKind::Other)
             .map(|m| RemoteTrack {
+                mline: m.index,
                 stream: fixed_stream
                     .clone()
                     .or_else(|| m.stream_id.clone())
