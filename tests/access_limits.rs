@@ -196,26 +196,81 @@ async fn a_viewer_token_receives_but_cannot_publish() {
         .await;
     sfu.expect_error(ErrorCode::Forbidden).await;
 
-    for client in [&mut raw, &mut sfu] {
+    // Mesh: a viewer's offer or answer to a peer that would send media is
+    // refused and not relayed; a recvonly one goes through.
+    let mesh_token = |identity: &str, publish: bool| {
+        issue_token(SECRET, "stage-mesh", identity, HOUR, publish, unix_now()).unwrap()
+    };
+    let mut peer = WsClient::connect(&server).await;
+    peer.send(&join_text(
+        "stage-mesh",
+        "peer",
+        "mesh",
+        &mesh_token("peer", true),
+    ))
+    .await;
+    let ServerMessage::Joined {
+        participant: peer_id,
+        ..
+    } = peer.recv().await
+    else {
+        panic!("joined")
+    };
+    let mut mesh = WsClient::connect(&server).await;
+    mesh.send(&join_text(
+        "stage-mesh",
+        "v",
+        "mesh",
+        &mesh_token("vic", false),
+    ))
+    .await;
+    assert!(matches!(mesh.recv().await, ServerMessage::Joined { .. }));
+    for kind in ["offer", "answer"] {
+        mesh.send(&json!({"type":kind,"sdp":SENDING_OFFER,"to":peer_id}).to_string())
+            .await;
+        mesh.expect_error(ErrorCode::Forbidden).await;
+    }
+    let receiving = SENDING_OFFER.replace("a=sendrecv", "a=recvonly");
+    mesh.send(&json!({"type":"offer","sdp":receiving,"to":peer_id}).to_string())
+        .await;
+    let (relayed, _) = peer
+        .recv_until("the viewer's offer", |m| {
+            matches!(m, ServerMessage::Offer { .. })
+        })
+        .await;
+    assert!(
+        matches!(&relayed, ServerMessage::Offer { sdp, .. } if *sdp == receiving),
+        "only the recvonly offer reaches the peer: {relayed:?}"
+    );
+
+    for client in [&mut raw, &mut sfu, &mut mesh, &mut peer] {
         client.send(r#"{"type":"leave"}"#).await;
     }
-    drop((raw, sfu));
+    drop((raw, sfu, mesh, peer));
     viewer.leave().await;
     speaker.leave().await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
 
+/// The flood test's rate: slow enough that the bucket barely refills while
+/// the flood is sent, so what is handled is the burst, counted exactly.
+const FLOOD_RATE: f64 = 1.0;
+const FLOOD_BURST: u32 = 50;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversized_messages_and_floods_get_their_codes_and_the_room_goes_on() {
     let server = start_server(ServeArgs {
         resume_grace: Duration::from_secs(1),
+        messages_per_second: FLOOD_RATE,
+        message_burst: FLOOD_BURST,
         ..ServeArgs::default()
     })
     .await;
     let blue = Bot::join(bot_config(&server, "limits", "blue", 0x0000ff, 900.0))
         .await
         .unwrap();
+    let connected = std::time::Instant::now();
     let mut raw = WsClient::connect(&server).await;
     raw.join("limits", "raw", "mcu").await;
 
@@ -227,37 +282,51 @@ async fn oversized_messages_and_floods_get_their_codes_and_the_room_goes_on() {
     assert!(said.contains("65536"), "{said}");
     raw.send(r#"{"type":"dance"}"#).await;
     raw.expect_error(ErrorCode::UnknownType).await;
+    // Three messages of the burst taken: the join, the large one, the dance.
+    let left_of_burst = FLOOD_BURST as u64 - 3;
 
-    // A flood: 400 messages at once. The first burst is handled (each an
-    // unknown-type error), then one rate-limited error, then silence.
+    // A flood: 400 messages at once. What is left of the burst is handled
+    // (each an unknown-type error), then one rate-limited error, then the
+    // rest are dropped without a word.
     for _ in 0..400 {
         raw.send(r#"{"type":"dance"}"#).await;
     }
-    let mut unknown = 0;
-    let mut limited = 0;
+    // Markers after the flood, one every 100 ms until one is answered (the
+    // bucket refills at FLOOD_RATE; a marker it drops is answered by
+    // nothing): once a marker's error is back, every reply to the flood is in.
+    let mut unknown = 0u64;
+    let mut limited = 0u64;
     let mut other = Vec::new();
-    while unknown + limited < 400 {
-        let next = tokio::time::timeout(Duration::from_secs(2), raw.try_recv()).await;
-        match next {
-            Ok(Some(ServerMessage::Error {
-                code: ErrorCode::UnknownType,
-                ..
-            })) => unknown += 1,
-            Ok(Some(ServerMessage::Error {
-                code: ErrorCode::RateLimited,
-                ..
-            })) => limited += 1,
-            Ok(Some(m)) => other.push(m),
-            // Silence: the rest were dropped.
-            Err(_) => break,
-            Ok(None) => panic!("the flood closed the socket"),
+    'flood: loop {
+        raw.send(r#"{"type":"flood-marker"}"#).await;
+        let pace = tokio::time::sleep(Duration::from_millis(100));
+        tokio::pin!(pace);
+        loop {
+            tokio::select! {
+                message = raw.try_recv() => match message {
+                    Some(ServerMessage::Error { code: ErrorCode::UnknownType, message })
+                        if message.contains("flood-marker") => break 'flood,
+                    Some(ServerMessage::Error { code: ErrorCode::UnknownType, .. }) => unknown += 1,
+                    Some(ServerMessage::Error { code: ErrorCode::RateLimited, .. }) => limited += 1,
+                    Some(m) => other.push(m),
+                    None => panic!("the flood closed the socket"),
+                },
+                _ = &mut pace => break,
+            }
         }
     }
-    assert!(limited >= 1, "rate-limited said at least once");
+    // Tokens that came back while the flood was being sent let as many more
+    // through; each can end a refused run, and the next refusal is told again.
+    let refilled = (connected.elapsed().as_secs_f64() * FLOOD_RATE).ceil() as u64;
     assert!(
-        (90..200).contains(&unknown),
-        "the burst and a little more handled, the rest dropped: {unknown}"
+        (left_of_burst..=left_of_burst + refilled).contains(&unknown),
+        "{unknown} handled; the burst had {left_of_burst} left, {refilled} tokens came back since"
     );
+    assert!(
+        (1..=1 + unknown - left_of_burst).contains(&limited),
+        "rate-limited said {limited} times for {unknown} handled"
+    );
+    assert!(other.is_empty(), "nothing else was said: {other:?}");
 
     // The room kept serving blue all along; blue sees its tile and the raw
     // client's grey one.
@@ -268,7 +337,7 @@ async fn oversized_messages_and_floods_get_their_codes_and_the_room_goes_on() {
 
     // A frame beyond 16 times the limit is not read at all: the socket closes.
     raw.send(&"x".repeat(2 * 1024 * 1024)).await;
-    while raw.try_recv().await.is_some() {}
+    raw.ending().await;
     blue.wait_for_state(TIMEOUT, |s| s.others.is_empty())
         .await
         .expect("the raw client is removed once its resume grace is over");
@@ -290,28 +359,71 @@ async fn candidate_storms_full_rooms_and_too_many_rooms_are_refused() {
     let (a_id, _) = a.join("one", "a", "mesh").await;
     let mut b = WsClient::connect(&server).await;
     let (b_id, _) = b.join("one", "b", "mesh").await;
-    let candidate = json!({"type":"ice","candidate":"candidate:1 1 UDP 1 127.0.0.1 9 typ host","sdpMLineIndex":0,"to":b_id}).to_string();
-    for _ in 0..6 {
-        a.send(&candidate).await;
+    let candidate = |n: u32| {
+        json!({"type":"ice","candidate":format!("candidate:{n} 1 UDP 1 127.0.0.1 9 typ host"),"sdpMLineIndex":0,"to":b_id}).to_string()
+    };
+    for n in 1..=6 {
+        a.send(&candidate(n)).await;
     }
     a.expect_error(ErrorCode::TooManyCandidates).await;
-    let mut relayed = 0;
-    while relayed < 5 {
-        if let ServerMessage::Ice(_) = b.recv().await {
-            relayed += 1;
-        }
-    }
+    // Then a relay that is not a candidate: once B has it, B has everything
+    // A sent before it. Exactly the first five candidates were relayed.
+    a.send(&json!({"type":"offer","sdp":"v=0 after the storm","to":b_id}).to_string())
+        .await;
+    let (_, before) = b
+        .recv_until(
+            "the offer after the storm",
+            |m| matches!(m, ServerMessage::Offer { sdp, .. } if sdp == "v=0 after the storm"),
+        )
+        .await;
+    let relayed: Vec<String> = before
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Ice(ice) => Some(ice.candidate.clone()),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<String> = (1..=5)
+        .map(|n| format!("candidate:{n} 1 UDP 1 127.0.0.1 9 typ host"))
+        .collect();
+    assert_eq!(relayed, want, "the sixth candidate was dropped: {before:?}");
 
     let mut c = WsClient::connect(&server).await;
     c.send(r#"{"type":"join","room":"one","name":"c","mode":"mesh"}"#)
         .await;
     c.expect_error(ErrorCode::RoomFull).await;
+    // Long-poll: the same refusals, as 503 with the error as the body.
+    let http = reqwest::Client::new();
+    let poll_join = |room: &str| json!({"type":"join","room":room,"name":"p","mode":"mesh"});
+    let full = http
+        .post(server.poll_url())
+        .json(&poll_join("one"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), 503);
+    let body: serde_json::Value = full.json().await.unwrap();
+    assert_eq!(body["code"], "room-full", "{body}");
     c.join("two", "c", "mesh").await;
     let mut d = WsClient::connect(&server).await;
     d.send(r#"{"type":"join","room":"three","name":"d","mode":"mesh"}"#)
         .await;
     let said = d.expect_error(ErrorCode::TooManyRooms).await;
     assert!(said.contains('2'), "{said}");
+    let too_many = http
+        .post(server.poll_url())
+        .json(&poll_join("three"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_many.status(), 503);
+    let body: serde_json::Value = too_many.json().await.unwrap();
+    assert_eq!(body["code"], "too-many-rooms", "{body}");
+    assert_eq!(
+        server.signaling().polls.open(),
+        0,
+        "a refused join opens nothing"
+    );
     // An existing room with space still takes people; once a room closes a
     // new one can open.
     c.send(r#"{"type":"leave"}"#).await;
@@ -319,7 +431,6 @@ async fn candidate_storms_full_rooms_and_too_many_rooms_are_refused() {
         if server.registry().running_rooms() == 1 {
             Ok(())
         } else {
-            tokio::time::sleep(Duration::from_millis(20)).await;
             Err(anyhow::anyhow!("room two still open"))
         }
     })
@@ -329,16 +440,77 @@ async fn candidate_storms_full_rooms_and_too_many_rooms_are_refused() {
     // The first room was never disturbed: a relay still goes through.
     b.send(&json!({"type":"offer","sdp":"v=0 hi","to": a_id}).to_string())
         .await;
-    loop {
-        if let ServerMessage::Offer { sdp, .. } = a.recv().await {
-            assert_eq!(sdp, "v=0 hi");
-            break;
-        }
-    }
+    a.recv_until(
+        "b's offer",
+        |m| matches!(m, ServerMessage::Offer { sdp, .. } if sdp == "v=0 hi"),
+    )
+    .await;
     for client in [&mut a, &mut b, &mut d] {
         client.send(r#"{"type":"leave"}"#).await;
     }
     drop((a, b, c, d));
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// "joined" hands out the STUN server and this participant's own TURN
+/// credentials: username "expiry:participant id", password
+/// base64(HMAC-SHA1(secret, username)), computed here independently, with
+/// the expiry --turn-ttl from now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn joined_carries_the_stun_server_and_turn_credentials_of_its_own() {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let secret = "shared with the TURN server";
+    let ttl = Duration::from_secs(90);
+    let server = start_server(ServeArgs {
+        stun: Some("127.0.0.1:3478".to_owned()),
+        turn: Some("turn:127.0.0.1:3479?transport=udp".to_owned()),
+        turn_secret: Some(secret.to_owned()),
+        turn_ttl: ttl,
+        ..ServeArgs::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for name in ["a", "b"] {
+        let mut client = WsClient::connect(&server).await;
+        client
+            .send(&json!({"type":"join","room":"ice","name":name,"mode":"mesh"}).to_string())
+            .await;
+        let before = unix_now();
+        let ServerMessage::Joined {
+            participant,
+            ice_servers,
+            ..
+        } = client.recv().await
+        else {
+            panic!("joined")
+        };
+        let after = unix_now();
+        assert_eq!(ice_servers.len(), 2, "{ice_servers:?}");
+        assert_eq!(ice_servers[0].urls, ["stun:127.0.0.1:3478"]);
+        assert_eq!(ice_servers[0].username, None);
+        let turn = &ice_servers[1];
+        assert_eq!(turn.urls, ["turn:127.0.0.1:3479?transport=udp"]);
+        let username = turn.username.clone().expect("a TURN username");
+        let (expiry, identity) = username.split_once(':').expect("expiry:identity");
+        assert_eq!(identity, participant);
+        let expiry: u64 = expiry.parse().unwrap();
+        assert!(
+            (before + ttl.as_secs()..=after + ttl.as_secs()).contains(&expiry),
+            "expiry {expiry}, joined between {before} and {after}"
+        );
+        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(username.as_bytes());
+        let password =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        assert_eq!(turn.credential.as_deref(), Some(password.as_str()));
+        ids.push((client, username));
+    }
+    assert_ne!(ids[0].1, ids[1].1, "each participant has its own");
+    for (client, _) in ids {
+        client.leave().await;
+    }
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use futures::{SinkExt, StreamExt};
 use gridmix::bot::Bot;
 use gridmix::config::ServeArgs;
 use gridmix::protocol::{ErrorCode, ServerMessage};
@@ -13,77 +12,14 @@ use tokio_tungstenite::tungstenite::Message;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A hand-driven signaling client, for sending what no well-behaved client would.
-struct RawClient {
-    ws: Ws,
-}
-
-impl RawClient {
-    async fn connect(server: &gridmix::server::Server) -> RawClient {
-        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-            .await
-            .expect("websocket connects");
-        RawClient { ws }
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.ws
-            .send(Message::Text(text.to_owned().into()))
-            .await
-            .expect("send");
-    }
-
-    async fn recv(&mut self) -> ServerMessage {
-        loop {
-            let frame = tokio::time::timeout(TIMEOUT, self.ws.next())
-                .await
-                .expect("a reply in time")
-                .expect("socket open")
-                .expect("readable frame");
-            if let Message::Text(text) = frame {
-                return serde_json::from_str(text.as_str())
-                    .expect("server sends protocol messages");
-            }
-        }
-    }
-
-    /// The next error, skipping other messages (ICE, participant events).
-    async fn expect_error(&mut self, code: ErrorCode) {
-        loop {
-            if let ServerMessage::Error { code: got, message } = self.recv().await {
-                assert_eq!(got, code, "message: {message}");
-                assert!(!message.is_empty());
-                return;
-            }
-        }
-    }
-
-    async fn join(&mut self, room: &str, name: &str) -> String {
-        self.send(&format!(
-            r#"{{"type":"join","room":"{room}","name":"{name}"}}"#
-        ))
-        .await;
-        match self.recv().await {
-            ServerMessage::Joined { participant, .. } => participant,
-            other => panic!("expected joined, got {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_malformed_message_gets_its_code_and_the_room_keeps_working() {
     let server = start_server(ServeArgs::default()).await;
-    let mut raw = RawClient::connect(&server).await;
+    let mut raw = WsClient::connect(&server).await;
 
     raw.send("{not json").await;
     raw.expect_error(ErrorCode::BadJson).await;
-    raw.ws
-        .send(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
+    raw.send_frame(Message::Binary(vec![1, 2, 3].into())).await;
     raw.expect_error(ErrorCode::BadJson).await;
     raw.send(r#"{"type":"dance"}"#).await;
     raw.expect_error(ErrorCode::UnknownType).await;
@@ -95,7 +31,8 @@ async fn every_malformed_message_gets_its_code_and_the_room_keeps_working() {
         .await;
     raw.expect_error(ErrorCode::BadName).await;
 
-    raw.join("bad-input", "raw").await;
+    raw.join_with(serde_json::json!({"type":"join","room":"bad-input","name":"raw"}))
+        .await;
     raw.send(r#"{"type":"join","room":"bad-input","name":"again"}"#)
         .await;
     raw.expect_error(ErrorCode::AlreadyJoined).await;
@@ -133,11 +70,11 @@ async fn full_rooms_and_wrong_modes_are_refused() {
         ..ServeArgs::default()
     })
     .await;
-    let mut a = RawClient::connect(&server).await;
-    let mut b = RawClient::connect(&server).await;
-    let mut c = RawClient::connect(&server).await;
-    a.join("small", "a").await;
-    b.join("small", "b").await;
+    let mut a = WsClient::connect(&server).await;
+    let mut b = WsClient::connect(&server).await;
+    let mut c = WsClient::connect(&server).await;
+    a.join("small", "a", "mcu").await;
+    b.join("small", "b", "mcu").await;
     c.send(r#"{"type":"join","room":"small","name":"c"}"#).await;
     c.expect_error(ErrorCode::RoomFull).await;
     c.send(r#"{"type":"join","room":"small","name":"c","mode":"sfu"}"#)
@@ -146,15 +83,15 @@ async fn full_rooms_and_wrong_modes_are_refused() {
 
     // A leaves; once B has heard so, C fits, and B hears of C.
     a.send(r#"{"type":"leave"}"#).await;
-    while !matches!(b.recv().await, ServerMessage::ParticipantLeft { .. }) {}
-    c.join("small", "c").await;
-    loop {
-        if let ServerMessage::ParticipantJoined { participant } = b.recv().await
-            && participant.name == "c"
-        {
-            break;
-        }
-    }
+    b.recv_until("a left", |m| {
+        matches!(m, ServerMessage::ParticipantLeft { .. })
+    })
+    .await;
+    c.join("small", "c", "mcu").await;
+    b.recv_until("c joined", |m| {
+        matches!(m, ServerMessage::ParticipantJoined { participant } if participant.name == "c")
+    })
+    .await;
     server.shut_down().await;
 }
 
@@ -208,28 +145,10 @@ async fn a_socket_dropped_mid_negotiation_removes_only_that_participant() {
     server.shut_down().await;
 }
 
-/// Joins a raw client to `room` in `mode`.
-async fn join_raw(
-    server: &gridmix::server::Server,
-    room: &str,
-    name: &str,
-    mode: &str,
-) -> (RawClient, String) {
-    let mut raw = RawClient::connect(server).await;
-    raw.send(&format!(
-        r#"{{"type":"join","room":"{room}","name":"{name}","mode":"{mode}"}}"#
-    ))
-    .await;
-    match raw.recv().await {
-        ServerMessage::Joined { participant, .. } => (raw, participant),
-        other => panic!("expected joined, got {other:?}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sfu_mistakes_get_errors_and_the_room_keeps_forwarding() {
     let server = start_server(ServeArgs::default()).await;
-    let (mut raw, _) = join_raw(&server, "sfu-bad", "raw", "sfu").await;
+    let (mut raw, _) = joined_client(&server, "sfu-bad", "raw", "sfu").await;
     raw.send(r#"{"type":"answer","sdp":"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"}"#)
         .await;
     raw.expect_error(ErrorCode::BadState).await;
@@ -244,7 +163,7 @@ async fn sfu_mistakes_get_errors_and_the_room_keeps_forwarding() {
     raw.send(r#"{"type":"join","room":"sfu-bad","name":"again","mode":"mcu"}"#)
         .await;
     raw.expect_error(ErrorCode::AlreadyJoined).await;
-    let mut wrong_mode = RawClient::connect(&server).await;
+    let mut wrong_mode = WsClient::connect(&server).await;
     wrong_mode
         .send(r#"{"type":"join","room":"sfu-bad","name":"m","mode":"mcu"}"#)
         .await;
@@ -284,8 +203,8 @@ async fn sfu_mistakes_get_errors_and_the_room_keeps_forwarding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mesh_relays_to_unknown_or_departed_participants_get_errors() {
     let server = start_server(ServeArgs::default()).await;
-    let (mut raw, raw_id) = join_raw(&server, "mesh-bad", "raw", "mesh").await;
-    let (mut other, other_id) = join_raw(&server, "mesh-bad", "other", "mesh").await;
+    let (mut raw, raw_id) = joined_client(&server, "mesh-bad", "raw", "mesh").await;
+    let (mut other, other_id) = joined_client(&server, "mesh-bad", "other", "mesh").await;
     raw.send(r#"{"type":"offer","sdp":"v=0","to":"p999-nobody"}"#)
         .await;
     raw.expect_error(ErrorCode::UnknownParticipant).await;
@@ -305,21 +224,22 @@ async fn mesh_relays_to_unknown_or_departed_participants_get_errors() {
         r#"{{"type":"offer","sdp":"v=0 hello","to":"{other_id}"}}"#
     ))
     .await;
-    loop {
-        if let ServerMessage::Offer { sdp, from } = other.recv().await {
-            assert_eq!(sdp, "v=0 hello");
-            assert_eq!(from.as_deref(), Some(raw_id.as_str()));
-            break;
-        }
-    }
+    let (offer, _) = other
+        .recv_until("the relayed offer", |m| {
+            matches!(m, ServerMessage::Offer { .. })
+        })
+        .await;
+    assert!(
+        matches!(&offer, ServerMessage::Offer { sdp, from } if sdp == "v=0 hello" && from.as_deref() == Some(raw_id.as_str())),
+        "{offer:?}"
+    );
     // Once the other has left, a relay to it is an error, not a crash.
     other.send(r#"{"type":"leave"}"#).await;
-    loop {
-        if let ServerMessage::ParticipantLeft { participant } = raw.recv().await {
-            assert_eq!(participant, other_id);
-            break;
-        }
-    }
+    raw.recv_until(
+        "the other left",
+        |m| matches!(m, ServerMessage::ParticipantLeft { participant } if *participant == other_id),
+    )
+    .await;
     raw.send(&format!(
         r#"{{"type":"answer","sdp":"v=0","to":"{other_id}"}}"#
     ))
@@ -357,5 +277,235 @@ async fn mesh_relays_to_unknown_or_departed_participants_get_errors() {
     for m in members {
         m.bot.leave().await;
     }
+    server.shut_down().await;
+}
+
+/// A media chain that cannot be built for one participant (here an
+/// operator's audio-encode.gst that does not encode) costs that participant,
+/// not the room: it gets `internal` with a sentence and is removed; the
+/// others stay, and are told it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participant_whose_media_cannot_be_built_gets_internal_and_the_room_goes_on() {
+    let pipelines = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipelines-internal");
+    std::fs::create_dir_all(&pipelines).unwrap();
+    // Parses and has its two pads, so start-up accepts it; its raw output
+    // cannot link to the Opus payloader when a listener's mix is built.
+    std::fs::write(pipelines.join("audio-encode.gst"), "audioconvert\n").unwrap();
+    let server = start_server(ServeArgs {
+        pipelines: Some(pipelines),
+        ..ServeArgs::default()
+    })
+    .await;
+    let (mut stayer, _) = joined_client(&server, "internal", "stayer", "mcu").await;
+    let broken = Bot::join(bot_config(&server, "internal", "broken", 0xff0000, 500.0))
+        .await
+        .unwrap();
+    let broken_id = broken.id().to_owned();
+    let state = broken
+        .wait_for_state(TIMEOUT, |s| !s.errors.is_empty())
+        .await
+        .expect("the participant is told");
+    let (code, message) = &state.errors[0];
+    assert_eq!(*code, ErrorCode::Internal, "{message}");
+    assert!(message.ends_with('.') && message.len() > 20, "{message}");
+    stayer
+        .recv_until("the broken participant left", |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant } if *participant == broken_id)
+        })
+        .await;
+    // The room still takes people and talks to them.
+    let (mut late, late_id) = joined_client(&server, "internal", "late", "mcu").await;
+    stayer
+        .recv_until("the late one joined", |m| {
+            matches!(m, ServerMessage::ParticipantJoined { participant } if participant.id == late_id)
+        })
+        .await;
+    late.send(r#"{"type":"answer","sdp":"v=0"}"#).await;
+    late.expect_error(ErrorCode::BadState).await;
+    broken.leave().await;
+    late.leave().await;
+    stayer.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// A complete publish offer whose only candidate is a UDP port that never
+/// answers: ICE fails (libnice gives up a few seconds after its checks
+/// fail), the participant gets `connection-failed` and is removed, and the
+/// others are told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_participant_whose_ice_fails_gets_connection_failed_and_is_removed() {
+    let server = start_server(ServeArgs::default()).await;
+    let (mut stayer, _) = joined_client(&server, "ice-fails", "stayer", "mcu").await;
+    let (mut doomed, doomed_id) = joined_client(&server, "ice-fails", "doomed", "mcu").await;
+    // Bound, so nothing else takes the port, and never read.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let offer = DEAD_END_OFFER;
+    doomed
+        .send(&serde_json::json!({"type":"offer","sdp":offer}).to_string())
+        .await;
+    doomed
+        .recv_until("the answer", |m| matches!(m, ServerMessage::Answer { .. }))
+        .await;
+    doomed
+        .send(
+            &serde_json::json!({"type":"ice","sdpMLineIndex":0,
+                "candidate":format!("candidate:1 1 UDP 2122252543 127.0.0.1 {port} typ host")})
+            .to_string(),
+        )
+        .await;
+    doomed
+        .send(r#"{"type":"ice","sdpMLineIndex":0,"candidate":""}"#)
+        .await;
+    let said = doomed.expect_error(ErrorCode::ConnectionFailed).await;
+    assert!(said.contains("removed"), "{said}");
+    stayer
+        .recv_until("the doomed one left", |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant } if *participant == doomed_id)
+        })
+        .await;
+    drop(silent);
+    // Its session is out of the room: another message is "not joined".
+    doomed.send(r#"{"type":"answer","sdp":"v=0"}"#).await;
+    doomed.expect_error(ErrorCode::NotJoined).await;
+    stayer.leave().await;
+    drop(doomed);
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// What a browser offers, minus the candidates: ICE credentials, a DTLS
+/// fingerprint, one bundled Opus and one VP8 m-line.
+const DEAD_END_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n\
+a=fingerprint:sha-256 8B:87:09:8A:5D:C2:F3:33:EF:C5:B1:F6:84:3A:3D:D6:A3:E2:9C:17:4C:E7:46:3B:1B:CE:84:98:DD:8E:AF:7B\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=ice-ufrag:dEaD\r\na=ice-pwd:deadenddeadenddeadend00\r\n\
+a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\na=sendrecv\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:1\r\na=ice-ufrag:dEaD\r\na=ice-pwd:deadenddeadenddeadend00\r\n\
+a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\r\na=sendrecv\r\n";
+
+/// A client that stops reading does not hold its session forever: over
+/// WebSocket once about 500 messages wait for it (its socket buffers full,
+/// then the server's queues), over long-poll once 1024 are unacknowledged;
+/// then its session ends and the room lets it go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_is_let_go_on_either_transport() {
+    let server = start_server(ServeArgs {
+        // Removal must come from the unread messages, not the poll timeout.
+        poll_timeout: Duration::from_secs(600),
+        messages_per_second: 100_000.0,
+        message_burst: 100_000,
+        ..ServeArgs::default()
+    })
+    .await;
+    let (mut watcher, _) = joined_client(&server, "unread", "watcher", "mesh").await;
+    let http = reqwest::Client::new();
+    // The sender: long-poll, so it needs to read nothing itself.
+    let opened: gridmix::signaling::poll::Opened = http
+        .post(server.poll_url())
+        .json(&serde_json::json!({"type":"join","room":"unread","name":"sender","mode":"mesh"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sender_url = format!("{}/{}", server.poll_url(), opened.session);
+
+    // WebSocket: joins, then never reads a frame.
+    let (mut deaf_ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    {
+        use futures::SinkExt;
+        deaf_ws
+            .send(Message::Text(
+                r#"{"type":"join","room":"unread","name":"deaf-ws","mode":"mesh"}"#.into(),
+            ))
+            .await
+            .unwrap();
+    }
+    let (deaf_ws_joined, _) = watcher
+        .recv_until("deaf-ws joined", |m| {
+            matches!(m, ServerMessage::ParticipantJoined { participant } if participant.name == "deaf-ws")
+        })
+        .await;
+    let ServerMessage::ParticipantJoined { participant: deaf } = deaf_ws_joined else {
+        unreachable!()
+    };
+    // 56 KB offers (as JSON), 16 to a request (the body limit is 1 MiB),
+    // until it is let go: its socket buffers hold a few MB, the queues 500
+    // messages.
+    let sdp = format!("v=0\r\n{}", "a=x\r\n".repeat(8_000));
+    let batch: Vec<serde_json::Value> = (0..16)
+        .map(|_| serde_json::json!({"type":"offer","sdp":sdp,"to":deaf.id}))
+        .collect();
+    let mut sent = 0;
+    let in_room = |id: String| {
+        let registry = server.registry().clone();
+        async move {
+            registry
+                .snapshot()
+                .await
+                .iter()
+                .any(|r| r.participants.iter().any(|p| p.id == id))
+        }
+    };
+    while in_room(deaf.id.clone()).await {
+        assert!(
+            sent < 4000,
+            "still in the room after {sent} unread messages"
+        );
+        let posted = http.post(&sender_url).json(&batch).send().await.unwrap();
+        assert!(posted.status().is_success(), "{}", posted.status());
+        sent += batch.len();
+    }
+    watcher
+        .recv_until("deaf-ws left", |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant } if *participant == deaf.id)
+        })
+        .await;
+    eprintln!("the WebSocket client that stopped reading was let go after {sent} messages");
+    drop(deaf_ws);
+
+    // Long-poll: joins, then never polls again.
+    let deaf_poll: gridmix::signaling::poll::Opened = http
+        .post(server.poll_url())
+        .json(&serde_json::json!({"type":"join","room":"unread","name":"deaf-poll","mode":"mesh"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ServerMessage::Joined {
+        participant: deaf_poll_id,
+        ..
+    } = &deaf_poll.messages[0].message
+    else {
+        panic!("joined")
+    };
+    let small: Vec<serde_json::Value> = (0..64)
+        .map(|_| serde_json::json!({"type":"offer","sdp":"v=0","to":deaf_poll_id}))
+        .collect();
+    // 1024 kept: the seventeenth batch of 64 overflows it.
+    for _ in 0..17 {
+        let posted = http.post(&sender_url).json(&small).send().await.unwrap();
+        assert!(posted.status().is_success(), "{}", posted.status());
+    }
+    watcher
+        .recv_until("deaf-poll left", |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant } if participant == deaf_poll_id)
+        })
+        .await;
+    let gone = http
+        .get(format!("{}/{}", server.poll_url(), deaf_poll.session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404, "its long-poll session ended");
+    let _ = http.delete(&sender_url).send().await;
+    watcher.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
