@@ -1,6 +1,8 @@
 //! A short `gridmix bench` through the real command line: every mode with 2
-//! participants for a few seconds. Checks the shape of what it writes and
-//! that latency timecodes were read; asserts no timing.
+//! participants for a few seconds. Checks the shape of what it writes, that
+//! latency timecodes were read, and that every figure is within what a
+//! working run can produce (no zero frame rates, no absurd latencies, figures
+//! consistent with each other); asserts no speed.
 
 use serde_json::Value;
 use std::process::Command;
@@ -73,6 +75,17 @@ fn a_short_bench_of_every_mode_writes_every_figure() {
             "machine.{field} missing"
         );
     }
+    let machine = &results["machine"];
+    assert!(
+        machine["cores"].as_u64().is_some_and(|c| c >= 1),
+        "{machine}"
+    );
+    assert!(
+        machine["gstreamer"]
+            .as_str()
+            .is_some_and(|g| g.starts_with("GStreamer 1.")),
+        "{machine}"
+    );
     let runs = results["runs"].as_array().expect("runs");
     let modes: Vec<&str> = runs.iter().filter_map(|r| r["mode"].as_str()).collect();
     assert_eq!(modes, ["mcu", "sfu", "mesh"]);
@@ -91,37 +104,8 @@ fn a_short_bench_of_every_mode_writes_every_figure() {
                 );
             }
         }
-        // Figures every mode measures on a child server.
-        for (group, field) in [
-            ("server", "cpu_percent"),
-            ("server", "peak_rss_mib"),
-            ("clients", "uplink_kbps_per_participant"),
-            ("clients", "downlink_kbps_per_participant"),
-            ("clients", "received_fps"),
-            ("latency_ms", "p50"),
-            ("join_ms", "p50"),
-        ] {
-            assert!(
-                run[group][field].is_number(),
-                "{mode}: {group}.{field} is {}",
-                run[group][field]
-            );
-        }
-        let samples = run["latency_ms"]["samples"].as_u64().unwrap_or(0);
-        assert!(
-            samples > 0,
-            "{mode}: no latency sample was read ({} rejected)",
-            run["latency_ms"]["rejected"]
-        );
+        check_ranges(mode, run);
     }
-    assert!(
-        runs[0]["mcu_output"]["received_fps"].is_number(),
-        "MCU output frame rate missing"
-    );
-    assert!(
-        runs[1]["server"]["cpu_us_per_packet_out"].is_number(),
-        "SFU CPU per packet missing"
-    );
     for file in [
         "results.md",
         "server-cpu.svg",
@@ -129,7 +113,163 @@ fn a_short_bench_of_every_mode_writes_every_figure() {
         "latency.svg",
     ] {
         let written = std::fs::read_to_string(out.join(file)).unwrap_or_default();
-        assert!(!written.is_empty(), "{file} not written");
+        let whole = match file {
+            // A section per mode, each with its one row of 2 participants.
+            "results.md" => {
+                ["## MCU", "## SFU", "## MESH"]
+                    .iter()
+                    .all(|m| written.contains(m))
+                    && written.lines().filter(|l| l.starts_with("| 2 |")).count() == 3
+            }
+            _ => written.contains("<svg") && written.trim_end().ends_with("</svg>"),
+        };
+        assert!(whole, "{file} not written whole: {written:.200}");
     }
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A number, or a panic naming the figure.
+fn number(run: &Value, group: &str, field: &str) -> f64 {
+    run[group][field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{}: {group}.{field} is {}", run["mode"], run[group][field]))
+}
+
+fn within(mode: &str, what: &str, value: f64, range: std::ops::RangeInclusive<f64>) {
+    assert!(
+        range.contains(&value),
+        "{mode}: {what} is {value}, outside what a working run gives ({range:?})"
+    );
+}
+
+/// The bounds any working 2-participant, 3-second run is in, on any machine
+/// that can hold the call at all: the bots send 640x360 at 30 fps (about
+/// 300 kbit/s with audio); the MCU composite is made at 30 fps.
+fn check_ranges(mode: &str, run: &Value) {
+    let participants = 2.0;
+    let measured = run["measured_s"].as_f64().expect("measured_s");
+    within(mode, "measured_s", measured, 3.0..=10.0);
+
+    let cpu = number(run, "server", "cpu_percent");
+    // A mesh server only relays signaling: under one clock tick in 3 s.
+    let least = if mode == "mesh" { 0.0 } else { 0.01 };
+    within(mode, "server CPU %", cpu, least..=100.0 * 64.0);
+    let per = number(run, "server", "cpu_percent_per_participant");
+    within(
+        mode,
+        "CPU % per participant x participants",
+        per * participants,
+        cpu * 0.99..=cpu * 1.01,
+    );
+    within(
+        mode,
+        "peak RSS MiB",
+        number(run, "server", "peak_rss_mib"),
+        10.0..=4096.0,
+    );
+    within(
+        mode,
+        "peak threads",
+        number(run, "server", "peak_threads"),
+        2.0..=10_000.0,
+    );
+    match mode {
+        "mesh" => {
+            // The server forwards nothing in a mesh room.
+            assert!(run["server"]["packets_out"].is_null(), "{run}");
+            assert!(run["server"]["cpu_us_per_packet_out"].is_null(), "{run}");
+        }
+        _ => {
+            // At least the video of 3 s at 30 fps, one packet a frame or more.
+            let packets = number(run, "server", "packets_out");
+            within(mode, "packets out", packets, 90.0..=1e6);
+            let per_packet = number(run, "server", "cpu_us_per_packet_out");
+            within(mode, "CPU µs per packet", per_packet, 0.01..=1e6);
+        }
+    }
+
+    let up = number(run, "clients", "uplink_kbps_per_participant");
+    within(mode, "uplink kbit/s", up, 50.0..=5000.0);
+    let down = number(run, "clients", "downlink_kbps_per_participant");
+    within(mode, "downlink kbit/s", down, 50.0..=5000.0);
+    if mode != "mcu" {
+        // Forwarded untouched: each gets what the other sends.
+        within(mode, "downlink / uplink", down / up, 0.8..=1.2);
+    }
+    // MCU: the composite; SFU and mesh: the one other participant.
+    within(
+        mode,
+        "video streams per participant",
+        number(run, "clients", "video_streams_per_participant"),
+        1.0..=1.0,
+    );
+    within(
+        mode,
+        "received fps",
+        number(run, "clients", "received_fps"),
+        5.0..=31.0,
+    );
+    let freezes = number(run, "clients", "freezes");
+    within(mode, "freezes", freezes, 0.0..=100.0);
+    assert_eq!(freezes.fract(), 0.0, "{mode}: freezes are counted");
+    within(
+        mode,
+        "load generator CPU %",
+        number(run, "clients", "load_generator_cpu_percent"),
+        0.01..=100.0 * 64.0,
+    );
+
+    let (p50, p95, max) = (
+        number(run, "latency_ms", "p50"),
+        number(run, "latency_ms", "p95"),
+        number(run, "latency_ms", "max"),
+    );
+    within(mode, "latency p50", p50, 0.0..=5000.0);
+    assert!(
+        p50 <= p95 && p95 <= max,
+        "{mode}: latency {p50} / {p95} / {max}"
+    );
+    // Timecodes read from 3 s of video at 30 fps: most frames.
+    let samples = number(run, "latency_ms", "samples");
+    within(mode, "latency samples", samples, 30.0..=1000.0);
+    within(
+        mode,
+        "latency rejected",
+        number(run, "latency_ms", "rejected"),
+        0.0..=samples,
+    );
+
+    let (join50, join95) = (number(run, "join_ms", "p50"), number(run, "join_ms", "p95"));
+    within(mode, "join p50", join50, 1.0..=30_000.0);
+    assert!(join50 <= join95, "{mode}: join {join50} / {join95}");
+    within(
+        mode,
+        "join samples",
+        number(run, "join_ms", "samples"),
+        1.0..=participants,
+    );
+
+    match mode {
+        "mcu" => {
+            within(
+                mode,
+                "target fps",
+                number(run, "mcu_output", "target_fps"),
+                30.0..=30.0,
+            );
+            within(
+                mode,
+                "MCU output fps",
+                number(run, "mcu_output", "received_fps"),
+                5.0..=31.0,
+            );
+            let dropped = number(run, "mcu_output", "dropped_frames");
+            within(mode, "dropped frames", dropped, 0.0..=90.0);
+        }
+        _ => {
+            for field in ["target_fps", "received_fps", "dropped_frames"] {
+                assert!(run["mcu_output"][field].is_null(), "{mode}: {field} {run}");
+            }
+        }
+    }
 }
