@@ -28,6 +28,8 @@ export class Signaling extends EventTarget {
     this.closedByUs = false;
     this.attempt = 0;
     this.timer = null;
+    // The delay before each reconnection so far, in ms.
+    this.delays = [];
   }
 
   get transport() {
@@ -41,11 +43,13 @@ export class Signaling extends EventTarget {
     this.connection = connection;
     connection.onopen = () => {
       if (this.connection !== connection) return;
-      this.attempt = 0;
       this.dispatchEvent(new Event("open"));
     };
     connection.onmessage = (message) => {
       if (this.connection !== connection) return;
+      // The backoff starts over once the server answers, not when a
+      // connection merely opens: long-poll "opens" at once, server or not.
+      this.attempt = 0;
       this.dispatchEvent(new CustomEvent("message", { detail: message }));
     };
     connection.onclose = (reachedServer) => {
@@ -67,6 +71,7 @@ export class Signaling extends EventTarget {
       // 0.5 s, 1 s, 2 s, ... capped: quick after a blip, gentle on an outage.
       const inMs = Math.min(MAX_DELAY_MS, 500 * 2 ** this.attempt);
       this.attempt += 1;
+      this.delays.push(inMs);
       this.dispatchEvent(new CustomEvent("reconnecting", { detail: { inMs } }));
       this.timer = setTimeout(() => this.connect(), inMs);
     };
