@@ -291,7 +291,8 @@ async fn oversized_messages_and_floods_get_their_codes_and_the_room_goes_on() {
     for _ in 0..400 {
         raw.send(r#"{"type":"dance"}"#).await;
     }
-    // Markers after the flood, one every 100 ms until one is answered (the
+    // Markers after the flood, one every 100 ms (the sleep below paces
+    // them; it synchronises nothing) until one is answered (the
     // bucket refills at FLOOD_RATE; a marker it drops is answered by
     // nothing): once a marker's error is back, every reply to the flood is in.
     let mut unknown = 0u64;

@@ -1,7 +1,12 @@
-//! The browser client in real headless Chromium (fake camera and microphone)
-//! against the server on loopback, with one bot whose colour the pages must
-//! show: MCU (the composite), SFU and mesh (a tile per participant), a page
-//! leaving, and a page reconnecting after the server drops its WebSocket.
+//! The browser client in real headless Chromium against the server on
+//! loopback. Each page's fake camera films its own solid colour and its fake
+//! microphone hears its own tone, and a bot sends its own too, so every
+//! picture and every mix can be checked for exactly who is in it: MCU (the
+//! composite, tile by tile, and the mix), SFU and mesh (a tile per
+//! participant), muting, the camera off and on, a page leaving, a page
+//! reconnecting after the server goes away (with its backoff), a resume that
+//! keeps the call, the link's token and transport options, and the server's
+//! sentences shown to the person.
 
 mod browser_support;
 mod common;
@@ -10,15 +15,38 @@ use anyhow::{Result, anyhow, ensure};
 use browser_support::*;
 use common::*;
 use fantoccini::Locator;
-use gridmix::bot::Bot;
-use gridmix::bot::analysis::{colour_close, rgb_of};
+use gridmix::bot::analysis::{FrameView, colour_close, rgb_of};
+use gridmix::bot::{Bot, OnFrame};
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-const BOT_COLOUR: u32 = 0xff00ff;
+/// Who sends what: a colour far from the others' and a tone of its own.
+const BOT: (u32, f64) = (0xff00ff, 600.0);
+const ALICE: (u32, f64) = (0x00ffff, 900.0);
+const BOB: (u32, f64) = (0xffff00, 1300.0);
+const BLACK: u32 = 0x000000;
 const TIMEOUT: Duration = Duration::from_secs(40);
+/// Asking a browser for its state costs: look a few times a second.
+const PAGE_POLL: Duration = Duration::from_millis(200);
+/// Chromium's audio processing (gain control, noise suppression) brings the
+/// fake microphone's 0.3 sine down to about 0.03 by the time it is heard:
+/// far above silence (0.000), far below a bot's 0.3.
+const PAGE_TONE_LEVEL: f64 = 0.01;
+
+/// What a listener hears of pages: every tone in `present` there, none of
+/// `absent` (MCU: the bot's mix when `stream` is None).
+async fn wait_for_page_tones(
+    bot: &Bot,
+    stream: Option<&str>,
+    present: &[f64],
+    absent: &[f64],
+) -> Result<()> {
+    wait_for_tones_above(bot, stream, present, absent, PAGE_TONE_LEVEL, TIMEOUT).await
+}
 
 /// Polls a page's state until `check` accepts it.
 async fn wait_for_page(
@@ -26,20 +54,13 @@ async fn wait_for_page(
     what: &str,
     check: impl Fn(&Value) -> Result<()>,
 ) -> Result<Value> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
+    eventually_every(TIMEOUT, PAGE_POLL, || async {
         let state = page.state().await?;
-        match check(&state) {
-            Ok(()) => return Ok(state),
-            Err(e) if Instant::now() > deadline => {
-                return Err(e.context(format!(
-                    "{}: {what} not reached within {TIMEOUT:?}",
-                    page.name
-                )));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+        check(&state)?;
+        Ok(state)
+    })
+    .await
+    .map_err(|e| e.context(format!("{}: {what}", page.name)))
 }
 
 fn others(state: &Value) -> Vec<String> {
@@ -85,37 +106,43 @@ async fn wait_for_rising_frames(page: &Page) -> Result<()> {
     .map(|_| ())
 }
 
-/// The bot's colour at (fx, fy) of `target` (the composite or a tile).
-async fn wait_for_bot_colour(page: &Page, target: &str, fx: f64, fy: f64) -> Result<()> {
-    wait_for_page_colour(page, target, fx, fy, |rgb| {
-        colour_close(rgb, rgb_of(BOT_COLOUR), COLOUR_TOLERANCE)
-    })
-    .await
-    .map_err(|e| e.context(format!("want the bot's {BOT_COLOUR:06x}")))
-}
-
-/// Waits until the colour at (fx, fy) of `target` satisfies `wanted`.
+/// Waits until the colour at (fx, fy) of `target` (the composite or a
+/// participant's tile) is `colour`.
 async fn wait_for_page_colour(
     page: &Page,
     target: &str,
     fx: f64,
     fy: f64,
-    wanted: impl Fn([u8; 3]) -> bool,
+    colour: u32,
 ) -> Result<()> {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let seen = page.sample(target, fx, fy).await;
-        if seen.as_ref().is_ok_and(|&rgb| wanted(rgb)) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(anyhow!(
-                "{}: {target} at ({fx:.2}, {fy:.2}) is {seen:?}",
-                page.name
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually_every(TIMEOUT, PAGE_POLL, || async {
+        let seen = page.sample(target, fx, fy).await?;
+        ensure!(
+            colour_close(seen, rgb_of(colour), COLOUR_TOLERANCE),
+            "{target} at ({fx:.2}, {fy:.2}) is {seen:?}, want {colour:06x}"
+        );
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.context(page.name.clone()))
+}
+
+/// Waits until every tile of the page's composite shows its participant's
+/// colour, in join order.
+async fn wait_for_composite_tiles(page: &Page, colours: &[u32]) -> Result<()> {
+    let grid = GridLayout::for_count(colours.len(), 1280, 720);
+    for (tile, &colour) in grid.tiles.iter().zip(colours) {
+        let (x, y) = tile.centre();
+        wait_for_page_colour(
+            page,
+            "composite",
+            f64::from(x) / 1280.0,
+            f64::from(y) / 720.0,
+            colour,
+        )
+        .await?;
     }
+    Ok(())
 }
 
 fn composite_playing(state: &Value) -> Result<()> {
@@ -159,118 +186,141 @@ fn tile_id(state: &Value, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Waits until the picture the bot receives from `stream` (a page's
+/// participant id) has `colour` at its centre, whatever size the browser
+/// chose to send.
+async fn wait_for_centre_colour(bot: &Bot, stream: &str, colour: u32) -> Result<()> {
+    eventually(TIMEOUT, || async {
+        let frame = bot.frame_from(stream, Duration::from_secs(2)).await?;
+        let centre = frame.mean_rgb(frame.width as i32 / 2, frame.height as i32 / 2, 8);
+        ensure!(
+            colour_close(centre, rgb_of(colour), COLOUR_TOLERANCE),
+            "{stream}: centre is {centre:?}, want {colour:06x}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// The page's state field `field` as a string.
+fn text_of(state: &Value, field: &str) -> String {
+    state[field].as_str().unwrap_or_default().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mcu_pages_play_the_composite_leave_and_reconnect() {
+async fn mcu_pages_are_seen_and_heard_tile_by_tile_mute_leave_and_reconnect() {
     let _one = ONE_AT_A_TIME.lock().await;
     let server = start_server(ServeArgs::default()).await;
     let base = format!("http://{}", server.local_addr());
     let room = "browser-mcu";
-    let bot = Bot::join(bot_config(&server, room, "bot", BOT_COLOUR, 600.0))
+    let bot = Bot::join(bot_config(&server, room, "bot", BOT.0, BOT.1))
         .await
         .expect("bot joins");
     let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium.page("alice").await.expect("alice's browser");
-    let bob = chromium.page("bob").await.expect("bob's browser");
+    let alice = chromium
+        .page_with_devices("alice", ALICE.0, ALICE.1)
+        .await
+        .expect("alice's browser");
+    let bob = chromium
+        .page_with_devices("bob", BOB.0, BOB.1)
+        .await
+        .expect("bob's browser");
     let pages = [&alice, &bob];
     // One after the other, so the tile order (join order) is bot, alice, bob.
-    or_screenshots(
-        alice.join(&base, room, "mcu", false).await,
-        "mcu-join",
-        &pages,
-    )
-    .await;
-    or_screenshots(
-        wait_for_page(&alice, "joined", |s| joined_with(s, &["bot"])).await,
-        "mcu-join",
-        &pages,
-    )
-    .await;
-    or_screenshots(
-        bob.join(&base, room, "mcu", false).await,
-        "mcu-join",
-        &pages,
-    )
-    .await;
+    let check = async {
+        alice.join(&base, room, "mcu", false).await?;
+        wait_for_page(&alice, "joined", |s| joined_with(s, &["bot"])).await?;
+        bob.join(&base, room, "mcu", false).await
+    };
+    or_screenshots(check.await, "mcu-join", &pages).await;
 
-    let bot_tile = GridLayout::for_count(3, 1280, 720).tiles[0].centre();
+    let colours = [BOT.0, ALICE.0, BOB.0];
     for (page, others) in [(&alice, ["bot", "bob"]), (&bob, ["bot", "alice"])] {
         let check = async {
             wait_for_page(page, "three in the call", |s| joined_with(s, &others)).await?;
             wait_for_page(page, "composite playing", composite_playing).await?;
             wait_for_rising_frames(page).await?;
-            wait_for_bot_colour(
-                page,
-                "composite",
-                f64::from(bot_tile.0) / 1280.0,
-                f64::from(bot_tile.1) / 720.0,
-            )
-            .await
+            // Everyone in their own tile: the bot's and both cameras.
+            wait_for_composite_tiles(page, &colours).await
         };
         or_screenshots(check.await, "mcu-composite", &pages).await;
     }
-    // The picture the README shows.
-    // The pages' own cameras reach the composite too: their tiles leave the
-    // placeholder grey for Chromium's fake camera picture.
-    let grid = GridLayout::for_count(3, 1280, 720);
-    for tile in &grid.tiles[1..] {
-        let (x, y) = tile.centre();
-        or_screenshots(
-            wait_for_page_colour(
-                &alice,
-                "composite",
-                f64::from(x) / 1280.0,
-                f64::from(y) / 720.0,
-                |rgb| {
-                    !colour_close(rgb, rgb_of(PLACEHOLDER), COLOUR_TOLERANCE)
-                        && rgb.iter().any(|&c| c > 60)
-                },
-            )
-            .await,
-            "mcu-page-cameras",
-            &pages,
-        )
-        .await;
-    }
+    // The bot sees the same grid and hears both pages, not itself.
+    let check = async {
+        wait_for_tiles(&bot, &colours, TIMEOUT).await?;
+        wait_for_page_tones(&bot, None, &[ALICE.1, BOB.1], &[BOT.1]).await
+    };
+    or_screenshots(check.await, "mcu-bot", &pages).await;
     // The picture the README shows.
     let _ = alice.screenshot("mcu-three-participants").await;
 
-    // Bob leaves: he disappears from Alice's call and from the composite.
+    // Alice mutes: the others hear Bob and not her; unmutes: her again.
+    let check = async {
+        alice.click("#mic").await?;
+        wait_for_page_tones(&bot, None, &[BOB.1], &[ALICE.1, BOT.1]).await?;
+        alice.click("#mic").await?;
+        wait_for_page_tones(&bot, None, &[ALICE.1, BOB.1], &[BOT.1]).await?;
+        // Her camera off: her tile goes black for everyone; on: her colour.
+        alice.click("#camera").await?;
+        wait_for_tiles(&bot, &[BOT.0, BLACK, BOB.0], TIMEOUT).await?;
+        wait_for_composite_tiles(&bob, &[BOT.0, BLACK, BOB.0]).await?;
+        alice.click("#camera").await?;
+        wait_for_tiles(&bot, &colours, TIMEOUT).await
+    };
+    or_screenshots(check.await, "mcu-mute-camera", &pages).await;
+
+    // Bob leaves: he disappears from Alice's call, from the composite and
+    // from the mix.
     or_screenshots(bob.click("#leave").await, "mcu-leave", &pages).await;
-    let two = GridLayout::for_count(2, 1280, 720).tiles[0].centre();
     let check = async {
         wait_for_page(&alice, "bob gone", |s| joined_with(s, &["bot"])).await?;
-        wait_for_bot_colour(
-            &alice,
-            "composite",
-            f64::from(two.0) / 1280.0,
-            f64::from(two.1) / 720.0,
-        )
-        .await
+        wait_for_composite_tiles(&alice, &[BOT.0, ALICE.0]).await?;
+        wait_for_page_tones(&bot, None, &[ALICE.1], &[BOB.1, BOT.1]).await
     };
     or_screenshots(check.await, "mcu-leave", &pages).await;
 
-    // The server restarts: every WebSocket is closed by the server. Alice's
-    // page says it is reconnecting, then rejoins by itself.
+    // The server goes away: every WebSocket is closed by the server. Alice's
+    // page says it is reconnecting and tries again after 0.5 s, 1 s, 2 s,
+    // 4 s (README: doubling up to 5 s); the server comes back and the page
+    // rejoins by itself.
     let addr = server.local_addr();
     bot.leave().await;
     server.shut_down().await;
-    or_screenshots(
+    let check = async {
         wait_for_page(&alice, "reconnecting", |s| {
             ensure!(s["status"] == "reconnecting", "status is {}", s["status"]);
             Ok(())
         })
-        .await,
-        "mcu-reconnect",
-        &pages,
-    )
-    .await;
+        .await?;
+        let state = wait_for_page(&alice, "four tries", |s| {
+            let tries = s["reconnectDelays"].as_array().map_or(0, Vec::len);
+            ensure!(tries >= 4, "{tries} tries so far");
+            Ok(())
+        })
+        .await?;
+        let delays: Vec<u64> = state["reconnectDelays"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
+        ensure!(delays[..4] == [500, 1000, 2000, 4000], "delays {delays:?}");
+        ensure!(
+            state["status"] == "reconnecting",
+            "status {}",
+            state["status"]
+        );
+        Ok(())
+    };
+    or_screenshots(check.await, "mcu-backoff", &[&alice]).await;
     let server = start_server_at(ServeArgs::default(), addr).await;
     let check = async {
         wait_for_page(&alice, "rejoined", |s| joined_with(s, &[])).await?;
         wait_for_page(&alice, "composite playing again", composite_playing).await?;
-        wait_for_rising_frames(&alice).await
+        wait_for_rising_frames(&alice).await?;
+        wait_for_composite_tiles(&alice, &[ALICE.0]).await
     };
-    or_screenshots(check.await, "mcu-reconnect", &pages).await;
+    or_screenshots(check.await, "mcu-reconnect", &[&alice]).await;
 
     // Someone who refuses camera and microphone access is told so in words,
     // and can still join as a viewer and see the composite.
@@ -279,32 +329,26 @@ async fn mcu_pages_play_the_composite_leave_and_reconnect() {
         .await
         .expect("carol's browser");
     let pages = [&alice, &carol];
-    or_screenshots(
-        carol.join(&base, room, "mcu", false).await,
-        "mcu-denied",
-        &pages,
-    )
-    .await;
     let check = async {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
+        carol.join(&base, room, "mcu", false).await?;
+        eventually_every(TIMEOUT, PAGE_POLL, || async {
             let message = carol
                 .client
                 .find(Locator::Css("#join-message"))
                 .await?
                 .text()
                 .await?;
-            if message.contains("denied") {
-                break;
-            }
-            ensure!(Instant::now() < deadline, "join message is {message:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            ensure!(message.contains("denied"), "join message is {message:?}");
+            Ok(())
+        })
+        .await?;
         carol.click("input[name=viewer]").await?;
         carol.click("#join").await?;
         wait_for_page(&carol, "joined as a viewer", |s| joined_with(s, &["alice"])).await?;
         wait_for_page(&carol, "composite playing", composite_playing).await?;
-        wait_for_rising_frames(&carol).await
+        wait_for_rising_frames(&carol).await?;
+        // Alice's tile and the viewer's placeholder.
+        wait_for_composite_tiles(&carol, &[ALICE.0, PLACEHOLDER]).await
     };
     or_screenshots(check.await, "mcu-denied", &pages).await;
 
@@ -315,14 +359,14 @@ async fn mcu_pages_play_the_composite_leave_and_reconnect() {
 }
 
 /// SFU and mesh: two pages and a bot; each page shows a playing tile for
-/// each other participant, the bot's in the bot's colour; a page that leaves
-/// disappears from the other.
+/// each other participant in that participant's colour, the bot gets each
+/// page's picture and voice; a page that leaves disappears from the other.
 async fn tiles_for_everyone(mode: &str) {
     let _one = ONE_AT_A_TIME.lock().await;
     let server = start_server(ServeArgs::default()).await;
     let base = format!("http://{}", server.local_addr());
     let room = format!("browser-{mode}");
-    let mut config = bot_config(&server, &room, "bot", BOT_COLOUR, 600.0);
+    let mut config = bot_config(&server, &room, "bot", BOT.0, BOT.1);
     config.mode = if mode == "sfu" {
         gridmix::protocol::Mode::Sfu
     } else {
@@ -330,20 +374,28 @@ async fn tiles_for_everyone(mode: &str) {
     };
     let bot = Bot::join(config).await.expect("bot joins");
     let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium.page("alice").await.expect("alice's browser");
-    let bob = chromium.page("bob").await.expect("bob's browser");
+    let alice = chromium
+        .page_with_devices("alice", ALICE.0, ALICE.1)
+        .await
+        .expect("alice's browser");
+    let bob = chromium
+        .page_with_devices("bob", BOB.0, BOB.1)
+        .await
+        .expect("bob's browser");
     let pages = [&alice, &bob];
     let label = format!("{mode}-tiles");
-    or_screenshots(alice.join(&base, &room, mode, false).await, &label, &pages).await;
-    or_screenshots(
-        wait_for_page(&alice, "joined", |s| joined_with(s, &["bot"])).await,
-        &label,
-        &pages,
-    )
-    .await;
-    or_screenshots(bob.join(&base, &room, mode, false).await, &label, &pages).await;
+    let check = async {
+        alice.join(&base, &room, mode, false).await?;
+        wait_for_page(&alice, "joined", |s| joined_with(s, &["bot"])).await?;
+        bob.join(&base, &room, mode, false).await
+    };
+    or_screenshots(check.await, &label, &pages).await;
 
-    for (page, others) in [(&alice, ["bot", "bob"]), (&bob, ["bot", "alice"])] {
+    let mut ids = Vec::new();
+    for (page, others, other_colour) in [
+        (&alice, ["bot", "bob"], BOB.0),
+        (&bob, ["bot", "alice"], ALICE.0),
+    ] {
         let check = async {
             wait_for_page(page, "three in the call", |s| joined_with(s, &others)).await?;
             let state = wait_for_page(page, "a playing tile per participant", |s| {
@@ -357,10 +409,23 @@ async fn tiles_for_everyone(mode: &str) {
                 "the bot's tile is labelled {bot_id}, the bot is {}",
                 bot.id()
             );
-            wait_for_bot_colour(page, &bot_id, 0.5, 0.5).await
+            wait_for_page_colour(page, &bot_id, 0.5, 0.5, BOT.0).await?;
+            let other =
+                tile_id(&state, others[1]).ok_or_else(|| anyhow!("no {} tile", others[1]))?;
+            wait_for_page_colour(page, &other, 0.5, 0.5, other_colour).await?;
+            Ok(text_of(&state, "participant"))
         };
-        or_screenshots(check.await, &label, &pages).await;
+        ids.push(or_screenshots(check.await, &label, &pages).await);
     }
+    // The bot gets each page's own picture and voice, on its own track.
+    let check = async {
+        for (id, (colour, tone)) in ids.iter().zip([ALICE, BOB]) {
+            wait_for_centre_colour(&bot, id, colour).await?;
+            wait_for_page_tones(&bot, Some(id), &[tone], &[BOT.1]).await?;
+        }
+        Ok(())
+    };
+    or_screenshots(check.await, &format!("{mode}-bot"), &pages).await;
     let _ = alice
         .screenshot(&format!("{mode}-three-participants"))
         .await;
@@ -387,12 +452,12 @@ async fn tiles_for_everyone(mode: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sfu_pages_show_a_tile_per_participant_and_drop_who_leaves() {
+async fn sfu_pages_show_each_participant_in_its_tile_and_drop_who_leaves() {
     tiles_for_everyone("sfu").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mesh_pages_show_a_tile_per_participant_and_drop_who_leaves() {
+async fn mesh_pages_show_each_participant_in_its_tile_and_drop_who_leaves() {
     tiles_for_everyone("mesh").await;
 }
 
@@ -411,7 +476,7 @@ async fn a_live_recording_is_shown_and_can_be_watched() {
     .await;
     let base = format!("http://{}", server.local_addr());
     let room = "browser-hls";
-    let bot = Bot::join(bot_config(&server, room, "bot", BOT_COLOUR, 600.0))
+    let bot = Bot::join(bot_config(&server, room, "bot", BOT.0, BOT.1))
         .await
         .expect("bot joins");
     let chromium = Chromium::start().await.expect("chromedriver");
@@ -448,23 +513,16 @@ async fn a_live_recording_is_shown_and_can_be_watched() {
     .await;
     let watch = format!("{base}/{}", state["watch"].as_str().unwrap_or_default());
     or_screenshots(viewer.open(&watch).await, "hls-watch", &pages).await;
-    let check = async {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let s = viewer.eval("return window.gridmixWatch.state();").await?;
-            if s["playing"] == true
+    let check = eventually_every(TIMEOUT, PAGE_POLL, || async {
+        let s = viewer.eval("return window.gridmixWatch.state();").await?;
+        ensure!(
+            s["playing"] == true
                 && s["currentTime"].as_f64().unwrap_or(0.0) > 1.0
-                && s["width"] == 1280
-            {
-                return Ok(());
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the live stream does not play: {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    };
+                && s["width"] == 1280,
+            "the live stream does not play: {s}"
+        );
+        Ok(())
+    });
     or_screenshots(check.await, "hls-watch", &pages).await;
 
     api.stop(room, &id).await;
@@ -492,20 +550,21 @@ async fn a_live_recording_is_shown_and_can_be_watched() {
 }
 
 /// A page behind a proxy that refuses WebSocket falls back to long-poll by
-/// itself, says so, and plays the call; it can leave.
+/// itself, says so, and plays the call; it can leave. A page whose link asks
+/// for long-poll uses it without trying the WebSocket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_page_whose_websocket_is_blocked_falls_back_to_long_poll() {
+async fn long_poll_when_the_websocket_is_blocked_or_the_link_asks_for_it() {
     let _one = ONE_AT_A_TIME.lock().await;
     let server = start_server(ServeArgs::default()).await;
     let base = format!("http://{}", server.local_addr());
     let room = "browser-blocked";
-    let bot = Bot::join(bot_config(&server, room, "bot", BOT_COLOUR, 600.0))
+    let bot = Bot::join(bot_config(&server, room, "bot", BOT.0, BOT.1))
         .await
         .expect("bot joins");
     let proxy = BlockingProxy::start().await.expect("proxy");
     let chromium = Chromium::start().await.expect("chromedriver");
     let alice = chromium
-        .page_behind_proxy("alice", &proxy.addr)
+        .page_behind_proxy("alice", &proxy.addr, ALICE.0, ALICE.1)
         .await
         .expect("alice's browser");
     let pages = [&alice];
@@ -515,7 +574,6 @@ async fn a_page_whose_websocket_is_blocked_falls_back_to_long_poll() {
         &pages,
     )
     .await;
-    let bot_tile = GridLayout::for_count(2, 1280, 720).tiles[0].centre();
     let check = async {
         let state = wait_for_page(&alice, "joined over long-poll", |s| {
             joined_with(s, &["bot"])?;
@@ -540,14 +598,8 @@ async fn a_page_whose_websocket_is_blocked_falls_back_to_long_poll() {
         ensure!(status.contains("long-poll"), "status line: {status}");
         wait_for_page(&alice, "composite playing", composite_playing).await?;
         wait_for_rising_frames(&alice).await?;
-        wait_for_bot_colour(
-            &alice,
-            "composite",
-            f64::from(bot_tile.0) / 1280.0,
-            f64::from(bot_tile.1) / 720.0,
-        )
-        .await?;
-        let id = state["participant"].as_str().unwrap_or_default().to_owned();
+        wait_for_composite_tiles(&alice, &[BOT.0, ALICE.0]).await?;
+        let id = text_of(&state, "participant");
         bot.wait_for_state(TIMEOUT, |s| s.others.iter().any(|p| p.id == id))
             .await?;
         // Leaving over long-poll is a DELETE: the bot hears it.
@@ -557,23 +609,81 @@ async fn a_page_whose_websocket_is_blocked_falls_back_to_long_poll() {
     };
     or_screenshots(check.await, "blocked", &pages).await;
     alice.close().await;
+
+    // ?transport=long-poll: long-poll at once, with nothing blocking the
+    // WebSocket; seen and heard like anyone.
+    let bob = chromium
+        .page_with_devices("bob", BOB.0, BOB.1)
+        .await
+        .expect("bob's browser");
+    let pages = [&bob];
+    let check = async {
+        bob.join_with(&base, room, "mcu", "&transport=long-poll")
+            .await?;
+        wait_for_page(&bob, "joined over long-poll", |s| {
+            joined_with(s, &["bot"])?;
+            ensure!(
+                s["transport"] == "long-poll",
+                "transport {}",
+                s["transport"]
+            );
+            Ok(())
+        })
+        .await?;
+        wait_for_composite_tiles(&bob, &[BOT.0, BOB.0]).await?;
+        wait_for_page_tones(&bot, None, &[BOB.1], &[BOT.1]).await
+    };
+    or_screenshots(check.await, "long-poll-link", &pages).await;
+    bob.close().await;
     bot.leave().await;
     server.shut_down().await;
 }
 
+/// Counts the composite frames the bot decodes in which a tile is not its
+/// participant's colour, while armed.
+#[derive(Clone, Default)]
+struct TileWatch {
+    armed: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+    wrong: Arc<AtomicU64>,
+}
+
+impl TileWatch {
+    fn observer(&self, tile: (i32, i32), colour: u32) -> OnFrame {
+        let watch = self.clone();
+        OnFrame(Arc::new(move |_stream: &str, frame: &FrameView<'_>| {
+            if !watch.armed.load(Ordering::SeqCst) {
+                return;
+            }
+            watch.seen.fetch_add(1, Ordering::SeqCst);
+            let rgb = frame.mean_rgb(tile.0, tile.1, 8);
+            if !colour_close(rgb, rgb_of(colour), COLOUR_TOLERANCE) {
+                watch.wrong.fetch_add(1, Ordering::SeqCst);
+            }
+        }))
+    }
+}
+
 /// A page whose signaling connection drops resumes its session: the same
-/// participant, the composite never stops, nobody sees it leave.
+/// participant and the same peer connection (none made anew), its camera
+/// in its tile in every frame the others decode meanwhile, and nobody sees
+/// it leave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_page_whose_connection_drops_resumes_without_leaving() {
     let _one = ONE_AT_A_TIME.lock().await;
     let server = start_server(ServeArgs::default()).await;
     let base = format!("http://{}", server.local_addr());
     let room = "browser-resume";
-    let bot = Bot::join(bot_config(&server, room, "bot", BOT_COLOUR, 600.0))
-        .await
-        .expect("bot joins");
+    let watch = TileWatch::default();
+    let alice_tile = GridLayout::for_count(2, 1280, 720).tiles[1].centre();
+    let mut config = bot_config(&server, room, "bot", BOT.0, BOT.1);
+    config.on_frame = Some(watch.observer(alice_tile, ALICE.0));
+    let bot = Bot::join(config).await.expect("bot joins");
     let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium.page("alice").await.expect("alice's browser");
+    let alice = chromium
+        .page_with_devices("alice", ALICE.0, ALICE.1)
+        .await
+        .expect("alice's browser");
     let pages = [&alice];
     or_screenshots(
         alice.join(&base, room, "mcu", false).await,
@@ -592,11 +702,15 @@ async fn a_page_whose_connection_drops_resumes_without_leaving() {
             Ok(())
         })
         .await?;
-        let id = state["participant"].as_str().unwrap_or_default().to_owned();
+        let id = text_of(&state, "participant");
         wait_for_page(&alice, "composite playing", composite_playing).await?;
         wait_for_rising_frames(&alice).await?;
-        let bot_frames = bot.frames_received();
+        wait_for_composite_tiles(&alice, &[BOT.0, ALICE.0]).await?;
+        wait_for_tiles(&bot, &[BOT.0, ALICE.0], TIMEOUT).await?;
+        let made = state["peerConnectionsMade"].as_u64();
+        ensure!(made == Some(1), "peer connections made: {made:?}");
 
+        watch.armed.store(true, Ordering::SeqCst);
         alice
             .client
             .execute("window.gridmix.dropConnection();", vec![])
@@ -613,19 +727,89 @@ async fn a_page_whose_connection_drops_resumes_without_leaving() {
             "participant {} after the resume, {id} before",
             state["participant"]
         );
+        ensure!(
+            state["peerConnectionsMade"].as_u64() == made,
+            "the resume made a new peer connection: {}",
+            state["peerConnectionsMade"]
+        );
         wait_for_rising_frames(&alice).await?;
+        wait_for_composite_tiles(&alice, &[BOT.0, ALICE.0]).await?;
+        watch.armed.store(false, Ordering::SeqCst);
+        let (seen, wrong) = (
+            watch.seen.load(Ordering::SeqCst),
+            watch.wrong.load(Ordering::SeqCst),
+        );
+        ensure!(seen > 0, "the bot decoded nothing while alice resumed");
+        ensure!(
+            wrong == 0,
+            "alice's tile left her colour in {wrong} of {seen} frames while she resumed"
+        );
         ensure!(
             bot.state().others.iter().any(|p| p.id == id),
             "the bot saw alice leave"
-        );
-        ensure!(
-            bot.frames_received() > bot_frames,
-            "the bot's video stopped"
         );
         Ok(())
     };
     or_screenshots(check.await, "resume", &pages).await;
     alice.close().await;
     bot.leave().await;
+    server.shut_down().await;
+}
+
+/// With --auth-secret: a link's `?token=` admits the page; without one the
+/// page shows the server's sentence and stays at the form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_token_in_the_link_admits_the_page_and_a_refusal_is_said_in_words() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let secret = "browser secret";
+    let server = start_server(ServeArgs {
+        auth_secret: Some(secret.to_owned()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-token";
+    let chromium = Chromium::start().await.expect("chromedriver");
+    let alice = chromium
+        .page_with_devices("alice", ALICE.0, ALICE.1)
+        .await
+        .expect("alice's browser");
+    let pages = [&alice];
+    let check = async {
+        alice.join(&base, room, "mcu", false).await?;
+        // Back at the form, the server's own sentence shown.
+        eventually_every(TIMEOUT, PAGE_POLL, || async {
+            let message = alice
+                .client
+                .find(Locator::Css("#join-message"))
+                .await?
+                .text()
+                .await?;
+            ensure!(message.contains("token"), "join message is {message:?}");
+            Ok(())
+        })
+        .await?;
+        let state = alice.state().await?;
+        ensure!(state["status"] == "left", "status {}", state["status"]);
+        let token = gridmix::auth::issue_token(
+            secret,
+            room,
+            "alice",
+            Duration::from_secs(3600),
+            true,
+            gridmix::auth::unix_now(),
+        )?;
+        alice
+            .join_with(&base, room, "mcu", &format!("&token={token}"))
+            .await?;
+        wait_for_page(&alice, "joined with the link's token", |s| {
+            joined_with(s, &[])
+        })
+        .await?;
+        wait_for_page(&alice, "composite playing", composite_playing).await?;
+        wait_for_composite_tiles(&alice, &[ALICE.0]).await
+    };
+    or_screenshots(check.await, "token", &pages).await;
+    alice.close().await;
     server.shut_down().await;
 }

@@ -9,6 +9,7 @@ import { Signaling } from "./signaling.js";
 import { StatsMeter, describeStats } from "./stats.js";
 import { openDevices, stopDevices } from "./media.js";
 import { CallView, describeVideo, sampleColour } from "./view.js";
+import { peerConnectionsMade } from "./ice.js";
 
 const $ = (selector) => document.querySelector(selector);
 const SESSIONS = { mcu: McuSession, sfu: SfuSession, mesh: MeshSession };
@@ -274,6 +275,8 @@ window.gridmix = {
         ...describeVideo(tile.querySelector("video")),
       })),
       framesDecoded: stats?.framesDecoded ?? 0,
+      peerConnectionsMade,
+      reconnectDelays: call.signaling?.delays ?? [],
       messages: [...document.querySelectorAll("#messages p")].map((p) => ({ code: p.dataset.code, text: p.textContent })),
     };
   },

@@ -45,6 +45,11 @@ export function sendLocalCandidates(pc, signaling, fields) {
   });
 }
 
+// How many peer connections this page has made: a resume that keeps the
+// call makes none (window.gridmix.state() shows it).
+export let peerConnectionsMade = 0;
+
 export function newPeerConnection(iceServers) {
+  peerConnectionsMade += 1;
   return new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -45,19 +45,14 @@ impl Chromium {
             url: format!("http://127.0.0.1:{port}"),
         };
         // Ready when its status endpoint answers.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if reqwest::get(format!("{}/status", chromium.url))
-                .await
-                .is_ok()
-            {
-                return Ok(chromium);
-            }
-            if Instant::now() > deadline {
-                return Err(anyhow!("chromedriver did not answer within 20 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let status = format!("{}/status", chromium.url);
+        super::common::eventually(Duration::from_secs(20), || async {
+            reqwest::get(&status).await?;
+            Ok(())
+        })
+        .await
+        .context("chromedriver does not answer")?;
+        Ok(chromium)
     }
 
     /// A new browser (its own session and profile) named `name` in reports,
@@ -66,24 +61,36 @@ impl Chromium {
         self.launch(name, "--use-fake-ui-for-media-stream").await
     }
 
+    /// A browser whose camera films a solid `colour` (0xRRGGBB) and whose
+    /// microphone hears a `tone_hz` sine: what the others see and hear of
+    /// it can be checked exactly.
+    pub async fn page_with_devices(&self, name: &str, colour: u32, tone_hz: f64) -> Result<Page> {
+        let devices = fake_devices(colour, tone_hz)?;
+        self.launch_with(name, "--use-fake-ui-for-media-stream", &devices)
+            .await
+    }
+
     /// A browser whose person refuses camera and microphone access.
     pub async fn page_denying_devices(&self, name: &str) -> Result<Page> {
         self.launch(name, "--deny-permission-prompts").await
     }
 
-    /// A browser that reaches everything, loopback included, through the
-    /// HTTP proxy at `proxy` (host:port).
-    pub async fn page_behind_proxy(&self, name: &str, proxy: &str) -> Result<Page> {
-        self.launch_with(
-            name,
-            "--use-fake-ui-for-media-stream",
-            &[
-                format!("--proxy-server=http://{proxy}"),
-                // Chromium sends loopback directly unless told otherwise.
-                "--proxy-bypass-list=<-loopback>".to_owned(),
-            ],
-        )
-        .await
+    /// A browser with its own colour and tone (see `page_with_devices`)
+    /// that reaches everything, loopback included, through the HTTP proxy at
+    /// `proxy` (host:port).
+    pub async fn page_behind_proxy(
+        &self,
+        name: &str,
+        proxy: &str,
+        colour: u32,
+        tone_hz: f64,
+    ) -> Result<Page> {
+        let mut args = fake_devices(colour, tone_hz)?;
+        args.push(format!("--proxy-server=http://{proxy}"));
+        // Chromium sends loopback directly unless told otherwise.
+        args.push("--proxy-bypass-list=<-loopback>".to_owned());
+        self.launch_with(name, "--use-fake-ui-for-media-stream", &args)
+            .await
     }
 
     /// `permissions`: how the camera and microphone prompt is answered.
@@ -161,10 +168,16 @@ impl Page {
     /// Opens the client at `base` with the join form filled by the URL (as a
     /// shared link would) and clicks "Join".
     pub async fn join(&self, base: &str, room: &str, mode: &str, viewer: bool) -> Result<()> {
+        let options = if viewer { "&viewer=1" } else { "" };
+        self.join_with(base, room, mode, options).await
+    }
+
+    /// As `join`, with more of the link's options (`&token=...`,
+    /// `&transport=...`) after the form's fields.
+    pub async fn join_with(&self, base: &str, room: &str, mode: &str, options: &str) -> Result<()> {
         let url = format!(
-            "{base}/?room={room}&mode={mode}&name={}{}",
-            self.name,
-            if viewer { "&viewer=1" } else { "" }
+            "{base}/?room={room}&mode={mode}&name={}{options}",
+            self.name
         );
         self.client.goto(&url).await?;
         self.client
@@ -348,4 +361,65 @@ async fn proxy_one(
     upstream.write_all(forwarded.as_bytes()).await?;
     tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
+}
+
+/// Chromium's flags for a fake camera filming `colour` and a fake
+/// microphone hearing `tone_hz`, from files written for them.
+fn fake_devices(colour: u32, tone_hz: f64) -> Result<Vec<String>> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fake-devices");
+    std::fs::create_dir_all(&dir)?;
+    let video = dir.join(format!("{colour:06x}.y4m"));
+    std::fs::write(&video, solid_y4m(colour, 640, 360, 15))?;
+    let audio = dir.join(format!("{tone_hz}.wav"));
+    std::fs::write(&audio, tone_wav(tone_hz, 48_000, 2))?;
+    Ok(vec![
+        format!("--use-file-for-fake-video-capture={}", video.display()),
+        format!("--use-file-for-fake-audio-capture={}", audio.display()),
+    ])
+}
+
+/// A YUV4MPEG2 clip (Chromium's fake camera file format) of `frames` frames
+/// of one colour, in BT.601 limited range as a camera would deliver it.
+pub fn solid_y4m(colour: u32, width: usize, height: usize, frames: usize) -> Vec<u8> {
+    let [r, g, b] =
+        [(colour >> 16) & 0xff, (colour >> 8) & 0xff, colour & 0xff].map(|c| c as f64 / 255.0);
+    let y = 16.0 + 65.481 * r + 128.553 * g + 24.966 * b;
+    let u = 128.0 - 37.797 * r - 74.203 * g + 112.0 * b;
+    let v = 128.0 + 112.0 * r - 93.786 * g - 18.214 * b;
+    let [y, u, v] = [y, u, v].map(|c| c.round().clamp(0.0, 255.0) as u8);
+    let mut clip = format!("YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n").into_bytes();
+    let chroma = (width / 2) * (height / 2);
+    for _ in 0..frames {
+        clip.extend_from_slice(b"FRAME\n");
+        clip.extend(std::iter::repeat_n(y, width * height));
+        clip.extend(std::iter::repeat_n(u, chroma));
+        clip.extend(std::iter::repeat_n(v, chroma));
+    }
+    clip
+}
+
+/// A mono 16-bit WAV file of a sine at `hz` (Chromium's fake microphone
+/// file format), amplitude 0.3 like the bots' tones.
+pub fn tone_wav(hz: f64, rate: u32, seconds: u32) -> Vec<u8> {
+    let samples = rate * seconds;
+    let data_len = samples * 2;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 2).to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for n in 0..samples {
+        let t = f64::from(n) / f64::from(rate);
+        let sample = (0.3 * (2.0 * std::f64::consts::PI * hz * t).sin() * 32767.0) as i16;
+        wav.extend_from_slice(&sample.to_le_bytes());
+    }
+    wav
 }

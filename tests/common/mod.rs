@@ -76,7 +76,21 @@ pub fn bot_config(server: &Server, room: &str, name: &str, colour: u32, tone_hz:
 
 /// Polls `check` every POLL_INTERVAL until it returns Ok or `timeout`
 /// passes; the last error is returned so a failure says what was seen.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Result<T>
+pub async fn eventually<T, F, Fut>(timeout: Duration, check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    eventually_every(timeout, POLL_INTERVAL, check).await
+}
+
+/// As `eventually`, looking every `interval` (for checks that cost
+/// something, such as asking a browser).
+pub async fn eventually_every<T, F, Fut>(
+    timeout: Duration,
+    interval: Duration,
+    mut check: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -88,7 +102,7 @@ where
             Err(e) if Instant::now() >= deadline => {
                 return Err(e.context(format!("still failing after {timeout:?}")));
             }
-            Err(_) => tokio::time::sleep(POLL_INTERVAL).await,
+            Err(_) => tokio::time::sleep(interval).await,
         }
     }
 }
@@ -163,6 +177,18 @@ pub async fn wait_for_tones_in(
     absent: &[f64],
     timeout: Duration,
 ) -> Result<()> {
+    wait_for_tones_above(bot, stream, present, absent, 0.1, timeout).await
+}
+
+/// As `wait_for_tones_in`, with the tones present at more than `least`.
+pub async fn wait_for_tones_above(
+    bot: &Bot,
+    stream: Option<&str>,
+    present: &[f64],
+    absent: &[f64],
+    least: f64,
+    timeout: Duration,
+) -> Result<()> {
     eventually(timeout, || async {
         let window = Duration::from_millis(500);
         let audio = match stream {
@@ -175,7 +201,7 @@ pub async fn wait_for_tones_in(
             .map(|&f| level(f))
             .fold(f64::INFINITY, f64::min);
         let loudest_absent = absent.iter().map(|&f| level(f)).fold(0.0, f64::max);
-        if weakest > 0.1 && loudest_absent < weakest / 10.0 {
+        if weakest > least && loudest_absent < weakest / 10.0 {
             Ok(())
         } else {
             let describe = |fs: &[f64]| {
