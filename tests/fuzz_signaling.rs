@@ -440,6 +440,11 @@ async fn run_sequence(server: &gridmix::server::Server, frames: &[Frame]) -> Res
         want.extend(code);
         state = next;
     }
+    // From an empty server: a failed case (shrinking runs many) may have
+    // left its session waiting out its resume grace.
+    wait_until_idle(server, Duration::from_secs(20))
+        .await
+        .map_err(|e| format!("left behind before the case: {e:#}"))?;
     let mut client = WsClient::connect(server).await;
     for frame in frames {
         client.send(&frame.text()).await;
