@@ -9,6 +9,7 @@ pub mod bench;
 pub mod bot;
 pub mod config;
 pub mod ids;
+pub mod live_count;
 pub mod media;
 pub mod protocol;
 pub mod recording;

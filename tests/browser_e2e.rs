@@ -15,13 +15,12 @@ use anyhow::{Result, anyhow, ensure};
 use browser_support::*;
 use common::*;
 use fantoccini::Locator;
-use gridmix::bot::analysis::{FrameView, colour_close, rgb_of};
-use gridmix::bot::{Bot, OnFrame};
+use gridmix::bot::Bot;
+use gridmix::bot::analysis::{colour_close, rgb_of};
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
 use serde_json::Value;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// Who sends what: a colour far from the others' and a tone of its own.
@@ -202,6 +201,46 @@ async fn wait_for_centre_colour(bot: &Bot, stream: &str, colour: u32) -> Result<
     .await
 }
 
+/// Alice's and Bob's browsers, each with its camera and microphone.
+async fn alice_and_bob(chromium: &Chromium) -> (Page, Page) {
+    let alice = chromium
+        .page_with_devices("alice", ALICE.0, ALICE.1)
+        .await
+        .expect("alice's browser");
+    let bob = chromium
+        .page_with_devices("bob", BOB.0, BOB.1)
+        .await
+        .expect("bob's browser");
+    (alice, bob)
+}
+
+/// In the call with the bot, over long-poll.
+fn joined_over_long_poll(state: &Value) -> Result<()> {
+    joined_with(state, &["bot"])?;
+    ensure!(
+        state["transport"] == "long-poll",
+        "transport {}",
+        state["transport"]
+    );
+    Ok(())
+}
+
+/// Waits until the join form's message (why the page is not in a call)
+/// says `words`.
+async fn wait_for_join_message(page: &Page, words: &str) -> Result<()> {
+    eventually_every(TIMEOUT, PAGE_POLL, || async {
+        let message = page
+            .client
+            .find(Locator::Css("#join-message"))
+            .await?
+            .text()
+            .await?;
+        ensure!(message.contains(words), "join message is {message:?}");
+        Ok(())
+    })
+    .await
+}
+
 /// The page's state field `field` as a string.
 fn text_of(state: &Value, field: &str) -> String {
     state[field].as_str().unwrap_or_default().to_owned()
@@ -217,14 +256,7 @@ async fn mcu_pages_are_seen_and_heard_tile_by_tile_mute_leave_and_reconnect() {
         .await
         .expect("bot joins");
     let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium
-        .page_with_devices("alice", ALICE.0, ALICE.1)
-        .await
-        .expect("alice's browser");
-    let bob = chromium
-        .page_with_devices("bob", BOB.0, BOB.1)
-        .await
-        .expect("bob's browser");
+    let (alice, bob) = alice_and_bob(&chromium).await;
     let pages = [&alice, &bob];
     // One after the other, so the tile order (join order) is bot, alice, bob.
     let check = async {
@@ -331,17 +363,7 @@ async fn mcu_pages_are_seen_and_heard_tile_by_tile_mute_leave_and_reconnect() {
     let pages = [&alice, &carol];
     let check = async {
         carol.join(&base, room, "mcu", false).await?;
-        eventually_every(TIMEOUT, PAGE_POLL, || async {
-            let message = carol
-                .client
-                .find(Locator::Css("#join-message"))
-                .await?
-                .text()
-                .await?;
-            ensure!(message.contains("denied"), "join message is {message:?}");
-            Ok(())
-        })
-        .await?;
+        wait_for_join_message(&carol, "denied").await?;
         carol.click("input[name=viewer]").await?;
         carol.click("#join").await?;
         wait_for_page(&carol, "joined as a viewer", |s| joined_with(s, &["alice"])).await?;
@@ -374,14 +396,7 @@ async fn tiles_for_everyone(mode: &str) {
     };
     let bot = Bot::join(config).await.expect("bot joins");
     let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium
-        .page_with_devices("alice", ALICE.0, ALICE.1)
-        .await
-        .expect("alice's browser");
-    let bob = chromium
-        .page_with_devices("bob", BOB.0, BOB.1)
-        .await
-        .expect("bob's browser");
+    let (alice, bob) = alice_and_bob(&chromium).await;
     let pages = [&alice, &bob];
     let label = format!("{mode}-tiles");
     let check = async {
@@ -575,16 +590,7 @@ async fn long_poll_when_the_websocket_is_blocked_or_the_link_asks_for_it() {
     )
     .await;
     let check = async {
-        let state = wait_for_page(&alice, "joined over long-poll", |s| {
-            joined_with(s, &["bot"])?;
-            ensure!(
-                s["transport"] == "long-poll",
-                "transport {}",
-                s["transport"]
-            );
-            Ok(())
-        })
-        .await?;
+        let state = wait_for_page(&alice, "joined over long-poll", joined_over_long_poll).await?;
         ensure!(
             proxy.refused.load(std::sync::atomic::Ordering::SeqCst) > 0,
             "the page never tried the WebSocket"
@@ -620,16 +626,7 @@ async fn long_poll_when_the_websocket_is_blocked_or_the_link_asks_for_it() {
     let check = async {
         bob.join_with(&base, room, "mcu", "&transport=long-poll")
             .await?;
-        wait_for_page(&bob, "joined over long-poll", |s| {
-            joined_with(s, &["bot"])?;
-            ensure!(
-                s["transport"] == "long-poll",
-                "transport {}",
-                s["transport"]
-            );
-            Ok(())
-        })
-        .await?;
+        wait_for_page(&bob, "joined over long-poll", joined_over_long_poll).await?;
         wait_for_composite_tiles(&bob, &[BOT.0, BOB.0]).await?;
         wait_for_page_tones(&bot, None, &[BOB.1], &[BOT.1]).await
     };
@@ -637,31 +634,6 @@ async fn long_poll_when_the_websocket_is_blocked_or_the_link_asks_for_it() {
     bob.close().await;
     bot.leave().await;
     server.shut_down().await;
-}
-
-/// Counts the composite frames the bot decodes in which a tile is not its
-/// participant's colour, while armed.
-#[derive(Clone, Default)]
-struct TileWatch {
-    armed: Arc<AtomicBool>,
-    seen: Arc<AtomicU64>,
-    wrong: Arc<AtomicU64>,
-}
-
-impl TileWatch {
-    fn observer(&self, tile: (i32, i32), colour: u32) -> OnFrame {
-        let watch = self.clone();
-        OnFrame(Arc::new(move |_stream: &str, frame: &FrameView<'_>| {
-            if !watch.armed.load(Ordering::SeqCst) {
-                return;
-            }
-            watch.seen.fetch_add(1, Ordering::SeqCst);
-            let rgb = frame.mean_rgb(tile.0, tile.1, 8);
-            if !colour_close(rgb, rgb_of(colour), COLOUR_TOLERANCE) {
-                watch.wrong.fetch_add(1, Ordering::SeqCst);
-            }
-        }))
-    }
 }
 
 /// A page whose signaling connection drops resumes its session: the same
@@ -778,17 +750,7 @@ async fn a_token_in_the_link_admits_the_page_and_a_refusal_is_said_in_words() {
     let check = async {
         alice.join(&base, room, "mcu", false).await?;
         // Back at the form, the server's own sentence shown.
-        eventually_every(TIMEOUT, PAGE_POLL, || async {
-            let message = alice
-                .client
-                .find(Locator::Css("#join-message"))
-                .await?
-                .text()
-                .await?;
-            ensure!(message.contains("token"), "join message is {message:?}");
-            Ok(())
-        })
-        .await?;
+        wait_for_join_message(&alice, "token").await?;
         let state = alice.state().await?;
         ensure!(state["status"] == "left", "status {}", state["status"]);
         let token = gridmix::auth::issue_token(

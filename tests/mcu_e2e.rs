@@ -4,12 +4,10 @@
 mod common;
 
 use common::*;
-use gridmix::bot::analysis::{FrameView, colour_close, rgb_of};
-use gridmix::bot::{Bot, OnFrame};
+use gridmix::bot::Bot;
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const COLOURS: [u32; 3] = [0xff0000, 0x00ff00, 0x0000ff];
@@ -108,31 +106,6 @@ async fn a_sendonly_client_is_seen_and_heard_and_sent_nothing() {
     sender.leave().await;
     watcher.leave().await;
     server.shut_down().await;
-}
-
-/// Counts the composite frames in which a tile is not its participant's
-/// colour, while armed.
-#[derive(Clone, Default)]
-struct TileWatch {
-    armed: Arc<AtomicBool>,
-    seen: Arc<AtomicU64>,
-    wrong: Arc<AtomicU64>,
-}
-
-impl TileWatch {
-    fn observer(&self, tile: (i32, i32), colour: u32) -> OnFrame {
-        let watch = self.clone();
-        OnFrame(Arc::new(move |_stream: &str, frame: &FrameView<'_>| {
-            if !watch.armed.load(Ordering::SeqCst) {
-                return;
-            }
-            watch.seen.fetch_add(1, Ordering::SeqCst);
-            let rgb = frame.mean_rgb(tile.0, tile.1, 8);
-            if !colour_close(rgb, rgb_of(colour), COLOUR_TOLERANCE) {
-                watch.wrong.fetch_add(1, Ordering::SeqCst);
-            }
-        }))
-    }
 }
 
 /// A second offer on the publish connection (as a renegotiation or an ICE

@@ -4,10 +4,11 @@
 use super::task::{RoomSettings, run_room};
 use super::{Membership, Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::RoomId;
+use crate::live_count::LiveCount;
 use crate::protocol::{ErrorCode, Mode, ProtocolError};
 use crate::recording::RecordingInfo;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -26,7 +27,7 @@ pub struct Registry {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Room tasks alive, counted by the tasks themselves: a room that did
     /// not stop when shut down is still counted.
-    live_rooms: Arc<AtomicUsize>,
+    live_rooms: LiveCount,
     next_generation: AtomicU64,
     settings: RoomSettings,
 }
@@ -37,7 +38,7 @@ impl Registry {
             rooms: Mutex::new(HashMap::new()),
             archive: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
-            live_rooms: Arc::new(AtomicUsize::new(0)),
+            live_rooms: LiveCount::default(),
             next_generation: AtomicU64::new(1),
             settings,
         })
@@ -132,7 +133,7 @@ impl Registry {
             commands,
         };
         let span = tracing::info_span!("room", room = %id);
-        let alive = LiveRoom::new(self.live_rooms.clone());
+        let alive = self.live_rooms.hold();
         let room = run_room(
             handle.clone(),
             self.settings.clone(),
@@ -220,7 +221,7 @@ impl Registry {
     /// Number of room tasks still running (closing rooms included, and
     /// rooms that did not stop when the server shut down).
     pub fn running_rooms(&self) -> usize {
-        self.live_rooms.load(Ordering::Relaxed)
+        self.live_rooms.get()
     }
 
     /// Stops every room: pipelines to NULL, participants' outboxes dropped.
@@ -238,22 +239,6 @@ impl Registry {
                 tracing::warn!("a room did not stop within 10 s");
             }
         }
-    }
-}
-
-/// Counts one room task as alive until it ends (or is dropped unfinished).
-struct LiveRoom(Arc<AtomicUsize>);
-
-impl LiveRoom {
-    fn new(count: Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        LiveRoom(count)
-    }
-}
-
-impl Drop for LiveRoom {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -11,10 +11,10 @@ use super::limits::TokenBucket;
 use super::sequence::SeqBuffer;
 use super::{Signaling, Transport};
 use crate::auth;
+use crate::live_count::{Held, LiveCount};
 use crate::protocol::{ClientMessage, ErrorCode, ProtocolError, ServerMessage};
 use crate::room::{Membership, OUTBOX_CAPACITY};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -55,19 +55,19 @@ pub struct Attach {
 #[derive(Default)]
 pub struct SessionTable {
     resumable: Mutex<HashMap<String, mpsc::Sender<Attach>>>,
-    running: AtomicUsize,
-    detached: AtomicUsize,
+    running: LiveCount,
+    detached: LiveCount,
 }
 
 impl SessionTable {
     /// Sessions still running (attached or waiting for a resume).
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Relaxed)
+        self.running.get()
     }
 
     /// Sessions in a room whose connection dropped, waiting for a resume.
     pub fn detached(&self) -> usize {
-        self.detached.load(Ordering::Relaxed)
+        self.detached.get()
     }
 
     fn insert(&self, token: String, attach: mpsc::Sender<Attach>) {
@@ -84,38 +84,6 @@ impl SessionTable {
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Attach>>> {
         self.resumable.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Counts a session as running for as long as it lives.
-struct Running(Arc<Signaling>);
-
-impl Running {
-    fn new(signaling: Arc<Signaling>) -> Self {
-        signaling.sessions.running.fetch_add(1, Ordering::Relaxed);
-        Running(signaling)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.sessions.running.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Counts a session as detached (in a room, no connection) while it lives.
-struct Detached(Arc<Signaling>);
-
-impl Detached {
-    fn new(signaling: Arc<Signaling>) -> Self {
-        signaling.sessions.detached.fetch_add(1, Ordering::Relaxed);
-        Detached(signaling)
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        self.0.sessions.detached.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -161,13 +129,13 @@ struct Session {
     /// A detached session waits for "resume" until then.
     resume_deadline: Option<Instant>,
     /// Held while the session is in a room without a connection.
-    detached: Option<Detached>,
+    detached: Option<Held>,
 }
 
 /// Runs one session until the client leaves, its connection closes without
 /// a room to come back to, or its resume grace runs out.
 pub async fn run_session(signaling: Arc<Signaling>, transport: Transport) {
-    let _running = Running::new(signaling.clone());
+    let _running = signaling.sessions.running.hold();
     let limits = signaling.settings.limits.clone();
     let mut session = Session {
         bucket: TokenBucket::new(
@@ -464,7 +432,7 @@ impl Session {
                 let grace = self.signaling.settings.limits.resume_grace;
                 tracing::info!(participant = %joined.membership.participant, "signaling connection lost; waiting {grace:?} for a resume");
                 self.resume_deadline = Some(Instant::now() + grace);
-                self.detached = Some(Detached::new(self.signaling.clone()));
+                self.detached = Some(self.signaling.sessions.detached.hold());
                 Flow::Continue
             }
             None => Flow::End,

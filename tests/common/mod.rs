@@ -12,13 +12,15 @@ pub mod ws_client;
 pub use ws_client::{Ending, WsClient, joined_client};
 
 use anyhow::{Result, anyhow};
-use gridmix::bot::analysis::{VideoFrame, colour_close, rgb_of, tone_amplitude};
-use gridmix::bot::{AUDIO_RATE, Bot, BotConfig};
+use gridmix::bot::analysis::{FrameView, VideoFrame, colour_close, rgb_of, tone_amplitude};
+use gridmix::bot::{AUDIO_RATE, Bot, BotConfig, OnFrame};
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
 use gridmix::media::sdp::MediaKind;
 use gridmix::server::Server;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub const LOOPBACK: &str = "127.0.0.1";
@@ -413,4 +415,32 @@ pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {
         }
     })
     .await
+}
+
+/// Counts the frames a bot decodes in which one tile is not its
+/// participant's colour, while armed: every frame of a window is checked,
+/// not a sample of them.
+#[derive(Clone, Default)]
+pub struct TileWatch {
+    pub armed: Arc<AtomicBool>,
+    pub seen: Arc<AtomicU64>,
+    pub wrong: Arc<AtomicU64>,
+}
+
+impl TileWatch {
+    /// The frame observer for a bot's configuration: the tile centred at
+    /// `tile` should be `colour`.
+    pub fn observer(&self, tile: (i32, i32), colour: u32) -> OnFrame {
+        let watch = self.clone();
+        OnFrame(Arc::new(move |_stream: &str, frame: &FrameView<'_>| {
+            if !watch.armed.load(Ordering::SeqCst) {
+                return;
+            }
+            watch.seen.fetch_add(1, Ordering::SeqCst);
+            let rgb = frame.mean_rgb(tile.0, tile.1, 8);
+            if !colour_close(rgb, rgb_of(colour), COLOUR_TOLERANCE) {
+                watch.wrong.fetch_add(1, Ordering::SeqCst);
+            }
+        }))
+    }
 }
