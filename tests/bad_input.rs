@@ -498,12 +498,14 @@ async fn a_client_that_stops_reading_is_let_go_on_either_transport() {
             matches!(m, ServerMessage::ParticipantLeft { participant } if participant == deaf_poll_id)
         })
         .await;
-    let gone = http
-        .get(format!("{}/{}", server.poll_url(), deaf_poll.session))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 404, "its long-poll session ended");
+    let deaf_poll_url = format!("{}/{}", server.poll_url(), deaf_poll.session);
+    eventually(TIMEOUT, || async {
+        let status = http.get(&deaf_poll_url).send().await?.status();
+        anyhow::ensure!(status == 404, "GET answers {status}");
+        Ok(())
+    })
+    .await
+    .expect("its long-poll session ended");
     let _ = http.delete(&sender_url).send().await;
     watcher.leave().await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
