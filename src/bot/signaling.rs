@@ -202,17 +202,25 @@ impl Session {
         .await
     }
 
-    /// A new offer on the publish connection, on the transceivers it has.
+    /// A new offer on the publish connection: the current one again, its
+    /// session version one higher, as a client renegotiating without
+    /// changes sends. (webrtcbin 1.22 cannot create a new offer once its
+    /// receive pads have caps the codec preferences do not intersect: "Caps
+    /// negotiation on pad src_0 failed".)
     async fn offer_again(&mut self) -> Result<()> {
         let webrtc = self
             .publish
             .as_ref()
             .map(|c| c.link.webrtc.clone())
             .ok_or_else(|| anyhow!("no publish connection to offer on"))?;
-        let offer = webrtc::create_offer(&webrtc).await?;
+        let current = webrtc
+            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("current-local-description")
+            .ok_or_else(|| anyhow!("no offer made on the publish connection yet"))?;
+        let text = next_session_version(&webrtc::description_text(&current));
+        let offer = webrtc::parse_description(WebRTCSDPType::Offer, &text)?;
         webrtc::set_local_description(&webrtc, &offer).await?;
         self.send(ClientMessage::Offer {
-            sdp: webrtc::description_text(&offer),
+            sdp: text,
             to: None,
         })
         .await
@@ -547,9 +555,40 @@ impl Session {
     }
 }
 
+/// The SDP with its origin line's session version one higher (RFC 3264:
+/// a changed offer's version goes up).
+fn next_session_version(sdp: &str) -> String {
+    sdp.lines()
+        .map(|line| {
+            let Some(origin) = line.strip_prefix("o=") else {
+                return format!("{line}\r\n");
+            };
+            let mut fields: Vec<String> = origin.split(' ').map(str::to_owned).collect();
+            if let Some(version) = fields.get_mut(2)
+                && let Ok(n) = version.parse::<u64>()
+            {
+                *version = (n + 1).to_string();
+            }
+            format!("o={}\r\n", fields.join(" "))
+        })
+        .collect()
+}
+
 async fn next_message(connection: &mut Option<Signal>) -> Result<Option<ServerMessage>> {
     match connection {
         Some(c) => c.next().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_session_version_goes_up_by_one_and_nothing_else_changes() {
+        let sdp = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
+        assert_eq!(
+            super::next_session_version(sdp),
+            "v=0\r\no=- 4611731400430051336 3 IN IP4 127.0.0.1\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+        );
     }
 }
