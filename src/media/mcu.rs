@@ -366,6 +366,7 @@ impl McuMixer {
         sdp: &str,
     ) -> Result<String, ProtocolError> {
         let summary = summarize_offer(sdp)?;
+        summary.check_publish()?;
         let audio = summary.first(MediaKind::Audio).cloned();
         let video = summary.first(MediaKind::Video).cloned();
         summary.check_usable([&audio, &video].into_iter().flatten())?;

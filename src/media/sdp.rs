@@ -54,7 +54,17 @@ pub struct MediaLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferSummary {
     pub media: Vec<MediaLine>,
+    /// The mids of each `a=group:BUNDLE` line, in order.
+    pub bundles: Vec<Vec<String>>,
 }
+
+/// The most m-lines any description may have: a subscribe connection holds
+/// a few per other participant, and nothing reads further than this into a
+/// client's SDP.
+pub const MAX_MLINES: usize = 256;
+/// The longest SDP line accepted. The longest a browser writes (a
+/// candidate, a fingerprint, an fmtp) are a few hundred bytes.
+pub const MAX_LINE_BYTES: usize = 1024;
 
 impl OfferSummary {
     /// The first usable m-line of a kind.
@@ -91,6 +101,78 @@ impl OfferSummary {
     }
 }
 
+impl OfferSummary {
+    /// What a publish offer may hold: at most one audio and one video
+    /// m-line that are not rejected (port 0), nothing else that is not,
+    /// and every one of them in one BUNDLE group, so that one transport
+    /// carries them all. Anything more would make webrtcbin open transports
+    /// and threads the participant cannot use.
+    pub fn check_publish(&self) -> Result<(), ProtocolError> {
+        let used: Vec<&MediaLine> = self.media.iter().filter(|m| !m.rejected).collect();
+        for kind in [MediaKind::Audio, MediaKind::Video] {
+            let count = used.iter().filter(|m| m.kind == kind).count();
+            if count > 1 {
+                return Err(bad_sdp(format!(
+                    "The offer has {count} {} m-lines; a participant publishes at most one.",
+                    kind_name(kind)
+                )));
+            }
+        }
+        if let Some(other) = used.iter().find(|m| m.kind == MediaKind::Other) {
+            return Err(bad_sdp(format!(
+                "The offer's m-line {} is neither audio nor video (data channels are not part of the protocol); offer it with port 0 or not at all.",
+                other.index
+            )));
+        }
+        self.check_bundled(&used)
+    }
+
+    /// What a subscribe answer may hold: exactly the m-lines offered, each
+    /// in the BUNDLE group.
+    pub fn check_answer_to(&self, offered_mlines: usize) -> Result<(), ProtocolError> {
+        if self.media.len() != offered_mlines {
+            return Err(bad_sdp(format!(
+                "The answer has {} m-lines; the offer had {offered_mlines}.",
+                self.media.len()
+            )));
+        }
+        let used: Vec<&MediaLine> = self.media.iter().filter(|m| !m.rejected).collect();
+        self.check_bundled(&used)
+    }
+
+    /// Two m-lines or more must all be in one BUNDLE group.
+    fn check_bundled(&self, used: &[&MediaLine]) -> Result<(), ProtocolError> {
+        if used.len() < 2 {
+            return Ok(());
+        }
+        let [group] = self.bundles.as_slice() else {
+            return Err(bad_sdp(format!(
+                "The SDP has {} m-lines and {} BUNDLE groups; they must all be in one (a=group:BUNDLE).",
+                used.len(),
+                self.bundles.len()
+            )));
+        };
+        for line in used {
+            let bundled = line.mid.as_ref().is_some_and(|mid| group.contains(mid));
+            if !bundled {
+                return Err(bad_sdp(format!(
+                    "The SDP's m-line {} is not in its BUNDLE group.",
+                    line.index
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Audio => "audio",
+        MediaKind::Video => "video",
+        MediaKind::Other => "other",
+    }
+}
+
 fn bad_sdp(message: impl Into<String>) -> ProtocolError {
     ProtocolError::new(ErrorCode::BadSdp, message)
 }
@@ -112,8 +194,18 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
     }
     let mut session_direction = Direction::SendRecv;
     let mut media: Vec<MediaLine> = Vec::new();
+    let mut bundles: Vec<Vec<String>> = Vec::new();
     let mut payloads: Vec<u8> = Vec::new();
+    // Whether the current section (session, then each m-line) has said its
+    // direction already.
+    let mut direction_said = false;
     for line in lines {
+        if line.len() > MAX_LINE_BYTES {
+            return Err(bad_sdp(format!(
+                "The SDP line \"{}...\" is longer than {MAX_LINE_BYTES} bytes.",
+                clip(line)
+            )));
+        }
         let Some((key, value)) = line.split_once('=') else {
             return Err(bad_sdp(format!(
                 "The SDP line \"{}\" is not key=value.",
@@ -147,7 +239,13 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
                     .ok_or_else(|| {
                         bad_sdp(format!("The m-line \"{}\" has a bad port.", clip(line)))
                     })?;
+                if media.len() == MAX_MLINES {
+                    return Err(bad_sdp(format!(
+                        "The SDP has more than {MAX_MLINES} m-lines."
+                    )));
+                }
                 payloads = fields[3..].iter().filter_map(|p| p.parse().ok()).collect();
+                direction_said = false;
                 media.push(MediaLine {
                     index: media.len() as u32,
                     kind,
@@ -159,18 +257,37 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
                 });
             }
             "a" => {
-                let direction = match value {
+                // An attribute's name runs to the first ':' or space; a
+                // direction attribute has nothing after its name.
+                let name_end = value.find([':', ' ']).unwrap_or(value.len());
+                let (name, rest) = value.split_at(name_end);
+                let direction = match name {
                     "sendrecv" => Some(Direction::SendRecv),
                     "sendonly" => Some(Direction::SendOnly),
                     "recvonly" => Some(Direction::RecvOnly),
                     "inactive" => Some(Direction::Inactive),
                     _ => None,
                 };
-                match (media.last_mut(), direction) {
-                    (None, Some(d)) => session_direction = d,
-                    (Some(m), Some(d)) => m.direction = d,
-                    (Some(m), None) => read_media_attribute(m, &payloads, value),
-                    (None, None) => {}
+                if let Some(d) = direction {
+                    if !rest.is_empty() {
+                        return Err(bad_sdp(format!(
+                            "The direction attribute \"a={}\" takes no value.",
+                            clip(value)
+                        )));
+                    }
+                    if std::mem::replace(&mut direction_said, true) {
+                        return Err(bad_sdp(format!(
+                            "A section of the SDP gives two directions (the second is \"a={name}\")."
+                        )));
+                    }
+                    match media.last_mut() {
+                        None => session_direction = d,
+                        Some(m) => m.direction = d,
+                    }
+                } else if let Some(group) = value.strip_prefix("group:BUNDLE") {
+                    bundles.push(group.split_whitespace().map(str::to_owned).collect());
+                } else if let Some(m) = media.last_mut() {
+                    read_media_attribute(m, &payloads, value);
                 }
             }
             _ => {}
@@ -181,7 +298,7 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
             "The offer has no m-lines: it must offer audio and/or video.",
         ));
     }
-    Ok(OfferSummary { media })
+    Ok(OfferSummary { media, bundles })
 }
 
 fn read_media_attribute(m: &mut MediaLine, payloads: &[u8], value: &str) {
@@ -434,6 +551,142 @@ a=rtpmap:98 VP9/90000\r\n";
         let s = summarize_offer(sdp).unwrap();
         assert!(!s.media[1].rejected);
         assert_eq!(s.first(MediaKind::Audio).unwrap().payload_type, Some(111));
+    }
+
+    /// A publish offer of `lines` (kind, mid) m-lines, bundled as `bundle`.
+    fn offer_of(lines: &[(&str, &str)], bundle: Option<&str>) -> String {
+        let mut sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n".to_owned();
+        if let Some(bundle) = bundle {
+            sdp += &format!("a=group:BUNDLE {bundle}\r\n");
+        }
+        for (kind, mid) in lines {
+            let (pt, codec) = if *kind == "audio" {
+                (111, "opus/48000/2")
+            } else {
+                (96, "VP8/90000")
+            };
+            sdp += &format!(
+                "m={kind} 9 UDP/TLS/RTP/SAVPF {pt}\r\na=mid:{mid}\r\na=rtpmap:{pt} {codec}\r\na=sendrecv\r\n"
+            );
+        }
+        sdp
+    }
+
+    fn publish_check(sdp: &str) -> Result<(), ProtocolError> {
+        summarize_offer(sdp)?.check_publish()
+    }
+
+    #[test]
+    fn a_browser_publish_offer_passes() {
+        assert_eq!(publish_check(CHROME_LIKE), Ok(()));
+        assert_eq!(publish_check(&offer_of(&[("video", "v")], None)), Ok(()));
+    }
+
+    #[test]
+    fn more_m_lines_than_a_participant_publishes_are_refused() {
+        let two_videos = offer_of(
+            &[("audio", "0"), ("video", "1"), ("video", "2")],
+            Some("0 1 2"),
+        );
+        let e = publish_check(&two_videos).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadSdp);
+        assert!(e.message.contains("2 video m-lines"), "{}", e.message);
+        let data = CHROME_LIKE.to_owned()
+            + "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:2\r\n";
+        assert!(
+            publish_check(&data)
+                .unwrap_err()
+                .message
+                .contains("data channels")
+        );
+        // Rejected (port 0) m-lines cost nothing and are allowed.
+        let rejected = CHROME_LIKE.to_owned() + "m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\n";
+        assert_eq!(publish_check(&rejected), Ok(()));
+    }
+
+    #[test]
+    fn the_sdp_bomb_is_refused_whole() {
+        // Two hundred m-lines, none bundled: one transport (and its threads)
+        // each in webrtcbin.
+        let mut bomb = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n".to_owned();
+        for i in 0..200 {
+            bomb += &format!(
+                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{i}\r\na=rtpmap:111 opus/48000/2\r\n"
+            );
+        }
+        assert_eq!(publish_check(&bomb).unwrap_err().code, ErrorCode::BadSdp);
+        let mut huge = bomb.clone();
+        for i in 200..300 {
+            huge += &format!("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{i}\r\n");
+        }
+        assert!(summarize_offer(&huge).unwrap_err().message.contains("256"));
+    }
+
+    #[test]
+    fn m_lines_must_share_one_bundle_group() {
+        let pair = [("audio", "a"), ("video", "v")];
+        assert_eq!(publish_check(&offer_of(&pair, Some("a v"))), Ok(()));
+        for bundle in [None, Some("a"), Some("v x")] {
+            let e = publish_check(&offer_of(&pair, bundle)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadSdp, "{bundle:?}");
+        }
+        let two_groups = offer_of(&pair, Some("a")).replace(
+            "a=group:BUNDLE a\r\n",
+            "a=group:BUNDLE a\r\na=group:BUNDLE v\r\n",
+        );
+        assert!(
+            publish_check(&two_groups)
+                .unwrap_err()
+                .message
+                .contains("2 BUNDLE groups")
+        );
+    }
+
+    #[test]
+    fn direction_attributes_are_read_by_name_and_must_be_bare() {
+        // "a=sendonly:x" once passed as no direction at all (so sendrecv).
+        for bad in ["a=sendonly:x", "a=recvonly extra", "a=inactive:"] {
+            let sdp = CHROME_LIKE.replace("a=recvonly", bad);
+            let e = summarize_offer(&sdp).unwrap_err();
+            assert_eq!(e.code, ErrorCode::BadSdp, "{bad}");
+            assert!(e.message.contains("takes no value"), "{}", e.message);
+        }
+        let twice = CHROME_LIKE.replace("a=recvonly", "a=recvonly\r\na=sendrecv");
+        assert!(
+            summarize_offer(&twice)
+                .unwrap_err()
+                .message
+                .contains("two directions")
+        );
+        // Attributes that only start like a direction are other attributes.
+        let other = CHROME_LIKE.replace("a=recvonly", "a=recvonly\r\na=sendrecvx");
+        assert_eq!(
+            summarize_offer(&other).unwrap().media[1].direction,
+            Direction::RecvOnly
+        );
+    }
+
+    #[test]
+    fn overlong_lines_are_refused() {
+        let long = CHROME_LIKE.replace(
+            "a=mid:0",
+            &format!("a=mid:0\r\na=x-note:{}", "n".repeat(1100)),
+        );
+        assert!(summarize_offer(&long).unwrap_err().message.contains("1024"));
+    }
+
+    #[test]
+    fn an_answer_has_exactly_the_offered_m_lines() {
+        let answer = offer_of(&[("audio", "0"), ("video", "1")], Some("0 1"));
+        let summary = summarize_offer(&answer).unwrap();
+        assert_eq!(summary.check_answer_to(2), Ok(()));
+        assert!(
+            summary
+                .check_answer_to(3)
+                .unwrap_err()
+                .message
+                .contains("the offer had 3")
+        );
     }
 
     #[test]

@@ -102,6 +102,9 @@ struct Member {
     /// m-lines made so far on the subscribe connection; each new forward
     /// gets the next one, so an m-line is never reused for another kind.
     next_mline: u32,
+    /// How many m-lines the outstanding subscribe offer has: its answer
+    /// must have as many (forwards added since wait for the next offer).
+    offered_mlines: usize,
     /// Keyframe requests to this publisher, one limiter per tee (video,
     /// audio), shared with the probe on that tee.
     keyframe_limiters: [(gst::Element, SharedLimiter); 2],
@@ -383,6 +386,7 @@ impl SfuRouter {
             forwards: Vec::new(),
             ended: Vec::new(),
             next_mline: 0,
+            offered_mlines: 0,
             keyframe_limiters,
         })
     }
@@ -539,6 +543,7 @@ impl SfuRouter {
         sdp: &str,
     ) -> Result<String, ProtocolError> {
         let summary = summarize_offer(sdp)?;
+        summary.check_publish()?;
         let usable: Vec<&MediaLine> = summary
             .media
             .iter()
@@ -612,6 +617,7 @@ impl SfuRouter {
         let member = self.member_mut(id).ok_or_else(|| anyhow!("{id} is gone"))?;
         match result {
             Ok(text) => {
+                member.offered_mlines = text.lines().filter(|l| l.starts_with("m=")).count();
                 member
                     .subscribe_candidates
                     .get_or_insert_with(RemoteCandidates::default);
@@ -647,6 +653,8 @@ impl SfuRouter {
                 "There is no subscribe offer outstanding to answer.",
             ));
         }
+        let answer = summarize_offer(sdp)?;
+        answer.check_answer_to(member.offered_mlines)?;
         let description = webrtc::parse_description(WebRTCSDPType::Answer, sdp).map_err(|e| {
             ProtocolError::new(
                 ErrorCode::BadSdp,
@@ -674,16 +682,14 @@ impl SfuRouter {
         let next = member.negotiation.answered().unwrap_or(NextStep::Wait);
         // Forward at the payload types the subscriber chose, where it did not
         // take the offered ones.
-        if let Ok(answer) = summarize_offer(sdp) {
-            for forward in &member.forwards {
-                let chosen = answer
-                    .media
-                    .iter()
-                    .find(|m| m.index == forward.mline)
-                    .and_then(|m| m.payload_type);
-                if let Some(pt) = chosen {
-                    forward.negotiated_pt.store(pt, Ordering::Relaxed);
-                }
+        for forward in &member.forwards {
+            let chosen = answer
+                .media
+                .iter()
+                .find(|m| m.index == forward.mline)
+                .and_then(|m| m.payload_type);
+            if let Some(pt) = chosen {
+                forward.negotiated_pt.store(pt, Ordering::Relaxed);
             }
         }
         // New m-lines start with a keyframe from their publishers.
