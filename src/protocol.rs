@@ -207,6 +207,9 @@ pub enum ErrorCode {
     BadName,
     /// The participant's media connection failed (ICE/DTLS); they were removed.
     ConnectionFailed,
+    /// The participant's media chain or a negotiation with it failed on the
+    /// server; they were removed.
+    MediaFailed,
     /// A mesh relay named a participant who is not in the room.
     UnknownParticipant,
     /// The server failed while handling a valid request.
@@ -246,6 +249,7 @@ impl ErrorCode {
             ErrorCode::BadState => "bad-state",
             ErrorCode::BadName => "bad-name",
             ErrorCode::ConnectionFailed => "connection-failed",
+            ErrorCode::MediaFailed => "media-failed",
             ErrorCode::UnknownParticipant => "unknown-participant",
             ErrorCode::Internal => "internal",
             ErrorCode::Unauthorized => "unauthorized",
@@ -261,7 +265,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -273,6 +277,7 @@ impl ErrorCode {
         ErrorCode::BadState,
         ErrorCode::BadName,
         ErrorCode::ConnectionFailed,
+        ErrorCode::MediaFailed,
         ErrorCode::UnknownParticipant,
         ErrorCode::Internal,
         ErrorCode::Unauthorized,

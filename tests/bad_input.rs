@@ -280,41 +280,52 @@ async fn mesh_relays_to_unknown_or_departed_participants_get_errors() {
     server.shut_down().await;
 }
 
+/// A folder of pipeline templates with one chain replaced.
+fn pipelines_with(test: &str, file: &str, chain: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pipelines-{test}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), chain).unwrap();
+    dir
+}
+
 /// A media chain that cannot be built for one participant (here an
 /// operator's audio-encode.gst that does not encode) costs that participant,
-/// not the room: it gets `internal` with a sentence and is removed; the
-/// others stay, and are told it left.
+/// not the room: it gets `media-failed` with a sentence, is removed and its
+/// session ends (the server closes its connection: no later `join-timeout`);
+/// the others stay, and are told it left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_participant_whose_media_cannot_be_built_gets_internal_and_the_room_goes_on() {
-    let pipelines = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("pipelines-internal");
-    std::fs::create_dir_all(&pipelines).unwrap();
+async fn a_participant_whose_media_cannot_be_built_gets_media_failed_and_the_room_goes_on() {
     // Parses and has its two pads, so start-up accepts it; its raw output
     // cannot link to the Opus payloader when a listener's mix is built.
-    std::fs::write(pipelines.join("audio-encode.gst"), "audioconvert\n").unwrap();
+    let pipelines = pipelines_with("media-failed", "audio-encode.gst", "audioconvert\n");
     let server = start_server(ServeArgs {
         pipelines: Some(pipelines),
         ..ServeArgs::default()
     })
     .await;
-    let (mut stayer, _) = joined_client(&server, "internal", "stayer", "mcu").await;
-    let broken = Bot::join(bot_config(&server, "internal", "broken", 0xff0000, 500.0))
-        .await
-        .unwrap();
+    let (mut stayer, _) = joined_client(&server, "media-failed", "stayer", "mcu").await;
+    let mut config = bot_config(&server, "media-failed", "broken", 0xff0000, 500.0);
+    config.resume = false;
+    let broken = Bot::join(config).await.unwrap();
     let broken_id = broken.id().to_owned();
     let state = broken
-        .wait_for_state(TIMEOUT, |s| !s.errors.is_empty())
+        .wait_for_state(TIMEOUT, |s| !s.errors.is_empty() && s.disconnected)
         .await
-        .expect("the participant is told");
+        .expect("the participant is told, and its connection closed");
+    assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
     let (code, message) = &state.errors[0];
-    assert_eq!(*code, ErrorCode::Internal, "{message}");
-    assert!(message.ends_with('.') && message.len() > 20, "{message}");
+    assert_eq!(*code, ErrorCode::MediaFailed, "{message}");
+    assert!(
+        message.contains("removed") && message.len() > 40,
+        "{message}"
+    );
     stayer
         .recv_until("the broken participant left", |m| {
             matches!(m, ServerMessage::ParticipantLeft { participant } if *participant == broken_id)
         })
         .await;
     // The room still takes people and talks to them.
-    let (mut late, late_id) = joined_client(&server, "internal", "late", "mcu").await;
+    let (mut late, late_id) = joined_client(&server, "media-failed", "late", "mcu").await;
     stayer
         .recv_until("the late one joined", |m| {
             matches!(m, ServerMessage::ParticipantJoined { participant } if participant.id == late_id)
@@ -325,6 +336,31 @@ async fn a_participant_whose_media_cannot_be_built_gets_internal_and_the_room_go
     broken.leave().await;
     late.leave().await;
     stayer.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// A room whose media cannot start (an operator's video-encode.gst that
+/// cannot take the composite) refuses the join with `internal` and a
+/// sentence; nothing is left open, and the server goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_room_whose_pipeline_cannot_start_refuses_the_join_with_internal() {
+    // Parses and has its two pads; its sink takes RTP, not raw video.
+    let pipelines = pipelines_with("internal", "video-encode.gst", "rtpvp8depay\n");
+    let server = start_server(ServeArgs {
+        pipelines: Some(pipelines),
+        ..ServeArgs::default()
+    })
+    .await;
+    let mut client = WsClient::connect(&server).await;
+    client
+        .send(r#"{"type":"join","room":"no-pipeline","name":"x","mode":"mcu"}"#)
+        .await;
+    let said = client.expect_error(ErrorCode::Internal).await;
+    assert!(said.contains("pipeline"), "{said}");
+    // The same connection can still join a mesh room, which needs no media.
+    client.join("meshy", "x", "mesh").await;
+    client.leave().await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
@@ -366,11 +402,9 @@ async fn a_participant_whose_ice_fails_gets_connection_failed_and_is_removed() {
         })
         .await;
     drop(silent);
-    // Its session is out of the room: another message is "not joined".
-    doomed.send(r#"{"type":"answer","sdp":"v=0"}"#).await;
-    doomed.expect_error(ErrorCode::NotJoined).await;
+    // Its session is over: the server closes the connection.
+    assert_eq!(doomed.ending().await, Ending::CloseFrame);
     stayer.leave().await;
-    drop(doomed);
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }

@@ -635,8 +635,7 @@ impl Room {
             Err(e) if e.code == ErrorCode::Internal => {
                 // A broken branch costs this participant, not the room.
                 tracing::info!(participant = %id, "publish offer failed: {e}");
-                self.send_to(id, e.to_message());
-                self.remove(id, "negotiation failed");
+                self.fail(id, &e.message);
                 Ok(())
             }
             Err(e) => {
@@ -699,15 +698,10 @@ impl Room {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(participant = %id, "subscribe offer failed: {e:#}");
-                    self.send_to(
+                    self.fail(
                         &id,
-                        ProtocolError::new(
-                            ErrorCode::Internal,
-                            "The server could not offer you the other participants' media.",
-                        )
-                        .to_message(),
+                        "The server could not offer you the other participants' media.",
                     );
-                    self.remove(&id, "subscribe negotiation failed");
                 }
             }
         }
@@ -842,7 +836,10 @@ impl Room {
                 match source.and_then(|s| self.media.owner_of(s)) {
                     Some(participant) if self.participants.iter().any(|p| p.id == participant) => {
                         tracing::warn!(participant = %participant, "media error from {path}, removing: {}", err.error());
-                        self.remove(&participant, "media error");
+                        self.fail(
+                            &participant,
+                            &format!("Your media failed on the server: {}.", err.error()),
+                        );
                     }
                     // A participant already removed: its last words do not matter.
                     Some(participant) => {
@@ -879,6 +876,17 @@ impl Room {
             }
             _ => {}
         }
+    }
+
+    /// A participant's media failed on the server: it is told so with
+    /// `media-failed` and removed (its session then ends).
+    fn fail(&mut self, id: &ParticipantId, why: &str) {
+        let error = ProtocolError::new(
+            ErrorCode::MediaFailed,
+            format!("{} You have been removed from the room.", why.trim_end()),
+        );
+        self.send_to(id, error.to_message());
+        self.remove(id, "media failed");
     }
 
     /// Removes a participant from the media and tells everyone else.

@@ -439,15 +439,17 @@ impl Session {
         }
     }
 
-    /// The room let this participant go (failure, too slow, room closed, or
-    /// the leave the session asked for) and said all it had to say.
+    /// The room let this participant go and said all it had to say.
     fn removed_by_room(&mut self) -> Flow {
         self.from_room = None;
-        self.leave_room();
-        if self.outbox.is_some() {
-            Flow::Continue
-        } else {
-            Flow::End
+        match self.leave_room() {
+            // The room removed it (its media failed, it did not read, the
+            // room closed): the session is over, and the room said why.
+            Some(_) => Flow::End,
+            // The leave this session asked for is done; the connection may
+            // join again.
+            None if self.outbox.is_some() => Flow::Continue,
+            None => Flow::End,
         }
     }
 

@@ -100,12 +100,14 @@ impl WsClient {
             match self.next_before(deadline).await {
                 Some(Ok(message)) if wanted(&message) => return (message, skipped),
                 Some(Ok(message)) => skipped.push(message),
-                Some(Err(ending)) => {
-                    panic!(
-                        "waiting for {what}: the connection ended ({ending:?}) after {skipped:?}"
-                    )
-                }
-                None => panic!("waiting for {what}: not within {RAW_TIMEOUT:?}; got {skipped:?}"),
+                Some(Err(ending)) => panic!(
+                    "waiting for {what}: the connection ended ({ending:?}) after {}",
+                    summary(&skipped)
+                ),
+                None => panic!(
+                    "waiting for {what}: not within {RAW_TIMEOUT:?}; got {}",
+                    summary(&skipped)
+                ),
             }
         }
     }
@@ -164,6 +166,20 @@ impl WsClient {
     pub async fn leave(mut self) {
         self.send(r#"{"type":"leave"}"#).await;
     }
+}
+
+/// The last few of `messages`, each cut short, for a failure's report.
+fn summary(messages: &[ServerMessage]) -> String {
+    let shown: Vec<String> = messages
+        .iter()
+        .skip(messages.len().saturating_sub(5))
+        .map(|m| format!("{m:?}").chars().take(300).collect())
+        .collect();
+    format!(
+        "{} messages, the last: [{}]",
+        messages.len(),
+        shown.join(", ")
+    )
 }
 
 /// Connects a raw client and joins it: (client, participant id).
