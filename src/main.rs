@@ -113,6 +113,10 @@ struct BotArgs {
     /// together every second: for checking audio/video sync by eye and ear.
     #[arg(long)]
     av_pulses: bool,
+    /// Payload type numbers for Opus and VP8, as another WebRTC stack
+    /// might choose them: opus=96,vp8=97 (default: Chrome's, 111 and 96).
+    #[arg(long, value_parser = gridmix::bot::PayloadTypes::parse)]
+    payload_types: Option<gridmix::bot::PayloadTypes>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -243,6 +247,9 @@ async fn bot(args: BotArgs) -> Result<()> {
     config.token = args.token;
     config.relay_only = args.relay_only;
     config.av_pulses = args.av_pulses;
+    if let Some(types) = args.payload_types {
+        config.payload_types = types;
+    }
     config.send_video = !args.viewer;
     config.send_audio = !args.viewer;
     let mode = config.mode;

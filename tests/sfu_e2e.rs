@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use gridmix::bot::PayloadTypes;
 use gridmix::config::ServeArgs;
 use gridmix::media::sdp::MediaKind;
 use gridmix::protocol::Mode;
@@ -158,6 +159,60 @@ async fn keyframe_requests_reach_publishers_and_payload_types_follow_each_answer
     wait_for_full_exchange(&members, TIMEOUT)
         .await
         .expect("a late viewer with its own payload types");
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+/// Publishers and subscribers that number their codecs each their own way
+/// (Chrome's 111/96, another stack's 96/97, Firefox's 109/120, a viewer's
+/// 100/101): every forward is rewritten from its publisher's numbers to its
+/// subscriber's, and everyone decodes every other participant's colour and
+/// hears their tone. Once, a publisher whose Opus was 96 was removed for
+/// everyone as soon as its first subscriber's m-line refused the caps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn publishers_and_subscribers_with_their_own_payload_types_all_hear_and_see_each_other() {
+    let server = start_server(ServeArgs::default()).await;
+    let room = "sfu-payload-types";
+    let numbering = [
+        PayloadTypes { opus: 111, vp8: 96 },
+        PayloadTypes { opus: 96, vp8: 97 },
+        PayloadTypes {
+            opus: 109,
+            vp8: 120,
+        },
+    ];
+    let mut members = Vec::new();
+    for (i, (sender, types)) in SENDERS.iter().zip(numbering).enumerate() {
+        members.push(
+            join_member_with(
+                &server,
+                room,
+                &format!("bot{i}"),
+                Mode::Sfu,
+                *sender,
+                false,
+                |c| {
+                    c.payload_types = types;
+                },
+            )
+            .await,
+        );
+    }
+    members.push(
+        join_member_with(&server, room, "viewer", Mode::Sfu, (0, 0.0), true, |c| {
+            c.payload_types = PayloadTypes {
+                opus: 100,
+                vp8: 101,
+            };
+        })
+        .await,
+    );
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("every track, whatever the numbers");
     assert_no_errors(&members);
     for m in members {
         m.bot.leave().await;

@@ -18,6 +18,55 @@ use std::time::{Duration, Instant};
 
 pub const VIDEO_PT: u8 = 96;
 pub const AUDIO_PT: u8 = 111;
+
+/// The payload type numbers a bot gives its codecs, as another WebRTC stack
+/// might number them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadTypes {
+    pub opus: u8,
+    pub vp8: u8,
+}
+
+impl Default for PayloadTypes {
+    /// Chrome's numbers.
+    fn default() -> Self {
+        PayloadTypes {
+            opus: AUDIO_PT,
+            vp8: VIDEO_PT,
+        }
+    }
+}
+
+impl PayloadTypes {
+    /// `opus=96,vp8=97`: either or both, any order.
+    pub fn parse(text: &str) -> Result<PayloadTypes, String> {
+        let mut types = PayloadTypes::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = || format!("\"{part}\" is not codec=number (opus=96, vp8=97)");
+            let (codec, number) = part.split_once('=').ok_or_else(bad)?;
+            let number: u8 = number.trim().parse().map_err(|_| bad())?;
+            if !(96..=127).contains(&number) {
+                return Err(format!("{number} is not a dynamic payload type (96-127)"));
+            }
+            match codec.trim().to_ascii_lowercase().as_str() {
+                "opus" => types.opus = number,
+                "vp8" => types.vp8 = number,
+                _ => return Err(bad()),
+            }
+        }
+        if types.opus == types.vp8 {
+            return Err("Opus and VP8 need different payload types".to_owned());
+        }
+        Ok(types)
+    }
+
+    pub fn of(self, kind: MediaKind) -> u8 {
+        match kind {
+            MediaKind::Video => self.vp8,
+            _ => self.opus,
+        }
+    }
+}
 pub const AUDIO_RATE: u32 = 48000;
 
 /// The stream key of the MCU composite, which has no participant of its own.
@@ -75,26 +124,26 @@ const HEIGHT: u32 = 360;
 /// videotestsrc with `pattern` (its properties), through an identity named
 /// "picture" (where a timecode is drawn), VP8 with realtime settings and a
 /// keyframe every `keyframe_interval` frames unless asked, payloaded.
-pub(super) fn video_encoding(pattern: &str, keyframe_interval: u32) -> String {
+pub(super) fn video_encoding(pattern: &str, keyframe_interval: u32, pt: u8) -> String {
     format!(
         "videotestsrc is-live=true {pattern} \
          ! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},framerate=30/1 ! identity name=picture \
          ! vp8enc deadline=1 cpu-used=8 lag-in-frames=0 target-bitrate=600000 \
            end-usage=cbr keyframe-max-dist={keyframe_interval} error-resilient=partitions \
-         ! rtpvp8pay pt={VIDEO_PT} picture-id-mode=15-bit ! capsfilter caps=\"{}\"",
-        webrtc::rtp_caps(MediaKind::Video, VIDEO_PT)
+         ! rtpvp8pay pt={pt} picture-id-mode=15-bit ! capsfilter caps=\"{}\"",
+        webrtc::rtp_caps(MediaKind::Video, pt)
     )
 }
 
 /// The launch description of a bot's audio: a `tone_hz` sine, through an
 /// identity named "sound" (where pulses are cut), in Opus.
-pub(super) fn audio_encoding(tone_hz: f64) -> String {
+pub(super) fn audio_encoding(tone_hz: f64, pt: u8) -> String {
     format!(
         "audiotestsrc is-live=true wave=sine freq={tone_hz} volume=0.3 samplesperbuffer=960 \
          ! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! identity name=sound \
          ! audioconvert ! audioresample ! opusenc frame-size=20 \
-         ! rtpopuspay pt={AUDIO_PT} ! capsfilter caps=\"{}\"",
-        webrtc::rtp_caps(MediaKind::Audio, AUDIO_PT)
+         ! rtpopuspay pt={pt} ! capsfilter caps=\"{}\"",
+        webrtc::rtp_caps(MediaKind::Audio, pt)
     )
 }
 
@@ -108,6 +157,7 @@ pub struct BotMedia {
     /// Decode what is received (false: only count it).
     decode: bool,
     settings: WebrtcSettings,
+    payload_types: PayloadTypes,
 }
 
 /// A peer connection and the elements that belong only to it.
@@ -144,7 +194,11 @@ impl BotMedia {
                 )
             };
             let chain = gst::parse::bin_from_description(
-                &video_encoding(&pattern, config.keyframe_interval_frames),
+                &video_encoding(
+                    &pattern,
+                    config.keyframe_interval_frames,
+                    config.payload_types.vp8,
+                ),
                 true,
             )?;
             if let Some(origin) = config.timecode_origin {
@@ -164,7 +218,10 @@ impl BotMedia {
                 "audio-tee",
             )?)
         } else {
-            let chain = gst::parse::bin_from_description(&audio_encoding(config.tone_hz), true)?;
+            let chain = gst::parse::bin_from_description(
+                &audio_encoding(config.tone_hz, config.payload_types.opus),
+                true,
+            )?;
             if config.av_pulses {
                 sound_pulses(&chain)?;
             }
@@ -181,6 +238,7 @@ impl BotMedia {
             ),
             traffic: Traffic::default(),
             decode: config.decode,
+            payload_types: config.payload_types,
             settings: WebrtcSettings {
                 jitter_latency_ms: 60,
                 stun_server: None,
@@ -238,16 +296,11 @@ impl BotMedia {
         direction: WebRTCRTPTransceiverDirection,
         receive: bool,
     ) -> Result<()> {
-        for (tee, caps) in [
-            (
-                &self.video_tee,
-                webrtc::rtp_caps(MediaKind::Video, VIDEO_PT),
-            ),
-            (
-                &self.audio_tee,
-                webrtc::rtp_caps(MediaKind::Audio, AUDIO_PT),
-            ),
+        for (tee, kind) in [
+            (&self.video_tee, MediaKind::Video),
+            (&self.audio_tee, MediaKind::Audio),
         ] {
+            let caps = webrtc::rtp_caps(kind, self.payload_types.of(kind));
             match tee {
                 Some(tee) => {
                     let transceiver = self.attach_sender(link, tee, "sink_%u", direction)?;
@@ -478,4 +531,34 @@ fn sound_pulses(chain: &gst::Bin) -> Result<()> {
 fn rand_ssrc(id: &str) -> u32 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(id) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_type_numbers_parse_as_codec_equals_number() {
+        assert_eq!(
+            PayloadTypes::parse("opus=96,vp8=97"),
+            Ok(PayloadTypes { opus: 96, vp8: 97 })
+        );
+        assert_eq!(
+            PayloadTypes::parse(" VP8=120 "),
+            Ok(PayloadTypes {
+                opus: 111,
+                vp8: 120
+            })
+        );
+        for bad in [
+            "opus",
+            "opus=x",
+            "h264=100",
+            "opus=8",
+            "opus=96,vp8=96",
+            "vp8=200",
+        ] {
+            assert!(PayloadTypes::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

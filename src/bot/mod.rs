@@ -11,7 +11,9 @@ pub mod timecode;
 pub mod traffic;
 pub mod transport;
 
-pub use media::{AUDIO_PT, AUDIO_RATE, COMPOSITE, PULSE_LENGTH, PULSE_PERIOD, VIDEO_PT};
+pub use media::{
+    AUDIO_PT, AUDIO_RATE, COMPOSITE, PULSE_LENGTH, PULSE_PERIOD, PayloadTypes, VIDEO_PT,
+};
 pub use receive::{FrameObserver, frame_of};
 
 use crate::media::sdp::MediaKind;
@@ -56,6 +58,10 @@ pub struct BotConfig {
     /// (PLI through its webrtcbin), whether it needs one or not: a flood a
     /// server must rate-limit.
     pub keyframe_requests_every: Option<Duration>,
+    /// The payload type numbers of what it sends; its subscribe answers
+    /// (SFU) number the offered codecs the same way, as a stack with its own
+    /// numbering does.
+    pub payload_types: PayloadTypes,
     /// SFU: payload types its subscribe answers renumber, (offered, answered),
     /// as a client with its own payload type numbering would.
     pub subscribe_payload_renumbering: Vec<(u8, u8)>,
@@ -108,6 +114,7 @@ impl BotConfig {
             keyframe_interval_frames: 90,
             receive: true,
             keyframe_requests_every: None,
+            payload_types: PayloadTypes::default(),
             subscribe_payload_renumbering: Vec::new(),
             timecode_origin: None,
             av_pulses: false,

@@ -55,10 +55,11 @@ impl SharedEncoding {
                         0xff00_0000u32 | colour
                     ),
                     90,
+                    VIDEO_PT,
                 ),
                 &video,
             ),
-            (audio_encoding(tone_hz), &audio),
+            (audio_encoding(tone_hz, AUDIO_PT), &audio),
         ] {
             let chain = gst::parse::bin_from_description(
                 &format!("{description} ! appsink name=out sync=false"),

@@ -86,7 +86,7 @@ impl Session {
         let (local_ice, local_ice_rx) = mpsc::unbounded_channel();
         let mode = config.mode;
         let mut session = Session {
-            subscribe_payload_renumbering: config.subscribe_payload_renumbering.clone(),
+            subscribe_payload_renumbering: subscribe_renumbering(config),
             connection: Some(connection),
             unsent: Vec::new(),
             received: 1,
@@ -553,6 +553,20 @@ impl Session {
             }
         });
     }
+}
+
+/// (offered, answered) payload types for subscribe answers: what the
+/// configuration says, else what its own numbering implies (the server
+/// offers Chrome's numbers).
+fn subscribe_renumbering(config: &BotConfig) -> Vec<(u8, u8)> {
+    if !config.subscribe_payload_renumbering.is_empty() {
+        return config.subscribe_payload_renumbering.clone();
+    }
+    let own = config.payload_types;
+    [(super::VIDEO_PT, own.vp8), (super::AUDIO_PT, own.opus)]
+        .into_iter()
+        .filter(|(offered, answered)| offered != answered)
+        .collect()
 }
 
 /// The SDP with its origin line's session version one higher (RFC 3264:

@@ -34,8 +34,6 @@ pub enum MediaEvent {
         kind: MediaKind,
         caps: gst::Caps,
     },
-    /// A receiver asked for a keyframe of the MCU composite (PLI/FIR).
-    KeyframeRequested,
 }
 
 /// Posts a webrtcbin's local ICE candidates and connection-state changes as

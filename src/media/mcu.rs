@@ -23,7 +23,7 @@
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::candidates::RemoteCandidates;
 use crate::media::events::{MediaEvent, watch_connection};
-use crate::media::keyframe::{KeyframeDecision, KeyframeLimiter};
+use crate::media::keyframes::LimitedRequests;
 use crate::media::members;
 use crate::media::mixing::{self, PLACEHOLDER_ARGB, raw_audio_caps, solid_video_source};
 use crate::media::pads;
@@ -37,7 +37,7 @@ use gst::prelude::*;
 use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSDPType};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The composite's size and rate.
@@ -105,12 +105,9 @@ pub struct McuMixer {
     program: Option<McuProgram>,
     events: UnboundedSender<MediaEvent>,
     members: Vec<Member>,
-    keyframes: KeyframeLimiter,
+    /// Keyframe requests to the shared encoder, rate-limited.
+    keyframes: LimitedRequests,
 }
-
-/// Marks the force-key-unit events gridmix sends itself, so the rate-limiting
-/// probe lets them through.
-const OWN_KEYFRAME_FIELD: &str = "gridmix-limited";
 
 fn internal(e: anyhow::Error) -> ProtocolError {
     ProtocolError::new(
@@ -174,29 +171,16 @@ impl McuMixer {
             &video_tee,
         ])?;
 
-        let tee_sink = video_tee
-            .static_pad("sink")
-            .ok_or_else(|| anyhow!("tee has no sink pad"))?;
-        let probe_events = events.clone();
-        // Receivers' keyframe requests travel up to the shared encoder. Hold
-        // them here and let the room's limiter decide (see keyframe.rs).
-        tee_sink.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-            let Some(event) = info.event() else {
-                return gst::PadProbeReturn::Ok;
-            };
-            if !webrtc::is_keyframe_request(event) || webrtc::carries(event, OWN_KEYFRAME_FIELD) {
-                return gst::PadProbeReturn::Ok;
-            }
-            let _ = probe_events.send(MediaEvent::KeyframeRequested);
-            // Handled, not Drop: the probe consumes the event (gstreamer-rs
-            // unrefs it), and GStreamer must not unref it again.
-            gst::PadProbeReturn::Handled
-        });
+        // Receivers' keyframe requests travel up to the shared encoder:
+        // limited where they leave the encoder's tee.
+        let keyframes = LimitedRequests::install(
+            &pads::static_pad(&video_tee, "sink")?,
+            settings.keyframe_interval,
+        );
 
         pipeline
             .set_state(gst::State::Playing)
             .context("starting the room pipeline")?;
-        let keyframes = KeyframeLimiter::new(settings.keyframe_interval);
         Ok(McuMixer {
             room: room.clone(),
             pipeline,
@@ -669,22 +653,16 @@ impl McuMixer {
 
     /// A keyframe of the composite for everyone, rate-limited.
     pub fn request_keyframe(&mut self) {
-        if self.keyframes.request(Instant::now()) == KeyframeDecision::Force {
-            self.force_keyframe();
-        }
+        self.keyframes.ask();
     }
 
     /// Called periodically: sends a keyframe that the limiter held back.
     pub fn poll_keyframes(&mut self) {
-        if self.keyframes.poll(Instant::now()) {
-            self.force_keyframe();
-        }
+        self.keyframes.poll();
     }
 
     fn force_keyframe(&self) {
-        if let Some(pad) = self.video_tee.static_pad("sink") {
-            pad.push_event(webrtc::keyframe_request(Some(OWN_KEYFRAME_FIELD)));
-        }
+        self.keyframes.force();
         tracing::debug!(room = %self.room, "keyframe forced");
     }
 }

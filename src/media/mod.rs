@@ -3,7 +3,9 @@
 
 pub mod candidates;
 pub mod events;
+pub mod forward;
 pub mod keyframe;
+pub mod keyframes;
 pub mod layout;
 pub mod lipsync;
 pub mod mcu;

@@ -32,23 +32,23 @@
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::candidates::RemoteCandidates;
 use crate::media::events::{MediaEvent, watch_connection};
-use crate::media::keyframe::{KeyframeDecision, KeyframeLimiter};
+use crate::media::forward::ForwardGate;
+use crate::media::keyframes::{self, LimitedRequests};
 use crate::media::mcu::McuSettings;
 use crate::media::members;
 use crate::media::mixing;
 use crate::media::negotiation::{NextStep, OfferNegotiation};
 use crate::media::pads;
 use crate::media::program::{Feeds, SfuProgram};
-use crate::media::rtp;
 use crate::media::sdp::{MediaKind, MediaLine, TrackLabel, label_tracks, summarize_offer};
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection, WebRTCSDPType};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// One publisher's track going to one subscriber.
@@ -59,11 +59,10 @@ struct Forward {
     mline: u32,
     /// The publisher's SSRC, from the caps of the published track.
     ssrc: Option<u32>,
-    /// The payload type the subscriber's answer chose for this m-line, which
-    /// forwarded packets are rewritten to.
-    negotiated_pt: Arc<AtomicU8>,
     tee_pad: gst::Pad,
-    gate: gst::Element,
+    /// Between the publisher's tee and the subscriber's webrtcbin: drops
+    /// until connected, rewrites payload types, keeps refusals here.
+    gate: ForwardGate,
     transceiver: WebRTCRTPTransceiver,
 }
 
@@ -105,12 +104,10 @@ struct Member {
     /// How many m-lines the outstanding subscribe offer has: its answer
     /// must have as many (forwards added since wait for the next offer).
     offered_mlines: usize,
-    /// Keyframe requests to this publisher, one limiter per tee (video,
-    /// audio), shared with the probe on that tee.
-    keyframe_limiters: [(gst::Element, SharedLimiter); 2],
+    /// Keyframe requests to this publisher, limited on each of its tees.
+    video_keyframes: LimitedRequests,
+    audio_keyframes: LimitedRequests,
 }
-
-type SharedLimiter = Arc<Mutex<KeyframeLimiter>>;
 
 impl Member {
     fn tee(&self, kind: MediaKind) -> &gst::Element {
@@ -162,100 +159,9 @@ fn subscribe_pt(kind: MediaKind) -> u8 {
     }
 }
 
-/// Drops what reaches a gate while its subscriber's connection is down. On
-/// a video gate, the first packet let through after that asks the
-/// publisher for a keyframe, so the subscriber can start decoding at once.
-fn pass_when_connected(pad: &gst::Pad, connected: Arc<AtomicBool>, video: bool) {
-    let was_open = AtomicBool::new(false);
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        move |pad, _| {
-            let open = connected.load(Ordering::Relaxed);
-            let was = was_open.swap(open, Ordering::Relaxed);
-            if open && !was && video {
-                // Past the tee's limiter: a subscriber's first picture should
-                // not wait out someone else's request.
-                pad.push_event(keyframe_request(true));
-            }
-            if open {
-                gst::PadProbeReturn::Ok
-            } else {
-                gst::PadProbeReturn::Drop
-            }
-        },
-    );
-}
-
-/// Rewrites what leaves a forward's gate for the subscriber: the payload
-/// type in caps events becomes the offered one (webrtcbin checks caps against
-/// the m-line's codec), the payload type of each packet becomes the one the
-/// subscriber negotiated, read from `negotiated` at each packet.
-fn rewrite_payload_types(pad: &gst::Pad, offered: u8, negotiated: Arc<AtomicU8>) {
-    let mask = gst::PadProbeType::BUFFER
-        | gst::PadProbeType::BUFFER_LIST
-        | gst::PadProbeType::EVENT_DOWNSTREAM;
-    pad.add_probe(mask, move |_, info| {
-        let pt = negotiated.load(Ordering::Relaxed);
-        match &mut info.data {
-            Some(gst::PadProbeData::Buffer(buffer)) => rewrite_buffer(buffer, pt),
-            Some(gst::PadProbeData::BufferList(list)) => {
-                list.make_mut().foreach_mut(|mut buffer, _| {
-                    rewrite_buffer(&mut buffer, pt);
-                    std::ops::ControlFlow::Continue(Some(buffer))
-                });
-            }
-            Some(gst::PadProbeData::Event(event)) => {
-                if let gst::EventView::Caps(c) = event.view() {
-                    let mut caps = c.caps_owned();
-                    if let Some(s) = caps.make_mut().structure_mut(0) {
-                        s.set("payload", i32::from(offered));
-                    }
-                    *event = gst::event::Caps::builder(&caps)
-                        .seqnum(event.seqnum())
-                        .build();
-                }
-            }
-            _ => {}
-        }
-        gst::PadProbeReturn::Ok
-    });
-}
-
-/// Sets one forwarded packet's payload type, copying it only if it differs.
-fn rewrite_buffer(buffer: &mut gst::Buffer, pt: u8) {
-    let current = buffer
-        .map_readable()
-        .ok()
-        .and_then(|map| rtp::payload_type(&map));
-    if current.is_some_and(|c| c != pt)
-        && let Ok(mut map) = buffer.make_mut().map_writable()
-    {
-        rtp::set_payload_type(&mut map, pt);
-    }
-}
-
-/// Asks the publisher for a keyframe: an upstream force-key-unit event into
-/// its publish webrtcbin becomes an RTCP PLI. The tee's limiter lets it
-/// through or holds it back, unless `past_limiter`.
-fn request_keyframe_from(tee: &gst::Element, past_limiter: bool) {
-    if let Some(pad) = tee.static_pad("sink") {
-        pad.push_event(keyframe_request(past_limiter));
-    }
-}
-
-/// A keyframe request; `past_limiter` marks it for the tee's limiter to let
-/// through as it is.
-fn keyframe_request(past_limiter: bool) -> gst::Event {
-    webrtc::keyframe_request(past_limiter.then_some(PAST_LIMITER_FIELD))
-}
-
 /// Publishers get at most one keyframe request per this interval from the
 /// subscribers' PLIs together, so many subscribers cannot cause a storm.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
-
-/// Marks a request the limiter lets through as it is: one the router sends
-/// for requests it held back, or a new subscriber's first.
-const PAST_LIMITER_FIELD: &str = "gridmix-past-limiter";
 
 impl SfuRouter {
     pub fn new(
@@ -358,8 +264,13 @@ impl SfuRouter {
         let audio_tee = tee("audio")?;
         self.pipeline
             .add_many([&publish, &subscribe, &video_tee, &audio_tee])?;
-        let keyframe_limiters =
-            [&video_tee, &audio_tee].map(|tee| (tee.clone(), limit_keyframe_requests(tee)));
+        let limited = |tee: &gst::Element| -> Result<LimitedRequests> {
+            Ok(LimitedRequests::install(
+                &pads::static_pad(tee, "sink")?,
+                KEYFRAME_INTERVAL,
+            ))
+        };
+        let (video_keyframes, audio_keyframes) = (limited(&video_tee)?, limited(&audio_tee)?);
         watch_connection(&publish, &self.events, id, PeerConnection::Publish);
         watch_connection(&subscribe, &self.events, id, PeerConnection::Subscribe);
         self.link_published_tracks(id, &publish, &video_tee, &audio_tee);
@@ -387,7 +298,8 @@ impl SfuRouter {
             ended: Vec::new(),
             next_mline: 0,
             offered_mlines: 0,
-            keyframe_limiters,
+            video_keyframes,
+            audio_keyframes,
         })
     }
 
@@ -457,33 +369,34 @@ impl SfuRouter {
             .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?
             .subscribe_connected
             .clone();
-        let gate = gst::ElementFactory::make("identity")
-            .name(format!("{subscriber}/from-{publisher}-{}", kind_name(kind)))
-            .property("silent", true)
-            .build()?;
-        pass_when_connected(
-            &pads::static_pad(&gate, "sink")?,
+        let offered = subscribe_pt(kind);
+        let gate = ForwardGate::new(
+            &format!("{subscriber}/from-{publisher}-{}", kind_name(kind)),
             connected,
             kind == MediaKind::Video,
+            offered,
+            // Past the tee's limiter: a subscriber's first picture should not
+            // wait out someone else's request.
+            || keyframes::request(true),
         );
-        self.pipeline.add(&gate)?;
+        self.pipeline.add(&gate.element)?;
         let sink = subscribe
             .request_pad_simple(&format!("sink_{mline}"))
             .ok_or_else(|| anyhow!("webrtcbin gave no sink_{mline} pad"))?;
-        pads::static_pad(&gate, "src")?.link(&sink)?;
+        pads::static_pad(&gate.element, "src")?.link(&sink)?;
         let transceiver = webrtc::pad_transceiver(&sink)
             .ok_or_else(|| anyhow!("sink_{mline} has no transceiver"))?;
         transceiver.set_direction(WebRTCRTPTransceiverDirection::Sendonly);
-        let offered = subscribe_pt(kind);
-        transceiver.set_codec_preferences(Some(&webrtc::rtp_caps(kind, offered)));
-        let negotiated = Arc::new(AtomicU8::new(offered));
-        rewrite_payload_types(
-            &pads::static_pad(&gate, "src")?,
-            offered,
-            negotiated.clone(),
-        );
-        gate.sync_state_with_parent()?;
-        let tee_pad = pads::branch_tee(&tee, &gate)?;
+        let ssrc = caps.structure(0).and_then(|s| s.get::<u32>("ssrc").ok());
+        // With the publisher's SSRC in them, the offer's a=ssrc lines do not
+        // depend on a packet having gone through before it is made.
+        let mut preferences = webrtc::rtp_caps(kind, offered);
+        if let (Some(ssrc), Some(s)) = (ssrc, preferences.make_mut().structure_mut(0)) {
+            s.set("ssrc", ssrc);
+        }
+        transceiver.set_codec_preferences(Some(&preferences));
+        gate.element.sync_state_with_parent()?;
+        let tee_pad = pads::branch_tee(&tee, &gate.element)?;
         let sub = self
             .member_mut(subscriber)
             .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
@@ -491,8 +404,7 @@ impl SfuRouter {
             publisher: publisher.clone(),
             kind,
             mline,
-            ssrc: caps.structure(0).and_then(|s| s.get::<u32>("ssrc").ok()),
-            negotiated_pt: negotiated,
+            ssrc,
             tee_pad,
             gate,
             transceiver,
@@ -689,7 +601,7 @@ impl SfuRouter {
                 .find(|m| m.index == forward.mline)
                 .and_then(|m| m.payload_type);
             if let Some(pt) = chosen {
-                forward.negotiated_pt.store(pt, Ordering::Relaxed);
+                forward.gate.state.set_negotiated_pt(pt);
             }
         }
         // New m-lines start with a keyframe from their publishers.
@@ -713,14 +625,9 @@ impl SfuRouter {
     /// Sends the keyframe requests held back by the limiters that are now
     /// due. Called on the room's tick.
     pub fn poll_keyframes(&self) {
-        let now = Instant::now();
         for member in &self.members {
-            for (tee, limiter) in &member.keyframe_limiters {
-                let due = limiter.lock().unwrap_or_else(|e| e.into_inner()).poll(now);
-                if due {
-                    request_keyframe_from(tee, true);
-                }
-            }
+            member.video_keyframes.poll();
+            member.audio_keyframes.poll();
         }
     }
 
@@ -728,7 +635,7 @@ impl SfuRouter {
     pub fn request_keyframes(&self, publishers: &[ParticipantId]) {
         for publisher in publishers {
             if let Some(member) = self.member(publisher) {
-                request_keyframe_from(&member.video_tee, false);
+                member.video_keyframes.ask();
             }
         }
     }
@@ -809,8 +716,8 @@ impl SfuRouter {
                 forward
                     .transceiver
                     .set_direction(WebRTCRTPTransceiverDirection::Inactive);
-                let _ = self.pipeline.remove(&forward.gate);
-                removed.push(forward.gate);
+                let _ = self.pipeline.remove(&forward.gate.element);
+                removed.push(forward.gate.element);
             }
             changed.push(other.id.clone());
         }
@@ -863,7 +770,7 @@ impl SfuRouter {
         // starts their picture, asked for now past the limiter, so that the
         // recording's tiles do not also wait out someone else's request.
         for member in &self.members {
-            request_keyframe_from(&member.video_tee, true);
+            member.video_keyframes.force();
         }
         tracing::info!(room = %self.room, "recording composite built");
         Ok(program)
@@ -884,32 +791,4 @@ impl Drop for SfuRouter {
     fn drop(&mut self) {
         members::stop_pipeline(&self.pipeline);
     }
-}
-
-/// Lets at most one upstream force-key-unit event (a subscriber's PLI, a
-/// new subscriber, a recording starting) through a publisher's tee per
-/// `KEYFRAME_INTERVAL`. One that comes sooner is held back, not lost: the
-/// router's `poll_keyframes` sends it once the interval has passed, so every
-/// subscriber that asked gets a keyframe within the interval plus a tick.
-fn limit_keyframe_requests(tee: &gst::Element) -> SharedLimiter {
-    let limiter = Arc::new(Mutex::new(KeyframeLimiter::new(KEYFRAME_INTERVAL)));
-    let Some(pad) = tee.static_pad("sink") else {
-        return limiter;
-    };
-    let probe_limiter = limiter.clone();
-    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-        let Some(gst::PadProbeData::Event(event)) = &info.data else {
-            return gst::PadProbeReturn::Ok;
-        };
-        if !webrtc::is_keyframe_request(event) || webrtc::carries(event, PAST_LIMITER_FIELD) {
-            return gst::PadProbeReturn::Ok;
-        }
-        let mut limiter = probe_limiter.lock().unwrap_or_else(|e| e.into_inner());
-        match limiter.request(Instant::now()) {
-            KeyframeDecision::Force => gst::PadProbeReturn::Ok,
-            // Handled, not Drop: see the same probe in mcu.rs.
-            KeyframeDecision::Deferred => gst::PadProbeReturn::Handled,
-        }
-    });
-    limiter
 }

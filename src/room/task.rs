@@ -780,11 +780,6 @@ impl Room {
                     }
                 }
             }
-            MediaEvent::KeyframeRequested => {
-                if let Media::Mcu(mixer) = &mut self.media {
-                    mixer.request_keyframe();
-                }
-            }
         }
     }
 

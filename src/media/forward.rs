@@ -1,0 +1,231 @@
+//! One publisher's track on its way to one subscriber (SFU): a pass-through
+//! element built from two pads of our own on an empty bin, between the
+//! publisher's tee and the subscriber's webrtcbin.
+//!
+//! Why not an `identity` with probes: a tee asks every branch whether it
+//! accepts the publisher's caps (ACCEPT_CAPS) before any probe could rewrite
+//! them, so one subscriber whose m-line has another payload type refused the
+//! publisher's caps for everyone; and a flow error from one branch stops the
+//! tee for all of them. This gate accepts any caps and rewrites them to the
+//! subscriber's, and whatever happens downstream, the publisher is told Ok.
+//!
+//! Per packet it also drops what comes while the subscriber's connection is
+//! down (webrtcbin would hold the publisher's thread until DTLS is done),
+//! asks for a keyframe when the connection comes up, and sets the payload
+//! type the subscriber negotiated. No thread hand-off: the publisher's
+//! receiving thread sends to every subscriber itself.
+
+use crate::media::rtp;
+use gst::prelude::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+/// What one forward knows while packets go through it.
+#[derive(Debug)]
+pub struct ForwardState {
+    /// The subscriber's connection is up (ICE and DTLS).
+    connected: Arc<AtomicBool>,
+    /// Whether the last packet found it up.
+    was_open: AtomicBool,
+    /// Video: ask the publisher for a keyframe when the connection comes up.
+    video: bool,
+    /// The payload type the subscribe offer gave this m-line: caps say it.
+    offered_pt: u8,
+    /// The payload type the subscriber's answer chose: packets carry it.
+    negotiated_pt: AtomicU8,
+    /// Downstream refused what was sent (its first refusal was logged):
+    /// nothing more goes this way.
+    broken: AtomicBool,
+    /// The request sent upstream when the connection comes up.
+    keyframe_request: fn() -> gst::Event,
+}
+
+impl ForwardState {
+    pub fn set_negotiated_pt(&self, pt: u8) {
+        self.negotiated_pt.store(pt, Ordering::Relaxed);
+    }
+
+    /// Whether downstream refused this forward's media.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+}
+
+/// A forward's element and what it shares with its pad functions.
+pub struct ForwardGate {
+    pub element: gst::Element,
+    pub state: Arc<ForwardState>,
+}
+
+impl ForwardGate {
+    /// `keyframe_request` makes what the gate sends upstream when the
+    /// subscriber's connection comes up.
+    pub fn new(
+        name: &str,
+        connected: Arc<AtomicBool>,
+        video: bool,
+        offered_pt: u8,
+        keyframe_request: fn() -> gst::Event,
+    ) -> ForwardGate {
+        let state = Arc::new(ForwardState {
+            connected,
+            was_open: AtomicBool::new(false),
+            video,
+            offered_pt,
+            negotiated_pt: AtomicU8::new(offered_pt),
+            broken: AtomicBool::new(false),
+            keyframe_request,
+        });
+        let bin = gst::Bin::with_name(name);
+        let src = gst::Pad::builder(gst::PadDirection::Src)
+            .name("src")
+            .event_function(|pad, _, event| match sink_of(pad) {
+                // Upstream events (keyframe requests, reconfigure) go on to
+                // the publisher's tee.
+                Some(sink) => sink.push_event(event),
+                None => false,
+            })
+            .query_function(|pad, _, query| match sink_of(pad) {
+                Some(sink) => sink.peer_query(query),
+                None => false,
+            })
+            .build();
+        let weak_src = src.downgrade();
+        let chain_state = state.clone();
+        let list_state = state.clone();
+        let event_state = state.clone();
+        let chain_src = weak_src.clone();
+        let list_src = weak_src.clone();
+        let sink = gst::Pad::builder(gst::PadDirection::Sink)
+            .name("sink")
+            .chain_function(move |pad, _, mut buffer| {
+                let Some(src) = chain_src.upgrade() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if !chain_state.passes(pad) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                rewrite_buffer(
+                    &mut buffer,
+                    chain_state.negotiated_pt.load(Ordering::Relaxed),
+                );
+                chain_state.settle(&src, src.push(buffer))
+            })
+            .chain_list_function(move |pad, _, mut list| {
+                let Some(src) = list_src.upgrade() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                if !list_state.passes(pad) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let pt = list_state.negotiated_pt.load(Ordering::Relaxed);
+                list.make_mut().foreach_mut(|mut buffer, _| {
+                    rewrite_buffer(&mut buffer, pt);
+                    std::ops::ControlFlow::Continue(Some(buffer))
+                });
+                list_state.settle(&src, src.push_list(list))
+            })
+            .event_function(move |_, _, event| {
+                let Some(src) = weak_src.upgrade() else {
+                    return true;
+                };
+                let event = match event.view() {
+                    gst::EventView::Caps(c) => {
+                        let mut caps = c.caps_owned();
+                        if let Some(s) = caps.make_mut().structure_mut(0) {
+                            s.set("payload", i32::from(event_state.offered_pt));
+                        }
+                        gst::event::Caps::builder(&caps)
+                            .seqnum(event.seqnum())
+                            .build()
+                    }
+                    _ => event,
+                };
+                // Whatever downstream says, the publisher's stream goes on.
+                if !src.push_event(event.clone()) && event.is_serialized() {
+                    tracing::debug!("{}: downstream refused {:?}", src.name(), event.type_());
+                }
+                true
+            })
+            .query_function(|_, _, query| match query.view_mut() {
+                // Any caps will do: they are rewritten for the subscriber.
+                gst::QueryViewMut::AcceptCaps(q) => {
+                    q.set_result(true);
+                    true
+                }
+                gst::QueryViewMut::Caps(q) => {
+                    let caps = q.filter_owned().unwrap_or_else(gst::Caps::new_any);
+                    q.set_result(&caps);
+                    true
+                }
+                // Nothing else from the publisher's side is this
+                // subscriber's to answer (nor to hold up).
+                _ => false,
+            })
+            .build();
+        let _ = bin.add_pad(&sink);
+        let _ = bin.add_pad(&src);
+        ForwardGate {
+            element: bin.upcast(),
+            state,
+        }
+    }
+}
+
+impl ForwardState {
+    /// Whether a packet goes on: not while the subscriber's connection is
+    /// down, nor once downstream has refused. The first packet after the
+    /// connection comes up asks the publisher for a keyframe.
+    fn passes(&self, sink: &gst::Pad) -> bool {
+        if self.is_broken() {
+            return false;
+        }
+        let open = self.connected.load(Ordering::Relaxed);
+        let was = self.was_open.swap(open, Ordering::Relaxed);
+        if open && !was && self.video {
+            sink.push_event((self.keyframe_request)());
+        }
+        open
+    }
+
+    /// The publisher is told Ok whatever happened downstream; a refusal
+    /// other than a flushing or ended stream breaks this forward only.
+    fn settle(
+        &self,
+        src: &gst::Pad,
+        result: Result<gst::FlowSuccess, gst::FlowError>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        match result {
+            Ok(_) | Err(gst::FlowError::Flushing | gst::FlowError::Eos) => {}
+            Err(error) => {
+                if !self.broken.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "{}: the subscriber refused this track ({error:?}); it is no longer forwarded",
+                        src.parent()
+                            .map(|p| p.name().to_string())
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+/// The gate's sink pad, seen from its src pad.
+fn sink_of(src: &gst::Pad) -> Option<gst::Pad> {
+    src.parent_element()?.static_pad("sink")
+}
+
+/// Sets one forwarded packet's payload type, copying it only if it differs.
+fn rewrite_buffer(buffer: &mut gst::Buffer, pt: u8) {
+    let current = buffer
+        .map_readable()
+        .ok()
+        .and_then(|map| rtp::payload_type(&map));
+    if current.is_some_and(|c| c != pt)
+        && let Ok(mut map) = buffer.make_mut().map_writable()
+    {
+        rtp::set_payload_type(&mut map, pt);
+    }
+}
