@@ -1,5 +1,6 @@
 //! One `Config` for the server, built from flags and environment, passed down.
 
+use crate::media::certificate::DtlsCertificate;
 use crate::media::mcu::{Canvas, McuSettings};
 use crate::media::templates::PipelineTemplates;
 use crate::media::webrtc::WebrtcSettings;
@@ -189,6 +190,7 @@ impl ServeArgs {
             turn: turn.clone(),
             turn_uris: Vec::new(),
             relay_only: false,
+            certificate: Some(Arc::new(DtlsCertificate::generate()?)),
         };
         let limits = Limits {
             max_message_bytes: self.max_message_bytes.max(1024),

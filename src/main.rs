@@ -117,6 +117,10 @@ struct BotArgs {
     /// might choose them: opus=96,vp8=97 (default: Chrome's, 111 and 96).
     #[arg(long, value_parser = gridmix::bot::PayloadTypes::parse)]
     payload_types: Option<gridmix::bot::PayloadTypes>,
+    /// Accept only ECDSA in DTLS (as some non-browser stacks do): a server
+    /// presenting an RSA certificate cannot connect.
+    #[arg(long)]
+    ecdsa_only: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -160,6 +164,12 @@ fn main() -> Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if let Command::Bot(args) = &cli.command
+        && args.ecdsa_only
+    {
+        // Before the runtime's threads and GStreamer start.
+        gridmix::bot::dtls::accept_only_ecdsa()?;
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let result = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(*args)),

@@ -7,6 +7,7 @@ use super::BotConfig;
 use super::receive::{Receivers, link_receiver};
 use super::timecode;
 use super::traffic::Traffic;
+use crate::media::certificate::DtlsCertificate;
 use crate::media::members::discard_pad;
 use crate::media::pads;
 use crate::media::sdp::{MediaKind, summarize_offer};
@@ -245,9 +246,16 @@ impl BotMedia {
                 ice_addresses: config.ice_addresses.clone(),
                 turn_uris: turn_uris(ice_servers),
                 relay_only: config.relay_only,
+                // Its own, as a browser has.
+                certificate: Some(std::sync::Arc::new(DtlsCertificate::generate()?)),
                 ..WebrtcSettings::default()
             },
         })
+    }
+
+    /// How its webrtcbins are made.
+    pub fn settings(&self) -> &WebrtcSettings {
+        &self.settings
     }
 
     pub fn sends_anything(&self) -> bool {

@@ -3,6 +3,7 @@
 //! test (or a person at the CLI) can check the colours and tones.
 
 pub mod analysis;
+pub mod dtls;
 mod media;
 mod receive;
 pub mod shared;

@@ -188,7 +188,7 @@ impl Session {
 
     /// Creates and sends an offer on a new connection, and keeps it.
     async fn offer(&mut self, conn: Connection, route: Route) -> Result<()> {
-        let offer = webrtc::create_offer(&conn.link.webrtc).await?;
+        let offer = webrtc::create_offer(&conn.link.webrtc, self.media.settings()).await?;
         webrtc::set_local_description(&conn.link.webrtc, &offer).await?;
         let to = match &route {
             Route::Peer(id) => Some(id.clone()),
@@ -489,7 +489,7 @@ impl Session {
                 .ok_or_else(|| anyhow!("connection {route:?} closed"))?;
             self.media.answer_lines(&mut conn.link, &offer)?;
         }
-        let mut answer = webrtc::create_answer(&webrtc).await?;
+        let mut answer = webrtc::create_answer(&webrtc, self.media.settings()).await?;
         if route == Route::Subscribe && !self.subscribe_payload_renumbering.is_empty() {
             let text = webrtc::description_text(&answer);
             let renumbered = renumber_payload_types(&text, &self.subscribe_payload_renumbering);

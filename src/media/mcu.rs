@@ -377,7 +377,9 @@ impl McuMixer {
                     .map_err(internal)?;
             }
         }
-        let answer = webrtc::create_answer(&webrtc).await.map_err(internal)?;
+        let answer = webrtc::create_answer(&webrtc, &self.settings.webrtc)
+            .await
+            .map_err(internal)?;
         webrtc::set_local_description(&webrtc, &answer)
             .await
             .map_err(internal)?;

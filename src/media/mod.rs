@@ -2,6 +2,7 @@
 //! `candidates` and `rtp` are pure logic.
 
 pub mod candidates;
+pub mod certificate;
 pub mod events;
 pub mod forward;
 pub mod keyframe;

@@ -492,7 +492,9 @@ impl SfuRouter {
                 transceiver.set_codec_preferences(Some(&caps));
             }
         }
-        let answer = webrtc::create_answer(&publish).await.map_err(internal)?;
+        let answer = webrtc::create_answer(&publish, &self.settings)
+            .await
+            .map_err(internal)?;
         webrtc::set_local_description(&publish, &answer)
             .await
             .map_err(internal)?;
@@ -520,8 +522,9 @@ impl SfuRouter {
     async fn make_subscribe_offer(&mut self, id: &ParticipantId) -> Result<String> {
         let member = self.member(id).ok_or_else(|| anyhow!("{id} is gone"))?;
         let subscribe = member.subscribe.clone();
+        let settings = self.settings.clone();
         let result: Result<String> = async {
-            let offer = webrtc::create_offer(&subscribe).await?;
+            let offer = webrtc::create_offer(&subscribe, &settings).await?;
             webrtc::set_local_description(&subscribe, &offer).await?;
             Ok(webrtc::description_text(&offer))
         }

@@ -1,6 +1,7 @@
 //! webrtcbin helpers shared by the server and the bot: creation with
 //! conferencing settings, promises as futures, descriptions as text.
 
+use crate::media::certificate::DtlsCertificate;
 use crate::media::sdp::MediaKind;
 use anyhow::{Context, Result, anyhow, bail};
 use gst::glib;
@@ -62,6 +63,8 @@ pub struct WebrtcSettings {
     pub turn_uris: Vec<String>,
     /// Use relayed (TURN) candidates only: ice-transport-policy=relay.
     pub relay_only: bool,
+    /// The DTLS certificate to present instead of webrtcbin's own RSA one.
+    pub certificate: Option<std::sync::Arc<DtlsCertificate>>,
 }
 
 pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Element> {
@@ -72,6 +75,9 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
         .build()
         .context("creating webrtcbin")?;
     crate::media::lipsync::configure(&webrtc);
+    if let Some(certificate) = &settings.certificate {
+        certificate.apply_to(&webrtc);
+    }
     if let Some(stun) = &settings.stun_server {
         webrtc.set_property("stun-server", stun);
     }
@@ -154,24 +160,44 @@ pub async fn set_local_description(
     Ok(())
 }
 
-async fn create_description(webrtc: &gst::Element, kind: &str) -> Result<WebRTCSessionDescription> {
+/// An offer or answer from webrtcbin, with the fingerprint of
+/// `certificate` (the one `make_webrtcbin` gave it) in place of the wrong
+/// one 1.22 writes for a certificate of our own.
+async fn create_description(
+    webrtc: &gst::Element,
+    kind: &str,
+    certificate: Option<&DtlsCertificate>,
+) -> Result<WebRTCSessionDescription> {
     let signal = format!("create-{kind}");
     let reply = await_promise(&signal, |p| {
         webrtc.emit_by_name::<()>(&signal, &[&None::<gst::Structure>, p]);
     })
     .await?
     .ok_or_else(|| anyhow!("{signal}: empty reply"))?;
-    reply
+    let made = reply
         .get::<WebRTCSessionDescription>(kind)
-        .with_context(|| format!("{signal}: reply has no {kind}"))
+        .with_context(|| format!("{signal}: reply has no {kind}"))?;
+    match certificate {
+        None => Ok(made),
+        Some(certificate) => parse_description(
+            made.type_(),
+            &certificate.fix_fingerprints(&description_text(&made)),
+        ),
+    }
 }
 
-pub async fn create_offer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription> {
-    create_description(webrtc, "offer").await
+pub async fn create_offer(
+    webrtc: &gst::Element,
+    settings: &WebrtcSettings,
+) -> Result<WebRTCSessionDescription> {
+    create_description(webrtc, "offer", settings.certificate.as_deref()).await
 }
 
-pub async fn create_answer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription> {
-    create_description(webrtc, "answer").await
+pub async fn create_answer(
+    webrtc: &gst::Element,
+    settings: &WebrtcSettings,
+) -> Result<WebRTCSessionDescription> {
+    create_description(webrtc, "answer", settings.certificate.as_deref()).await
 }
 
 /// Adds a remote candidate. An empty candidate (end of candidates) is a no-op:
