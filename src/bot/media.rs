@@ -286,7 +286,7 @@ impl BotMedia {
                 && stream
                     .is_some_and(|stream| link_receiver(webrtc, pad, &stream, &receivers).is_ok());
             if !linked {
-                discard_pad(webrtc, pad);
+                discard_pad(webrtc, pad, None);
             }
         });
         webrtc.sync_state_with_parent()?;

@@ -2,6 +2,7 @@
 //! room task acts on them.
 
 use crate::ids::ParticipantId;
+use crate::media::peer::{Step, StepFailure};
 use crate::media::sdp::MediaKind;
 use crate::protocol::PeerConnection;
 use gst::prelude::*;
@@ -33,6 +34,12 @@ pub enum MediaEvent {
         participant: ParticipantId,
         kind: MediaKind,
         caps: gst::Caps,
+    },
+    /// A negotiation step of one peer connection came back (media/peer.rs).
+    Negotiated {
+        participant: ParticipantId,
+        pc: PeerConnection,
+        result: Result<Step, StepFailure>,
     },
 }
 

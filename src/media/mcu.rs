@@ -21,20 +21,21 @@
 //! traced to the participant it concerns.
 
 use crate::ids::{ParticipantId, RoomId};
-use crate::media::candidates::RemoteCandidates;
-use crate::media::events::{MediaEvent, watch_connection};
+use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
+use crate::media::events::MediaEvent;
 use crate::media::keyframes::LimitedRequests;
-use crate::media::members;
+use crate::media::members::{self, Owners};
 use crate::media::mixing::{self, PLACEHOLDER_ARGB, raw_audio_caps, solid_video_source};
 use crate::media::pads;
+use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, McuProgram};
-use crate::media::sdp::{MediaKind, MediaLine, summarize_offer};
+use crate::media::sdp::{CheckedOffer, MediaKind, MediaLine};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
-use crate::protocol::{ErrorCode, PeerConnection, ProtocolError};
+use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
-use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,15 +83,19 @@ struct ListenerMix {
 
 struct Member {
     id: ParticipantId,
-    webrtc: gst::Element,
+    /// The publish connection: the client offers, the server answers.
+    peer: Peer,
     placeholder_pad: gst::Pad,
     video_pad: gst::Pad,
     audio_tee: gst::Element,
     mix: Option<ListenerMix>,
     /// The video tee's pad feeding this participant's copy of the composite.
     video_out: Option<gst::Pad>,
-    /// Held until the client's offer is applied; ready means it was.
-    remote_candidates: RemoteCandidates,
+    /// The audio and video m-lines of the offer being negotiated.
+    offered: Vec<MediaLine>,
+    /// Whether the first offer's media is attached: later offers (ICE
+    /// restarts, renegotiations) are answered on the media that is there.
+    attached: bool,
 }
 
 pub struct McuMixer {
@@ -105,14 +110,17 @@ pub struct McuMixer {
     program: Option<McuProgram>,
     events: UnboundedSender<MediaEvent>,
     members: Vec<Member>,
+    /// Whose each participant element is.
+    owners: Owners,
     /// Keyframe requests to the shared encoder, rate-limited.
     keyframes: LimitedRequests,
+    outputs: Vec<MediaOutput>,
 }
 
-fn internal(e: anyhow::Error) -> ProtocolError {
+fn media_failed(what: &str, e: &anyhow::Error) -> ProtocolError {
     ProtocolError::new(
-        ErrorCode::Internal,
-        format!("The server could not set up media: {e:#}."),
+        ErrorCode::MediaFailed,
+        format!("{what}: {e:#}. You have been removed from the room."),
     )
 }
 
@@ -191,30 +199,15 @@ impl McuMixer {
             program: None,
             events,
             members: Vec::new(),
+            owners: Owners::default(),
             keyframes,
+            outputs: Vec::new(),
         })
-    }
-
-    pub fn bus(&self) -> gst::Bus {
-        self.pipeline.bus().expect("a pipeline always has a bus")
-    }
-
-    pub fn pipeline(&self) -> &gst::Pipeline {
-        &self.pipeline
-    }
-
-    pub fn participant_count(&self) -> usize {
-        self.members.len()
-    }
-
-    /// The participant an element belongs to (see `members::owner_of`).
-    pub fn owner_of(&self, source: &gst::Object) -> Option<ParticipantId> {
-        members::owner_of(&self.pipeline, source)
     }
 
     /// Gives a new participant a tile and everything needed to receive their
     /// media; sending to them waits for their offer.
-    pub fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
+    fn add(&mut self, id: &ParticipantId) -> Result<()> {
         let member = self
             .build_member(id)
             .with_context(|| format!("adding participant {id}"))?;
@@ -227,7 +220,14 @@ impl McuMixer {
             .expect("just pushed");
         for member in self.members.iter_mut().filter(|m| &m.id != id) {
             if let Some(mix) = member.mix.as_mut() {
-                connect_speaker(&self.pipeline, mix, &member.id, id, &speaker_tee)?;
+                connect_speaker(
+                    &self.pipeline,
+                    &self.owners,
+                    mix,
+                    &member.id,
+                    id,
+                    &speaker_tee,
+                )?;
             }
         }
         if let Some(program) = self.program.as_mut()
@@ -244,7 +244,15 @@ impl McuMixer {
         let name = |part: &str| format!("{id}/{part}");
         let fps = self.settings.canvas.fps as i32;
 
-        let webrtc = webrtc::make_webrtcbin(&name("webrtc"), &self.settings.webrtc)?;
+        let peer = Peer::new(
+            &name("webrtc"),
+            &self.settings.webrtc,
+            id,
+            PeerConnection::Publish,
+            Role::Answerer,
+            &self.events,
+        )?;
+        let webrtc = peer.element().clone();
 
         let (placeholder, placeholder_caps) =
             solid_video_source(&name("placeholder"), PLACEHOLDER_ARGB, 64, 36, fps)?;
@@ -265,7 +273,7 @@ impl McuMixer {
             audio_decode.clone().upcast(),
             audio_tee.clone(),
         ];
-        self.pipeline.add_many(&elements)?;
+        self.owners.add(self.pipeline.upcast_ref(), id, &elements)?;
         placeholder.link(&placeholder_caps)?;
         audio_decode.link(&audio_tee)?;
 
@@ -286,13 +294,14 @@ impl McuMixer {
         }
         Ok(Member {
             id: id.clone(),
-            webrtc,
+            peer,
             placeholder_pad,
             video_pad,
             audio_tee,
             mix: None,
             video_out: None,
-            remote_candidates: RemoteCandidates::default(),
+            offered: Vec::new(),
+            attached: false,
         })
     }
 
@@ -308,11 +317,10 @@ impl McuMixer {
         video_decode: &gst::Bin,
         audio_decode: &gst::Bin,
     ) {
-        watch_connection(webrtc, &self.events, id, PeerConnection::Publish);
-
         // A src pad must be linked at once or webrtcbin fails "not-linked":
         // link it to the chain prepared for its kind, or a fakesink.
         let events = self.events.clone();
+        let owners = self.owners.clone();
         let participant = id.clone();
         let video_sink = video_decode.static_pad("sink").map(|p| p.downgrade());
         let audio_sink = audio_decode.static_pad("sink").map(|p| p.downgrade());
@@ -328,7 +336,7 @@ impl McuMixer {
             };
             let linked = target.is_some_and(|t| !t.is_linked() && pad.link(&t).is_ok());
             if !linked {
-                members::discard_pad(webrtc, pad);
+                members::discard_pad(webrtc, pad, Some((&owners, &participant)));
             }
             let _ = events.send(MediaEvent::StreamStarted {
                 participant: participant.clone(),
@@ -341,63 +349,72 @@ impl McuMixer {
         self.members.iter_mut().find(|m| &m.id == id)
     }
 
-    /// Applies a client's offer on its publish connection and returns the
-    /// answer. The first offer also links the composite and the client's mix
-    /// to its webrtcbin; later offers (ICE restarts) only renegotiate.
-    pub async fn answer_offer(
+    /// A client's offer on its publish connection: applied off the room's
+    /// task, answered once applied (see `negotiated`).
+    fn publish_offer(
         &mut self,
         id: &ParticipantId,
-        sdp: &str,
-    ) -> Result<String, ProtocolError> {
-        let summary = summarize_offer(sdp)?;
-        summary.check_publish()?;
-        let audio = summary.first(MediaKind::Audio).cloned();
-        let video = summary.first(MediaKind::Video).cloned();
-        summary.check_usable([&audio, &video].into_iter().flatten())?;
-        let description = webrtc::parse_description(WebRTCSDPType::Offer, sdp).map_err(|e| {
-            ProtocolError::new(
-                ErrorCode::BadSdp,
-                format!("The offer is not valid SDP: {e:#}."),
-            )
-        })?;
-        let member = self
-            .member_mut(id)
-            .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
-        let webrtc = member.webrtc.clone();
-        let first_offer = !member.remote_candidates.is_ready();
+        offer: CheckedOffer,
+    ) -> Result<(), ProtocolError> {
+        let lines: Vec<MediaLine> = [MediaKind::Audio, MediaKind::Video]
+            .into_iter()
+            .filter_map(|kind| offer.summary.first(kind).cloned())
+            .collect();
+        offer.summary.check_usable(&lines)?;
+        let member = self.member_mut(id).ok_or_else(not_joined)?;
+        member.peer.receive_offer(&offer.text)?;
+        member.offered = lines;
+        Ok(())
+    }
 
-        webrtc::set_remote_description(&webrtc, &description)
-            .await
-            .map_err(|e| {
-                ProtocolError::new(ErrorCode::BadSdp, format!("The offer was refused: {e:#}."))
-            })?;
-        if first_offer {
-            for line in [&audio, &video].into_iter().flatten() {
-                self.attach_media_line(id, &webrtc, line)
-                    .map_err(internal)?;
+    /// A negotiation step of a participant's publish connection came back.
+    fn negotiated(&mut self, id: &ParticipantId, result: Result<Step, StepFailure>) {
+        let Some(member) = self.member_mut(id) else {
+            return;
+        };
+        match member.peer.step_done(result) {
+            Ok(Step::OfferApplied) => {
+                if !member.attached {
+                    let lines = member.offered.clone();
+                    let webrtc = member.peer.element().clone();
+                    for line in &lines {
+                        if let Err(e) = self.attach_media_line(id, &webrtc, line) {
+                            let error = media_failed("The server could not set up your media", &e);
+                            self.outputs.push(MediaOutput::Failed(id.clone(), error));
+                            return;
+                        }
+                    }
+                }
+                if let Some(member) = self.member_mut(id) {
+                    member.peer.answer();
+                }
+            }
+            Ok(Step::Answered(sdp)) => {
+                tracing::info!(participant = %id, "publish offer answered");
+                let first = !member.attached;
+                member.attached = true;
+                let receives_video = member
+                    .offered
+                    .iter()
+                    .any(|l| l.kind == MediaKind::Video && l.direction.client_receives());
+                self.outputs.push(MediaOutput::Send(
+                    id.clone(),
+                    ServerMessage::Answer { sdp, from: None },
+                ));
+                if first && receives_video {
+                    self.keyframes.ask();
+                }
+            }
+            Ok(Step::Offered(_) | Step::AnswerApplied) => {}
+            Err(failure) => {
+                tracing::info!(participant = %id, "publish negotiation failed: {}", failure.message);
+                self.outputs.push(if failure.refused {
+                    MediaOutput::Send(id.clone(), failure.to_error().to_message())
+                } else {
+                    MediaOutput::Failed(id.clone(), failure.to_error())
+                });
             }
         }
-        let answer = webrtc::create_answer(&webrtc, &self.settings.webrtc)
-            .await
-            .map_err(internal)?;
-        webrtc::set_local_description(&webrtc, &answer)
-            .await
-            .map_err(internal)?;
-
-        let member = self.member_mut(id).ok_or_else(|| {
-            ProtocolError::new(ErrorCode::NotJoined, "You left during negotiation.")
-        })?;
-        for (mline, candidate) in member.remote_candidates.ready() {
-            webrtc::add_ice_candidate(&webrtc, mline, &candidate);
-        }
-        if first_offer
-            && video
-                .as_ref()
-                .is_some_and(|v| v.direction.client_receives())
-        {
-            self.request_keyframe();
-        }
-        Ok(webrtc::description_text(&answer))
     }
 
     /// Sets up the server's side of one offered m-line: what it sends on it,
@@ -461,7 +478,11 @@ impl McuMixer {
             .property("pt", u32::from(pt))
             .property_from_str("picture-id-mode", "15-bit")
             .build()?;
-        self.pipeline.add_many([&queue, &pay])?;
+        self.owners.add(
+            self.pipeline.upcast_ref(),
+            id,
+            &[queue.clone(), pay.clone()],
+        )?;
         queue.link(&pay)?;
         // A webrtcbin holds its RTP back until DTLS is up, so a participant
         // whose connection never comes up (a relay that refused it) stalls
@@ -515,7 +536,7 @@ impl McuMixer {
             encode.upcast(),
             pay.clone(),
         ];
-        self.pipeline.add_many(&elements)?;
+        self.owners.add(self.pipeline.upcast_ref(), id, &elements)?;
         gst::Element::link_many(&elements)?;
         pay.static_pad("src")
             .ok_or_else(|| anyhow!("payloader has no src pad"))?
@@ -530,6 +551,7 @@ impl McuMixer {
         for speaker in self.members.iter().filter(|m| &m.id != id) {
             connect_speaker(
                 &self.pipeline,
+                &self.owners,
                 &mut mix,
                 id,
                 &speaker.id,
@@ -543,28 +565,12 @@ impl McuMixer {
         Ok(())
     }
 
-    /// Adds a client's ICE candidate, or keeps it until the offer is applied.
-    pub fn add_remote_candidate(
-        &mut self,
-        id: &ParticipantId,
-        mline: u32,
-        candidate: String,
-    ) -> Result<(), ProtocolError> {
-        let member = self
-            .member_mut(id)
-            .ok_or_else(|| ProtocolError::new(ErrorCode::NotJoined, "You are not in this room."))?;
-        if let Some((mline, candidate)) = member.remote_candidates.add(mline, candidate)? {
-            webrtc::add_ice_candidate(&member.webrtc, mline, &candidate);
-        }
-        Ok(())
-    }
-
     /// Removes a participant: their tile, their voice from every mix, their
     /// own mix. Returns the removed elements, to be set to NULL off the room
     /// task (webrtcbin can take a while to stop), in the order to stop them.
-    pub fn remove_participant(&mut self, id: &ParticipantId) -> Vec<gst::Element> {
+    fn remove(&mut self, id: &ParticipantId) {
         let Some(index) = self.members.iter().position(|m| &m.id == id) else {
-            return Vec::new();
+            return;
         };
         let member = self.members.remove(index);
         let mut removed = match self.program.as_mut() {
@@ -575,6 +581,7 @@ impl McuMixer {
             if let Some(mix) = other.mix.as_mut()
                 && let Some(input) = mix.inputs.remove(id)
             {
+                self.owners.forget(&input.queue);
                 removed.push(detach_input(
                     &self.pipeline,
                     &member.audio_tee,
@@ -583,9 +590,9 @@ impl McuMixer {
                 ));
             }
         }
-        // Every element named after the participant, including sinks that
+        // Every element of the participant's, including sinks that
         // callbacks made for unused streams. Removing unlinks them.
-        removed.extend(members::remove_elements_of(&self.pipeline, id));
+        removed.extend(self.owners.remove_all(&self.pipeline, id));
         // Then the request pads the participant held on shared elements.
         for (speaker, input) in member.mix.map(|m| m.inputs).unwrap_or_default() {
             if let Some(speaker) = self.members.iter().find(|m| m.id == speaker) {
@@ -599,7 +606,7 @@ impl McuMixer {
         self.compositor.release_request_pad(&member.video_pad);
         self.relayout();
         members::sort_for_stopping(&mut removed);
-        removed
+        members::stop_off_thread(removed);
     }
 
     /// Puts every participant's tiles where the grid says, in join order.
@@ -615,7 +622,7 @@ impl McuMixer {
 
     /// What recordings tap, building the full mix if no recording runs yet.
     /// A new recording of the encoded composite starts at a keyframe.
-    pub fn recording_feeds(&mut self) -> Result<Feeds> {
+    fn feeds(&mut self) -> Result<Feeds> {
         if self.program.is_none() {
             let audio_tees: Vec<(ParticipantId, gst::Element)> = self
                 .members
@@ -628,7 +635,7 @@ impl McuMixer {
                 Err(e) => {
                     // Whatever was added of it goes again.
                     let removed = crate::media::program::remove_program(&self.pipeline);
-                    stop_elements(removed);
+                    members::stop_off_thread(removed);
                     return Err(e.context("building the recording mix"));
                 }
             }
@@ -644,29 +651,100 @@ impl McuMixer {
         })
     }
 
-    /// No recording runs any more: the full mix goes. Returns its elements,
-    /// still to be set to NULL.
-    pub fn close_recording_feeds(&mut self) -> Vec<gst::Element> {
-        self.program
-            .take()
-            .map(|p| p.close(&self.pipeline))
-            .unwrap_or_default()
-    }
-
-    /// A keyframe of the composite for everyone, rate-limited.
-    pub fn request_keyframe(&mut self) {
-        self.keyframes.ask();
-    }
-
-    /// Called periodically: sends a keyframe that the limiter held back.
-    pub fn poll_keyframes(&mut self) {
-        self.keyframes.poll();
-    }
-
     fn force_keyframe(&self) {
         self.keyframes.force();
         tracing::debug!(room = %self.room, "keyframe forced");
     }
+}
+
+impl RoomMedia for McuMixer {
+    fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
+        self.add(id)
+    }
+
+    fn remove_participant(&mut self, id: &ParticipantId) {
+        self.remove(id);
+    }
+
+    fn signal(&mut self, id: &ParticipantId, signal: MediaSignal) -> Result<(), ProtocolError> {
+        match signal {
+            MediaSignal::PublishOffer(offer) => self.publish_offer(id, offer),
+            MediaSignal::SubscribeAnswer(_) => Err(ProtocolError::new(
+                ErrorCode::BadState,
+                "There is no offer outstanding: an MCU room uses only the publish connection.",
+            )),
+            MediaSignal::Candidate {
+                pc: PeerConnection::Publish,
+                mline,
+                candidate,
+            } => self
+                .member_mut(id)
+                .ok_or_else(not_joined)?
+                .peer
+                .add_candidate(mline, candidate),
+            MediaSignal::Candidate { .. } => Err(ProtocolError::new(
+                ErrorCode::BadState,
+                "There is no subscribe connection in an MCU room.",
+            )),
+        }
+    }
+
+    fn on_event(&mut self, event: MediaEvent) {
+        if let Some(output) = connection_output(&event) {
+            self.outputs.push(output);
+        }
+        match event {
+            MediaEvent::ConnectionState {
+                participant,
+                state: WebRTCPeerConnectionState::Connected,
+                ..
+            } => {
+                tracing::info!(participant = %participant, "publish connection up");
+                // Its first picture of the composite.
+                self.keyframes.ask();
+            }
+            MediaEvent::StreamStarted { participant, media } => {
+                tracing::info!(participant = %participant, "receiving {media}");
+            }
+            MediaEvent::Negotiated {
+                participant,
+                result,
+                ..
+            } => self.negotiated(&participant, result),
+            _ => {}
+        }
+    }
+
+    fn tick(&mut self) {
+        self.keyframes.poll();
+    }
+
+    fn take_outputs(&mut self) -> Vec<MediaOutput> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    fn pipeline(&self) -> Option<&gst::Pipeline> {
+        Some(&self.pipeline)
+    }
+
+    fn owner_of(&self, source: &gst::Object) -> Option<ParticipantId> {
+        self.owners.owner_of(&self.pipeline, source)
+    }
+
+    fn recording_feeds(&mut self) -> Result<Feeds> {
+        self.feeds()
+    }
+
+    /// No recording runs any more: the full mix goes.
+    fn close_recording_feeds(&mut self) {
+        if let Some(program) = self.program.take() {
+            members::stop_off_thread(program.close(&self.pipeline));
+        }
+    }
+}
+
+fn not_joined() -> ProtocolError {
+    ProtocolError::new(ErrorCode::NotJoined, "You are not in this room.")
 }
 
 /// Dropping the mixer stops its pipeline, also when its room task is dropped
@@ -682,6 +760,7 @@ impl Drop for McuMixer {
 /// so one slow mix never holds back the speaker's other listeners.
 fn connect_speaker(
     pipeline: &gst::Pipeline,
+    owners: &Owners,
     mix: &mut ListenerMix,
     listener: &ParticipantId,
     speaker: &ParticipantId,
@@ -694,7 +773,12 @@ fn connect_speaker(
         .property("max-size-bytes", 0u32)
         .property("max-size-time", 200_000_000u64)
         .build()?;
-    pipeline.add(&queue)?;
+    // The listener's: it goes when they do.
+    owners.add(
+        pipeline.upcast_ref(),
+        listener,
+        std::slice::from_ref(&queue),
+    )?;
     let mixer_pad = mix
         .mixer
         .request_pad_simple("sink_%u")
@@ -714,18 +798,6 @@ fn connect_speaker(
         },
     );
     Ok(())
-}
-
-/// Sets removed elements to NULL off the caller's thread.
-fn stop_elements(elements: Vec<gst::Element>) {
-    if elements.is_empty() {
-        return;
-    }
-    std::thread::spawn(move || {
-        for element in elements {
-            let _ = element.set_state(gst::State::Null);
-        }
-    });
 }
 
 /// Undoes `connect_speaker`; returns the queue for the caller to stop.

@@ -1,25 +1,93 @@
-//! Conventions shared by the room pipelines (MCU and SFU): every element that
-//! belongs to one participant is named "<participant id>/<part>", so it can be
-//! traced to its owner, swept away when they leave, and stopped in a safe
-//! order.
+//! Who owns what in a room pipeline (MCU and SFU), and how it is taken out
+//! and stopped: the code that adds a participant's element records it as
+//! theirs (an ownership table, not a reading of element names), so a bus
+//! message can be traced to its participant, and their elements swept away
+//! and stopped in a safe order when they leave.
 
 use crate::ids::ParticipantId;
+use anyhow::{Result, anyhow};
 use gst::prelude::*;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-/// The participant an element belongs to, from the name prefix of its
-/// top-level ancestor under `pipeline`; also for elements already removed.
-pub fn owner_of(pipeline: &gst::Pipeline, source: &gst::Object) -> Option<ParticipantId> {
-    let pipeline = pipeline.upcast_ref::<gst::Object>();
-    let mut object = source.clone();
-    while let Some(parent) = object.parent() {
-        if &parent == pipeline {
-            break;
-        }
-        object = parent;
+/// The top-level elements of a pipeline that belong to participants, by
+/// participant. Shared with callbacks that add elements on streaming
+/// threads (see `discard_pad`); held briefly.
+#[derive(Clone, Default)]
+pub struct Owners(Arc<Mutex<HashMap<gst::Element, ParticipantId>>>);
+
+impl Owners {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<gst::Element, ParticipantId>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
-    let name = object.name();
-    let (prefix, _) = name.split_once('/')?;
-    Some(ParticipantId::from_existing(prefix))
+
+    /// Adds `elements` to `bin` as `owner`'s; recorded first, so that even
+    /// their first message finds its owner.
+    pub fn add(
+        &self,
+        bin: &gst::Bin,
+        owner: &ParticipantId,
+        elements: &[gst::Element],
+    ) -> Result<()> {
+        {
+            let mut map = self.map();
+            for element in elements {
+                map.insert(element.clone(), owner.clone());
+            }
+        }
+        bin.add_many(elements).map_err(|e| {
+            let mut map = self.map();
+            for element in elements {
+                map.remove(element);
+            }
+            anyhow!("adding {owner}'s elements: {e}")
+        })
+    }
+
+    /// The participant the top-level element holding `source` belongs to.
+    pub fn owner_of(
+        &self,
+        pipeline: &gst::Pipeline,
+        source: &gst::Object,
+    ) -> Option<ParticipantId> {
+        let pipeline = pipeline.upcast_ref::<gst::Object>();
+        let mut object = source.clone();
+        while let Some(parent) = object.parent() {
+            if &parent == pipeline {
+                break;
+            }
+            object = parent;
+        }
+        let element = object.downcast::<gst::Element>().ok()?;
+        self.map().get(&element).cloned()
+    }
+
+    /// Takes every element of `owner` out of `pipeline` (removing unlinks
+    /// them) and returns them in the order to stop them.
+    pub fn remove_all(&self, pipeline: &gst::Pipeline, owner: &ParticipantId) -> Vec<gst::Element> {
+        let mut own: Vec<gst::Element> = {
+            let mut map = self.map();
+            let own: Vec<gst::Element> = map
+                .iter()
+                .filter(|(_, o)| *o == owner)
+                .map(|(e, _)| e.clone())
+                .collect();
+            for element in &own {
+                map.remove(element);
+            }
+            own
+        };
+        for element in &own {
+            let _ = pipeline.remove(element);
+        }
+        sort_for_stopping(&mut own);
+        own
+    }
+
+    /// Forgets `element` (taken out by its owner's own code).
+    pub fn forget(&self, element: &gst::Element) {
+        self.map().remove(element);
+    }
 }
 
 /// Whether `source` is (still) inside `pipeline`.
@@ -35,19 +103,6 @@ pub fn is_in(pipeline: &gst::Pipeline, source: &gst::Object) -> bool {
     false
 }
 
-/// Removes every element named after the participant from the pipeline
-/// (removing unlinks them) and returns them, still to be set to NULL.
-pub fn remove_elements_of(pipeline: &gst::Pipeline, id: &ParticipantId) -> Vec<gst::Element> {
-    let prefix = format!("{id}/");
-    let own: Vec<gst::Element> = pipeline
-        .children()
-        .into_iter()
-        .filter(|e| e.name().starts_with(&prefix))
-        .collect();
-    let _ = pipeline.remove_many(&own);
-    own
-}
-
 fn is_webrtcbin(element: &gst::Element) -> bool {
     element.factory().is_some_and(|f| f.name() == "webrtcbin")
 }
@@ -58,6 +113,20 @@ fn is_webrtcbin(element: &gst::Element) -> bool {
 /// stopping a payloader, queue or mixer upstream would wait on forever.
 pub fn sort_for_stopping(elements: &mut [gst::Element]) {
     elements.sort_by_key(|e| !is_webrtcbin(e));
+}
+
+/// Sets elements taken out of a pipeline to NULL, in order, on a thread of
+/// their own: the one way gridmix stops elements without blocking the
+/// async runtime or the room.
+pub fn stop_off_thread(elements: Vec<gst::Element>) {
+    if elements.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for element in elements {
+            let _ = element.set_state(gst::State::Null);
+        }
+    });
 }
 
 /// Stops a whole room pipeline. Media can flow in a loop (webrtcbin ->
@@ -77,9 +146,14 @@ pub fn stop_pipeline(pipeline: &gst::Pipeline) {
     let _ = pipeline.set_state(gst::State::Null);
 }
 
-/// Sinks a stream nobody uses, so webrtcbin does not fail with "not-linked".
-/// Called from pad-added: the one pipeline change a callback may make.
-pub fn discard_pad(webrtc: &gst::Element, pad: &gst::Pad) {
+/// Sinks a stream nobody uses, so webrtcbin does not fail with "not-linked";
+/// the sink is `owner`'s when given. Called from pad-added: the one
+/// pipeline change a callback may make.
+pub fn discard_pad(
+    webrtc: &gst::Element,
+    pad: &gst::Pad,
+    owner: Option<(&Owners, &ParticipantId)>,
+) {
     let Some(parent) = webrtc.parent().and_then(|p| p.downcast::<gst::Bin>().ok()) else {
         return;
     };
@@ -91,9 +165,11 @@ pub fn discard_pad(webrtc: &gst::Element, pad: &gst::Pad) {
     else {
         return;
     };
-    if parent.add(&sink).is_ok()
-        && let Some(sink_pad) = sink.static_pad("sink")
-    {
+    let added = match owner {
+        Some((owners, id)) => owners.add(&parent, id, std::slice::from_ref(&sink)).is_ok(),
+        None => parent.add(&sink).is_ok(),
+    };
+    if added && let Some(sink_pad) = sink.static_pad("sink") {
         let _ = pad.link(&sink_pad);
         let _ = sink.sync_state_with_parent();
     }

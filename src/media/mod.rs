@@ -1,6 +1,7 @@
 //! Everything GStreamer. `layout`, `sdp`, `keyframe`, `negotiation`,
 //! `candidates` and `rtp` are pure logic.
 
+pub mod backend;
 pub mod candidates;
 pub mod certificate;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod members;
 pub mod mixing;
 pub mod negotiation;
 pub mod pads;
+pub mod peer;
 pub mod preflight;
 pub mod program;
 pub mod recorder;

@@ -101,6 +101,23 @@ impl OfferSummary {
     }
 }
 
+/// A client's publish offer, read once and checked: what the room and the
+/// media code decide on, and the text webrtcbin gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedOffer {
+    pub text: String,
+    pub summary: OfferSummary,
+}
+
+impl CheckedOffer {
+    /// Reads a publish offer and checks it (see `OfferSummary::check_publish`).
+    pub fn publish(text: String) -> Result<CheckedOffer, ProtocolError> {
+        let summary = summarize_offer(&text)?;
+        summary.check_publish()?;
+        Ok(CheckedOffer { text, summary })
+    }
+}
+
 impl OfferSummary {
     /// What a publish offer may hold: at most one audio and one video
     /// m-line that are not rejected (port 0), nothing else that is not,

@@ -30,22 +30,24 @@
 //! tee prepared for its kind and post `MediaEvent`s.
 
 use crate::ids::{ParticipantId, RoomId};
-use crate::media::candidates::RemoteCandidates;
-use crate::media::events::{MediaEvent, watch_connection};
+use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
+use crate::media::events::MediaEvent;
 use crate::media::forward::ForwardGate;
 use crate::media::keyframes::{self, LimitedRequests};
 use crate::media::mcu::McuSettings;
-use crate::media::members;
+use crate::media::members::{self, Owners};
 use crate::media::mixing;
-use crate::media::negotiation::{NextStep, OfferNegotiation};
 use crate::media::pads;
+use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, SfuProgram};
-use crate::media::sdp::{MediaKind, MediaLine, TrackLabel, label_tracks, summarize_offer};
+use crate::media::sdp::{
+    CheckedOffer, MediaKind, MediaLine, OfferSummary, TrackLabel, label_tracks, summarize_offer,
+};
 use crate::media::webrtc::{self, WebrtcSettings};
-use crate::protocol::{ErrorCode, PeerConnection, ProtocolError};
+use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
-use gst_webrtc::{WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection, WebRTCSDPType};
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -79,21 +81,24 @@ impl Forward {
 
 struct Member {
     id: ParticipantId,
-    publish: gst::Element,
-    /// Ready once the client's first publish offer is applied.
-    publish_candidates: RemoteCandidates,
+    /// The client offers what it sends; the server answers recvonly.
+    publish: Peer,
+    /// The lines of the publish offer being negotiated.
+    publish_lines: Vec<MediaLine>,
+    /// Whether the first publish offer's transceivers are there.
+    publish_attached: bool,
     video_tee: gst::Element,
     audio_tee: gst::Element,
     /// The tracks this participant publishes, with their RTP caps.
     published: Vec<(MediaKind, gst::Caps)>,
-    subscribe: gst::Element,
-    /// None until the server's first subscribe offer: before it, the
-    /// subscribe connection does not exist for the client.
-    subscribe_candidates: Option<RemoteCandidates>,
+    /// The server offers everyone else's tracks; the client answers.
+    subscribe: Peer,
+    /// Whether a subscribe offer was ever sent: before it, the subscribe
+    /// connection does not exist for the client.
+    subscribe_offered: bool,
     /// Whether the subscribe connection is up (ICE and DTLS): until then
     /// the gates to it drop what they get.
     subscribe_connected: Arc<AtomicBool>,
-    negotiation: OfferNegotiation,
     forwards: Vec<Forward>,
     /// Inactive m-lines of publishers who left, still labelled with whose
     /// they were.
@@ -104,6 +109,8 @@ struct Member {
     /// How many m-lines the outstanding subscribe offer has: its answer
     /// must have as many (forwards added since wait for the next offer).
     offered_mlines: usize,
+    /// The subscribe answer being applied, read.
+    pending_answer: Option<OfferSummary>,
     /// Keyframe requests to this publisher, limited on each of its tees.
     video_keyframes: LimitedRequests,
     audio_keyframes: LimitedRequests,
@@ -126,15 +133,15 @@ pub struct SfuRouter {
     recording: McuSettings,
     events: UnboundedSender<MediaEvent>,
     members: Vec<Member>,
+    /// Whose each participant element is.
+    owners: Owners,
     /// The composite and mix, while any recording runs.
     program: Option<SfuProgram>,
+    outputs: Vec<MediaOutput>,
 }
 
-fn internal(e: anyhow::Error) -> ProtocolError {
-    ProtocolError::new(
-        ErrorCode::Internal,
-        format!("The server could not set up media: {e:#}."),
-    )
+fn not_joined() -> ProtocolError {
+    ProtocolError::new(ErrorCode::NotJoined, "You are not in this room.")
 }
 
 fn kind_name(kind: MediaKind) -> &'static str {
@@ -181,20 +188,10 @@ impl SfuRouter {
             recording,
             events,
             members: Vec::new(),
+            owners: Owners::default(),
             program: None,
+            outputs: Vec::new(),
         })
-    }
-
-    pub fn bus(&self) -> gst::Bus {
-        self.pipeline.bus().expect("a pipeline always has a bus")
-    }
-
-    pub fn pipeline(&self) -> &gst::Pipeline {
-        &self.pipeline
-    }
-
-    pub fn owner_of(&self, source: &gst::Object) -> Option<ParticipantId> {
-        members::owner_of(&self.pipeline, source)
     }
 
     fn member(&self, id: &ParticipantId) -> Option<&Member> {
@@ -205,13 +202,9 @@ impl SfuRouter {
         self.members.iter_mut().find(|m| &m.id == id)
     }
 
-    fn not_joined() -> ProtocolError {
-        ProtocolError::new(ErrorCode::NotJoined, "You are not in this room.")
-    }
-
     /// Adds a participant and forwards everything already published to
-    /// them. Returns whether their subscribe connection has tracks to offer.
-    pub fn add_participant(&mut self, id: &ParticipantId) -> Result<bool> {
+    /// them (offered on their subscribe connection at once).
+    fn add(&mut self, id: &ParticipantId) -> Result<()> {
         let member = self
             .build_member(id)
             .with_context(|| format!("adding participant {id}"))?;
@@ -235,7 +228,10 @@ impl SfuRouter {
         for (publisher, kind, caps) in existing {
             self.forward(&publisher, id, kind, &caps)?;
         }
-        Ok(any)
+        if any {
+            self.tracks_changed(std::slice::from_ref(id));
+        }
+        Ok(())
     }
 
     fn build_member(&self, id: &ParticipantId) -> Result<Member> {
@@ -247,13 +243,29 @@ impl SfuRouter {
             jitter_latency_ms: 0,
             ..self.settings.clone()
         };
-        let publish = webrtc::make_webrtcbin(&name("publish"), &forwarding)?;
-        let subscribe = webrtc::make_webrtcbin(&name("subscribe"), &self.settings)?;
+        let publish = Peer::new(
+            &name("publish"),
+            &forwarding,
+            id,
+            PeerConnection::Publish,
+            Role::Answerer,
+            &self.events,
+        )?;
+        let subscribe = Peer::new(
+            &name("subscribe"),
+            &self.settings,
+            id,
+            PeerConnection::Subscribe,
+            Role::Offerer,
+            &self.events,
+        )?;
         let subscribe_connected = Arc::new(AtomicBool::new(false));
         let connected = subscribe_connected.clone();
-        subscribe.connect_notify(Some("connection-state"), move |webrtc, _| {
-            connected.store(webrtc::is_connected(webrtc), Ordering::Relaxed);
-        });
+        subscribe
+            .element()
+            .connect_notify(Some("connection-state"), move |webrtc, _| {
+                connected.store(webrtc::is_connected(webrtc), Ordering::Relaxed);
+            });
         let tee = |kind: &str| {
             gst::ElementFactory::make("tee")
                 .name(name(&format!("{kind}-tee")))
@@ -262,8 +274,16 @@ impl SfuRouter {
         };
         let video_tee = tee("video")?;
         let audio_tee = tee("audio")?;
-        self.pipeline
-            .add_many([&publish, &subscribe, &video_tee, &audio_tee])?;
+        self.owners.add(
+            self.pipeline.upcast_ref(),
+            id,
+            &[
+                publish.element().clone(),
+                subscribe.element().clone(),
+                video_tee.clone(),
+                audio_tee.clone(),
+            ],
+        )?;
         let limited = |tee: &gst::Element| -> Result<LimitedRequests> {
             Ok(LimitedRequests::install(
                 &pads::static_pad(tee, "sink")?,
@@ -271,33 +291,39 @@ impl SfuRouter {
             ))
         };
         let (video_keyframes, audio_keyframes) = (limited(&video_tee)?, limited(&audio_tee)?);
-        watch_connection(&publish, &self.events, id, PeerConnection::Publish);
-        watch_connection(&subscribe, &self.events, id, PeerConnection::Subscribe);
-        self.link_published_tracks(id, &publish, &video_tee, &audio_tee);
+        self.link_published_tracks(id, publish.element(), &video_tee, &audio_tee);
         // The subscribe connection only sends; anything it receives is dropped.
-        subscribe.connect_pad_added(|webrtc, pad| {
+        let owners = self.owners.clone();
+        let owner = id.clone();
+        subscribe.element().connect_pad_added(move |webrtc, pad| {
             if pad.direction() == gst::PadDirection::Src {
-                members::discard_pad(webrtc, pad);
+                members::discard_pad(webrtc, pad, Some((&owners, &owner)));
             }
         });
-        for element in [&video_tee, &audio_tee, &subscribe, &publish] {
+        for element in [
+            &video_tee,
+            &audio_tee,
+            subscribe.element(),
+            publish.element(),
+        ] {
             element.sync_state_with_parent()?;
         }
         Ok(Member {
             id: id.clone(),
             publish,
-            publish_candidates: RemoteCandidates::default(),
+            publish_lines: Vec::new(),
+            publish_attached: false,
             video_tee,
             audio_tee,
             published: Vec::new(),
             subscribe,
-            subscribe_candidates: None,
+            subscribe_offered: false,
             subscribe_connected,
-            negotiation: OfferNegotiation::default(),
             forwards: Vec::new(),
             ended: Vec::new(),
             next_mline: 0,
             offered_mlines: 0,
+            pending_answer: None,
             video_keyframes,
             audio_keyframes,
         })
@@ -313,6 +339,7 @@ impl SfuRouter {
         audio_tee: &gst::Element,
     ) {
         let events = self.events.clone();
+        let owners = self.owners.clone();
         let participant = id.clone();
         let video_in = video_tee.static_pad("sink").map(|p| p.downgrade());
         let audio_in = audio_tee.static_pad("sink").map(|p| p.downgrade());
@@ -339,7 +366,7 @@ impl SfuRouter {
                     caps,
                 });
             } else {
-                members::discard_pad(webrtc, pad);
+                members::discard_pad(webrtc, pad, Some((&owners, &participant)));
             }
         });
     }
@@ -362,7 +389,7 @@ impl SfuRouter {
                 .member_mut(subscriber)
                 .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
             sub.next_mline += 1;
-            (sub.subscribe.clone(), sub.next_mline - 1)
+            (sub.subscribe.element().clone(), sub.next_mline - 1)
         };
         let connected = self
             .member(subscriber)
@@ -379,7 +406,11 @@ impl SfuRouter {
             // wait out someone else's request.
             || keyframes::request(true),
         );
-        self.pipeline.add(&gate.element)?;
+        self.owners.add(
+            self.pipeline.upcast_ref(),
+            subscriber,
+            std::slice::from_ref(&gate.element),
+        )?;
         let sink = subscribe
             .request_pad_simple(&format!("sink_{mline}"))
             .ok_or_else(|| anyhow!("webrtcbin gave no sink_{mline} pad"))?;
@@ -414,14 +445,14 @@ impl SfuRouter {
 
     /// A publisher's track started arriving: forward it to everyone else.
     /// Returns the subscribers whose subscribe connection changed.
-    pub fn track_published(
+    fn track_published(
         &mut self,
         publisher: &ParticipantId,
         kind: MediaKind,
         caps: gst::Caps,
-    ) -> Result<Vec<ParticipantId>> {
+    ) -> Result<()> {
         let Some(member) = self.member_mut(publisher) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         member.published.retain(|(k, _)| *k != kind);
         member.published.push((kind, caps.clone()));
@@ -443,126 +474,48 @@ impl SfuRouter {
             self.forward(publisher, subscriber, kind, &caps)?;
         }
         tracing::debug!(room = %self.room, participant = %publisher, kind = kind_name(kind), "track forwarded");
-        Ok(subscribers)
+        self.tracks_changed(&subscribers);
+        Ok(())
     }
 
-    /// Applies a client's publish offer and returns the answer: every audio
-    /// and video m-line the client sends on is received (recvonly), with the
-    /// codec it chose; gridmix sends nothing on the publish connection.
-    pub async fn answer_publish_offer(
+    /// The subscribers' tracks changed: an offer goes to each now, or after
+    /// the answer to the one outstanding.
+    fn tracks_changed(&mut self, subscribers: &[ParticipantId]) {
+        for subscriber in subscribers {
+            if let Some(member) = self.member_mut(subscriber) {
+                member.subscribe.changed();
+            }
+        }
+    }
+
+    /// A client's offer on its publish connection: applied off the room's
+    /// task; every audio and video m-line the client sends on is received
+    /// (recvonly) with the codec it chose (gridmix sends nothing on the
+    /// publish connection); answered once applied.
+    fn publish_offer(
         &mut self,
         id: &ParticipantId,
-        sdp: &str,
-    ) -> Result<String, ProtocolError> {
-        let summary = summarize_offer(sdp)?;
-        summary.check_publish()?;
-        let usable: Vec<&MediaLine> = summary
+        offer: CheckedOffer,
+    ) -> Result<(), ProtocolError> {
+        let lines: Vec<MediaLine> = offer
+            .summary
             .media
             .iter()
             .filter(|l| l.kind != MediaKind::Other && !l.rejected)
+            .cloned()
             .collect();
-        summary.check_usable(usable.iter().copied())?;
-        let description = webrtc::parse_description(WebRTCSDPType::Offer, sdp).map_err(|e| {
-            ProtocolError::new(
-                ErrorCode::BadSdp,
-                format!("The offer is not valid SDP: {e:#}."),
-            )
-        })?;
-        let member = self.member(id).ok_or_else(Self::not_joined)?;
-        let publish = member.publish.clone();
-        let first_offer = !member.publish_candidates.is_ready();
-        webrtc::set_remote_description(&publish, &description)
-            .await
-            .map_err(|e| {
-                ProtocolError::new(ErrorCode::BadSdp, format!("The offer was refused: {e:#}."))
-            })?;
-        if first_offer {
-            for line in &usable {
-                let Some(pt) = line.payload_type else {
-                    continue;
-                };
-                if !line.direction.client_sends() {
-                    continue;
-                }
-                let caps = webrtc::rtp_caps(line.kind, pt);
-                let transceiver = publish.emit_by_name::<WebRTCRTPTransceiver>(
-                    "add-transceiver",
-                    &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
-                );
-                transceiver.set_codec_preferences(Some(&caps));
-            }
-        }
-        let answer = webrtc::create_answer(&publish, &self.settings)
-            .await
-            .map_err(internal)?;
-        webrtc::set_local_description(&publish, &answer)
-            .await
-            .map_err(internal)?;
-        let member = self.member_mut(id).ok_or_else(|| {
-            ProtocolError::new(ErrorCode::NotJoined, "You left during negotiation.")
-        })?;
-        for (mline, candidate) in member.publish_candidates.ready() {
-            webrtc::add_ice_candidate(&publish, mline, &candidate);
-        }
-        Ok(webrtc::description_text(&answer))
+        offer.summary.check_usable(&lines)?;
+        let member = self.member_mut(id).ok_or_else(not_joined)?;
+        member.publish.receive_offer(&offer.text)?;
+        member.publish_lines = lines;
+        Ok(())
     }
 
-    /// The subscriber's tracks changed: returns the offer to send now, if
-    /// one is due (at most one is outstanding; later changes wait for it).
-    pub async fn tracks_changed(&mut self, id: &ParticipantId) -> Result<Option<String>> {
-        let Some(member) = self.member_mut(id) else {
-            return Ok(None);
-        };
-        match member.negotiation.changed() {
-            NextStep::SendOffer => self.make_subscribe_offer(id).await.map(Some),
-            NextStep::Wait => Ok(None),
-        }
-    }
-
-    async fn make_subscribe_offer(&mut self, id: &ParticipantId) -> Result<String> {
-        let member = self.member(id).ok_or_else(|| anyhow!("{id} is gone"))?;
-        let subscribe = member.subscribe.clone();
-        let settings = self.settings.clone();
-        let result: Result<String> = async {
-            let offer = webrtc::create_offer(&subscribe, &settings).await?;
-            webrtc::set_local_description(&subscribe, &offer).await?;
-            Ok(webrtc::description_text(&offer))
-        }
-        .await;
-        let member = self.member_mut(id).ok_or_else(|| anyhow!("{id} is gone"))?;
-        match result {
-            Ok(text) => {
-                member.offered_mlines = text.lines().filter(|l| l.starts_with("m=")).count();
-                member
-                    .subscribe_candidates
-                    .get_or_insert_with(RemoteCandidates::default);
-                // The stream id of each forwarded m-line is its publisher's id.
-                let labels: Vec<TrackLabel> = member
-                    .forwards
-                    .iter()
-                    .map(Forward::label)
-                    .chain(member.ended.iter().cloned())
-                    .collect();
-                let text = label_tracks(&text, &labels);
-                tracing::debug!(participant = %id, "subscribe offer:\n{text}");
-                Ok(text)
-            }
-            Err(e) => {
-                member.negotiation.failed();
-                Err(e)
-            }
-        }
-    }
-
-    /// Applies the client's answer on its subscribe connection; returns the
-    /// next offer if tracks changed while this one was outstanding.
-    pub async fn apply_subscribe_answer(
-        &mut self,
-        id: &ParticipantId,
-        sdp: &str,
-    ) -> Result<Option<String>, ProtocolError> {
-        let member = self.member_mut(id).ok_or_else(Self::not_joined)?;
-        if !member.negotiation.awaiting_answer() {
+    /// The client's answer on its subscribe connection, to the offer
+    /// outstanding.
+    fn subscribe_answer(&mut self, id: &ParticipantId, sdp: &str) -> Result<(), ProtocolError> {
+        let member = self.member_mut(id).ok_or_else(not_joined)?;
+        if !member.subscribe.awaiting_answer() {
             return Err(ProtocolError::new(
                 ErrorCode::BadState,
                 "There is no subscribe offer outstanding to answer.",
@@ -570,64 +523,109 @@ impl SfuRouter {
         }
         let answer = summarize_offer(sdp)?;
         answer.check_answer_to(member.offered_mlines)?;
-        let description = webrtc::parse_description(WebRTCSDPType::Answer, sdp).map_err(|e| {
-            ProtocolError::new(
-                ErrorCode::BadSdp,
-                format!("The answer is not valid SDP: {e:#}."),
-            )
-        })?;
-        let subscribe = member.subscribe.clone();
-        if let Err(e) = webrtc::set_remote_description(&subscribe, &description).await {
-            if let Some(member) = self.member_mut(id) {
-                member.negotiation.failed();
+        member.subscribe.receive_answer(sdp)?;
+        member.pending_answer = Some(answer);
+        Ok(())
+    }
+
+    /// A negotiation step of one of a participant's connections came back.
+    fn negotiated(
+        &mut self,
+        id: &ParticipantId,
+        pc: PeerConnection,
+        result: Result<Step, StepFailure>,
+    ) {
+        let Some(member) = self.member_mut(id) else {
+            return;
+        };
+        let peer = match pc {
+            PeerConnection::Publish => &mut member.publish,
+            PeerConnection::Subscribe => &mut member.subscribe,
+        };
+        match peer.step_done(result) {
+            Ok(Step::OfferApplied) => {
+                if !member.publish_attached {
+                    member.publish_attached = true;
+                    for line in &member.publish_lines {
+                        let Some(pt) = line.payload_type else {
+                            continue;
+                        };
+                        if !line.direction.client_sends() {
+                            continue;
+                        }
+                        let caps = webrtc::rtp_caps(line.kind, pt);
+                        let transceiver = member
+                            .publish
+                            .element()
+                            .emit_by_name::<WebRTCRTPTransceiver>(
+                                "add-transceiver",
+                                &[&WebRTCRTPTransceiverDirection::Recvonly, &caps],
+                            );
+                        transceiver.set_codec_preferences(Some(&caps));
+                    }
+                }
+                member.publish.answer();
             }
-            return Err(ProtocolError::new(
-                ErrorCode::BadSdp,
-                format!("The answer was refused: {e:#}."),
-            ));
-        }
-        let member = self.member_mut(id).ok_or_else(Self::not_joined)?;
-        let early = member
-            .subscribe_candidates
-            .get_or_insert_with(RemoteCandidates::default)
-            .ready();
-        for (mline, candidate) in early {
-            webrtc::add_ice_candidate(&subscribe, mline, &candidate);
-        }
-        let next = member.negotiation.answered().unwrap_or(NextStep::Wait);
-        // Forward at the payload types the subscriber chose, where it did not
-        // take the offered ones.
-        for forward in &member.forwards {
-            let chosen = answer
-                .media
-                .iter()
-                .find(|m| m.index == forward.mline)
-                .and_then(|m| m.payload_type);
-            if let Some(pt) = chosen {
-                forward.gate.state.set_negotiated_pt(pt);
+            Ok(Step::Answered(sdp)) => {
+                tracing::info!(participant = %id, "publish offer answered");
+                self.outputs.push(MediaOutput::Send(
+                    id.clone(),
+                    ServerMessage::Answer { sdp, from: None },
+                ));
             }
-        }
-        // New m-lines start with a keyframe from their publishers.
-        let publishers: Vec<ParticipantId> = member
-            .forwards
-            .iter()
-            .filter(|f| f.kind == MediaKind::Video)
-            .map(|f| f.publisher.clone())
-            .collect();
-        self.request_keyframes(&publishers);
-        match next {
-            NextStep::SendOffer => self
-                .make_subscribe_offer(id)
-                .await
-                .map(Some)
-                .map_err(internal),
-            NextStep::Wait => Ok(None),
+            Ok(Step::Offered(text)) => {
+                member.subscribe_offered = true;
+                member.offered_mlines = text.lines().filter(|l| l.starts_with("m=")).count();
+                // The stream id of each forwarded m-line is its publisher's id.
+                let labels: Vec<TrackLabel> = member
+                    .forwards
+                    .iter()
+                    .map(Forward::label)
+                    .chain(member.ended.iter().cloned())
+                    .collect();
+                let sdp = label_tracks(&text, &labels);
+                tracing::info!(participant = %id, "subscribe offer sent");
+                tracing::debug!(participant = %id, "subscribe offer:\n{sdp}");
+                self.outputs.push(MediaOutput::Send(
+                    id.clone(),
+                    ServerMessage::Offer { sdp, from: None },
+                ));
+            }
+            Ok(Step::AnswerApplied) => {
+                tracing::info!(participant = %id, "subscribe answer applied");
+                // Forward at the payload types the subscriber chose, where it
+                // did not take the offered ones.
+                if let Some(answer) = member.pending_answer.take() {
+                    for forward in &member.forwards {
+                        let chosen = answer
+                            .media
+                            .iter()
+                            .find(|m| m.index == forward.mline)
+                            .and_then(|m| m.payload_type);
+                        if let Some(pt) = chosen {
+                            forward.gate.state.set_negotiated_pt(pt);
+                        }
+                    }
+                }
+                // New m-lines start with a keyframe from their publishers.
+                let publishers = self.video_publishers_for(id);
+                self.request_keyframes(&publishers);
+            }
+            Err(failure) => {
+                member.pending_answer = None;
+                tracing::info!(participant = %id, "{pc:?} negotiation failed: {}", failure.message);
+                self.outputs.push(if failure.refused {
+                    MediaOutput::Send(id.clone(), failure.to_error().to_message())
+                } else {
+                    MediaOutput::Failed(id.clone(), failure.to_error())
+                });
+            }
         }
     }
 
     /// Sends the keyframe requests held back by the limiters that are now
     /// due. Called on the room's tick.
-    pub fn poll_keyframes(&self) {
+    fn poll_keyframes(&self) {
         for member in &self.members {
             member.video_keyframes.poll();
             member.audio_keyframes.poll();
@@ -635,7 +633,7 @@ impl SfuRouter {
     }
 
     /// A keyframe from each publisher, for subscribers that just connected.
-    pub fn request_keyframes(&self, publishers: &[ParticipantId]) {
+    fn request_keyframes(&self, publishers: &[ParticipantId]) {
         for publisher in publishers {
             if let Some(member) = self.member(publisher) {
                 member.video_keyframes.ask();
@@ -644,7 +642,7 @@ impl SfuRouter {
     }
 
     /// The publishers whose video a participant receives.
-    pub fn video_publishers_for(&self, subscriber: &ParticipantId) -> Vec<ParticipantId> {
+    fn video_publishers_for(&self, subscriber: &ParticipantId) -> Vec<ParticipantId> {
         self.member(subscriber)
             .map(|m| {
                 m.forwards
@@ -656,47 +654,39 @@ impl SfuRouter {
             .unwrap_or_default()
     }
 
-    pub fn add_remote_candidate(
+    fn candidate(
         &mut self,
         id: &ParticipantId,
         pc: PeerConnection,
         mline: u32,
         candidate: String,
     ) -> Result<(), ProtocolError> {
-        let member = self.member_mut(id).ok_or_else(Self::not_joined)?;
-        let (webrtc, candidates) = match pc {
-            PeerConnection::Publish => (&member.publish, Some(&mut member.publish_candidates)),
-            PeerConnection::Subscribe => (&member.subscribe, member.subscribe_candidates.as_mut()),
-        };
-        let Some(candidates) = candidates else {
-            return Err(ProtocolError::new(
+        let member = self.member_mut(id).ok_or_else(not_joined)?;
+        match pc {
+            PeerConnection::Publish => member.publish.add_candidate(mline, candidate),
+            PeerConnection::Subscribe if member.subscribe_offered => {
+                member.subscribe.add_candidate(mline, candidate)
+            }
+            PeerConnection::Subscribe => Err(ProtocolError::new(
                 ErrorCode::BadState,
                 "There is no subscribe connection yet: the server has not offered one.",
-            ));
-        };
-        if let Some((mline, candidate)) = candidates.add(mline, candidate)? {
-            webrtc::add_ice_candidate(webrtc, mline, &candidate);
+            )),
         }
-        Ok(())
     }
 
     /// Removes a participant: their webrtcbins and tees, their forwards to
-    /// others (whose m-lines go inactive). Returns the removed elements, to
-    /// be set to NULL off the room task in this order, and the participants
-    /// whose subscribe connection changed.
-    pub fn remove_participant(
-        &mut self,
-        id: &ParticipantId,
-    ) -> (Vec<gst::Element>, Vec<ParticipantId>) {
+    /// others (whose m-lines go inactive, offered to each anew), all stopped
+    /// off the room's task.
+    fn remove(&mut self, id: &ParticipantId) {
         let Some(index) = self.members.iter().position(|m| &m.id == id) else {
-            return (Vec::new(), Vec::new());
+            return;
         };
         let member = self.members.remove(index);
         let mut removed = match self.program.as_mut() {
             Some(program) => program.remove_participant(&self.pipeline, id),
             None => Vec::new(),
         };
-        removed.extend(members::remove_elements_of(&self.pipeline, id));
+        removed.extend(self.owners.remove_all(&self.pipeline, id));
         // What the leaver received: free the pads it held on others' tees.
         for forward in member.forwards {
             if let Some(publisher) = self.member(&forward.publisher) {
@@ -719,28 +709,26 @@ impl SfuRouter {
                 forward
                     .transceiver
                     .set_direction(WebRTCRTPTransceiverDirection::Inactive);
+                other.ended.push(forward.label());
+                self.owners.forget(&forward.gate.element);
                 let _ = self.pipeline.remove(&forward.gate.element);
                 removed.push(forward.gate.element);
             }
             changed.push(other.id.clone());
         }
         members::sort_for_stopping(&mut removed);
-        (removed, changed)
+        members::stop_off_thread(removed);
+        self.tracks_changed(&changed);
     }
 
     /// What recordings tap, building the composite and mix from the
     /// forwarded tracks if no recording runs yet.
-    pub fn recording_feeds(&mut self) -> Result<Feeds> {
+    fn feeds(&mut self) -> Result<Feeds> {
         if self.program.is_none() {
             match self.build_program() {
                 Ok(program) => self.program = Some(program),
                 Err(e) => {
-                    let removed = crate::media::program::remove_program(&self.pipeline);
-                    std::thread::spawn(move || {
-                        for element in removed {
-                            let _ = element.set_state(gst::State::Null);
-                        }
-                    });
+                    members::stop_off_thread(crate::media::program::remove_program(&self.pipeline));
                     return Err(e.context("building the recording composite"));
                 }
             }
@@ -778,14 +766,89 @@ impl SfuRouter {
         tracing::info!(room = %self.room, "recording composite built");
         Ok(program)
     }
+}
 
-    /// No recording runs any more: the composite goes. Returns its
-    /// elements, still to be set to NULL.
-    pub fn close_recording_feeds(&mut self) -> Vec<gst::Element> {
-        self.program
-            .take()
-            .map(|p| p.close(&self.pipeline))
-            .unwrap_or_default()
+impl RoomMedia for SfuRouter {
+    fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
+        self.add(id)
+    }
+
+    fn remove_participant(&mut self, id: &ParticipantId) {
+        self.remove(id);
+    }
+
+    fn signal(&mut self, id: &ParticipantId, signal: MediaSignal) -> Result<(), ProtocolError> {
+        match signal {
+            MediaSignal::PublishOffer(offer) => self.publish_offer(id, offer),
+            MediaSignal::SubscribeAnswer(sdp) => self.subscribe_answer(id, &sdp),
+            MediaSignal::Candidate {
+                pc,
+                mline,
+                candidate,
+            } => self.candidate(id, pc, mline, candidate),
+        }
+    }
+
+    fn on_event(&mut self, event: MediaEvent) {
+        if let Some(output) = connection_output(&event) {
+            self.outputs.push(output);
+        }
+        match event {
+            MediaEvent::ConnectionState {
+                participant,
+                pc,
+                state,
+            } => {
+                tracing::info!(participant = %participant, "{pc:?} connection {state:?}");
+                if pc == PeerConnection::Subscribe && state == WebRTCPeerConnectionState::Connected
+                {
+                    let publishers = self.video_publishers_for(&participant);
+                    self.request_keyframes(&publishers);
+                }
+            }
+            MediaEvent::TrackPublished {
+                participant,
+                kind,
+                caps,
+            } => {
+                if let Err(e) = self.track_published(&participant, kind, caps) {
+                    tracing::error!(participant = %participant, "could not forward a track: {e:#}");
+                }
+            }
+            MediaEvent::Negotiated {
+                participant,
+                pc,
+                result,
+            } => self.negotiated(&participant, pc, result),
+            MediaEvent::StreamStarted { .. } | MediaEvent::IceCandidate { .. } => {}
+        }
+    }
+
+    fn tick(&mut self) {
+        self.poll_keyframes();
+    }
+
+    fn take_outputs(&mut self) -> Vec<MediaOutput> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    fn pipeline(&self) -> Option<&gst::Pipeline> {
+        Some(&self.pipeline)
+    }
+
+    fn owner_of(&self, source: &gst::Object) -> Option<ParticipantId> {
+        self.owners.owner_of(&self.pipeline, source)
+    }
+
+    fn recording_feeds(&mut self) -> Result<Feeds> {
+        self.feeds()
+    }
+
+    /// No recording runs any more: the composite goes.
+    fn close_recording_feeds(&mut self) {
+        if let Some(program) = self.program.take() {
+            members::stop_off_thread(program.close(&self.pipeline));
+        }
     }
 }
 

@@ -1,16 +1,43 @@
 //! Rooms: one tokio task per room owns its media; everything else talks to it
 //! through `RoomCommand`s on a bounded channel.
 
+mod bus;
+pub mod core;
+mod recording_control;
 mod recordings;
 pub mod registry;
 mod task;
 
-pub use task::{RecordingSettings, RoomSettings};
-
 use crate::ids::{ParticipantId, RoomId};
+use crate::media::mcu::McuSettings;
+use crate::protocol::IceServer;
 use crate::protocol::{ClientMessage, Mode, ProtocolError, ServerMessage};
 use crate::recording::{Format, RecordingError, RecordingId, RecordingInfo};
+use crate::turn::TurnSettings;
+use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub mcu: McuSettings,
+    pub max_participants: usize,
+    /// Most rooms open at once on this server.
+    pub max_rooms: usize,
+    /// Sent to clients in "joined", in RTCIceServer form.
+    pub ice_servers: Vec<IceServer>,
+    pub recording: RecordingSettings,
+    /// A TURN server: each participant gets its own short-lived
+    /// credentials in "joined".
+    pub turn: Option<TurnSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordingSettings {
+    /// Where recordings are written (and served from, at /recordings/).
+    pub dir: PathBuf,
+    /// Record every room from its first participant to its last, in this format.
+    pub auto: Option<Format>,
+}
 
 /// Where a room sends one participant's messages. Bounded: a client that
 /// stops reading is removed rather than allowed to hold up the room.

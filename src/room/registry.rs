@@ -1,7 +1,8 @@
 //! Room id -> room handle. The map only holds channels; each room's state
 //! lives in its own task (room.rs).
 
-use super::task::{RoomSettings, run_room};
+use super::RoomSettings;
+use super::task::run_room;
 use super::{Membership, Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::RoomId;
 use crate::live_count::LiveCount;

@@ -1,0 +1,739 @@
+//! A room without GStreamer: who is in it (in join order, which is also tile
+//! order), the rules of joining, leaving and being removed, what a viewer
+//! may send, the mesh relay, and what everyone is told. It drives the room's
+//! media through `RoomMedia` and returns what is to be sent as `Effect`s;
+//! the room's task (task.rs) delivers them. Tested against a fake media
+//! without GStreamer (below).
+
+use crate::ids::{ParticipantId, RoomId};
+use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia};
+use crate::media::sdp::{CheckedOffer, summarize_offer};
+use crate::protocol::{
+    ClientMessage, ErrorCode, IceCandidate, IceServer, Mode, ParticipantInfo, ProtocolError,
+    ServerMessage,
+};
+use crate::turn::TurnSettings;
+
+/// What the room's task is to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Hand a message to a participant's session.
+    Send(ParticipantId, ServerMessage),
+    /// The participant is out of the room: its outbox is dropped, so its
+    /// session hears it (and ends, unless it asked to leave).
+    Release(ParticipantId),
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    id: ParticipantId,
+    name: String,
+    /// False for a viewer's token: it may receive, not send.
+    can_publish: bool,
+}
+
+impl Member {
+    fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
+            id: self.id.to_string(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// How a room admits people, from the server's settings.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub max_participants: usize,
+    /// Sent to clients in "joined", in RTCIceServer form.
+    pub ice_servers: Vec<IceServer>,
+    /// Each participant gets its own short-lived credentials for it.
+    pub turn: Option<TurnSettings>,
+}
+
+pub struct RoomCore {
+    room: RoomId,
+    mode: Mode,
+    admission: Admission,
+    /// In join order, which is also tile order.
+    members: Vec<Member>,
+}
+
+impl RoomCore {
+    pub fn new(room: RoomId, mode: Mode, admission: Admission) -> Self {
+        RoomCore {
+            room,
+            mode,
+            admission,
+            members: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn contains(&self, id: &ParticipantId) -> bool {
+        self.members.iter().any(|m| &m.id == id)
+    }
+
+    /// Everyone in the room, in join order.
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        self.members.iter().map(Member::info).collect()
+    }
+
+    pub fn ids(&self) -> Vec<ParticipantId> {
+        self.members.iter().map(|m| m.id.clone()).collect()
+    }
+
+    /// A new participant, told "joined"; the others told of it.
+    pub fn join(
+        &mut self,
+        media: &mut dyn RoomMedia,
+        id: ParticipantId,
+        name: String,
+        can_publish: bool,
+        now_unix: u64,
+    ) -> Result<Vec<Effect>, ProtocolError> {
+        let max = self.admission.max_participants;
+        if self.members.len() >= max {
+            return Err(ProtocolError::new(
+                ErrorCode::RoomFull,
+                format!("The room is full ({max} participants)."),
+            ));
+        }
+        media.add_participant(&id).map_err(|e| {
+            tracing::error!(participant = %id, "could not add participant: {e:#}");
+            ProtocolError::new(
+                ErrorCode::Internal,
+                "The server could not add you to the room's media.",
+            )
+        })?;
+        let mut ice_servers = self.admission.ice_servers.clone();
+        if let Some(turn) = &self.admission.turn {
+            ice_servers.push(turn.ice_server(id.as_str(), now_unix));
+        }
+        let newcomer = Member {
+            id: id.clone(),
+            name,
+            can_publish,
+        };
+        let mut effects = vec![Effect::Send(
+            id.clone(),
+            ServerMessage::Joined {
+                room: self.room.to_string(),
+                participant: id.to_string(),
+                mode: self.mode,
+                participants: self.participants(),
+                ice_servers,
+                resume_token: None,
+            },
+        )];
+        effects.extend(self.tell_others(
+            &id,
+            ServerMessage::ParticipantJoined {
+                participant: newcomer.info(),
+            },
+        ));
+        tracing::info!(participant = %id, name = %newcomer.name, count = self.members.len() + 1, "joined");
+        self.members.push(newcomer);
+        effects.extend(self.media_outputs(media));
+        Ok(effects)
+    }
+
+    /// A participant's signaling: relayed to a peer (mesh) or handed to the
+    /// media; an error goes back to the sender.
+    pub fn signal(
+        &mut self,
+        media: &mut dyn RoomMedia,
+        from: &ParticipantId,
+        message: ClientMessage,
+    ) -> Vec<Effect> {
+        let mut effects = match self.route(media, from, message) {
+            Ok(effects) => effects,
+            Err(e) => vec![Effect::Send(from.clone(), e.to_message())],
+        };
+        effects.extend(self.media_outputs(media));
+        effects
+    }
+
+    fn route(
+        &mut self,
+        media: &mut dyn RoomMedia,
+        from: &ParticipantId,
+        message: ClientMessage,
+    ) -> Result<Vec<Effect>, ProtocolError> {
+        let member =
+            self.members.iter().find(|m| &m.id == from).ok_or_else(|| {
+                ProtocolError::new(ErrorCode::NotJoined, "You are not in this room.")
+            })?;
+        if !member.can_publish {
+            refuse_publishing(self.mode, &message)?;
+        }
+        match (self.mode, message) {
+            (
+                _,
+                ClientMessage::Join { .. } | ClientMessage::Leave | ClientMessage::Resume { .. },
+            ) => Err(ProtocolError::new(
+                ErrorCode::BadState,
+                "join and leave are handled by the session, not the room.",
+            )),
+            (Mode::Mesh, ClientMessage::Offer { sdp, to }) => {
+                self.relay(from, to, |from| ServerMessage::Offer { sdp, from })
+            }
+            (Mode::Mesh, ClientMessage::Answer { sdp, to }) => {
+                self.relay(from, to, |from| ServerMessage::Answer { sdp, from })
+            }
+            (Mode::Mesh, ClientMessage::Ice(ice)) => {
+                let to = ice.to.clone();
+                self.relay(from, to, |from| {
+                    ServerMessage::Ice(IceCandidate {
+                        to: None,
+                        from,
+                        ..ice
+                    })
+                })
+            }
+            (_, ClientMessage::Offer { sdp, .. }) => {
+                let offer = CheckedOffer::publish(sdp)?;
+                media.signal(from, MediaSignal::PublishOffer(offer))?;
+                Ok(Vec::new())
+            }
+            (_, ClientMessage::Answer { sdp, .. }) => {
+                media.signal(from, MediaSignal::SubscribeAnswer(sdp))?;
+                Ok(Vec::new())
+            }
+            (_, ClientMessage::Ice(ice)) => {
+                media.signal(
+                    from,
+                    MediaSignal::Candidate {
+                        pc: ice.pc,
+                        mline: ice.sdp_mline_index,
+                        candidate: ice.candidate,
+                    },
+                )?;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Mesh: a message to the participant `to` names, saying who it is from.
+    fn relay(
+        &self,
+        from: &ParticipantId,
+        to: Option<String>,
+        message: impl FnOnce(Option<String>) -> ServerMessage,
+    ) -> Result<Vec<Effect>, ProtocolError> {
+        let Some(to) = to else {
+            return Err(ProtocolError::new(
+                ErrorCode::BadMessage,
+                "In a mesh room, offer, answer and ice must say \"to\" which participant they are for.",
+            ));
+        };
+        let Some(target) = self.members.iter().find(|m| m.id.as_str() == to) else {
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownParticipant,
+                format!(
+                    "There is no participant \"{}\" in this room.",
+                    to.chars().take(40).collect::<String>()
+                ),
+            ));
+        };
+        if &target.id == from {
+            return Err(ProtocolError::new(
+                ErrorCode::BadMessage,
+                "A participant cannot send signaling to itself.",
+            ));
+        }
+        Ok(vec![Effect::Send(
+            target.id.clone(),
+            message(Some(from.to_string())),
+        )])
+    }
+
+    /// A participant leaves (its own "leave", or its session ended).
+    pub fn leave(&mut self, media: &mut dyn RoomMedia, id: &ParticipantId) -> Vec<Effect> {
+        self.remove(media, id, None, "left")
+    }
+
+    /// Takes a participant out of the room and its media, telling it `told`
+    /// first (why it was removed) and the others that it left.
+    pub fn remove(
+        &mut self,
+        media: &mut dyn RoomMedia,
+        id: &ParticipantId,
+        told: Option<ProtocolError>,
+        why: &str,
+    ) -> Vec<Effect> {
+        let Some(index) = self.members.iter().position(|m| &m.id == id) else {
+            return Vec::new();
+        };
+        let mut effects = Vec::new();
+        if let Some(told) = told {
+            effects.push(Effect::Send(id.clone(), told.to_message()));
+        }
+        self.members.remove(index);
+        media.remove_participant(id);
+        tracing::info!(participant = %id, count = self.members.len(), "{why}");
+        effects.push(Effect::Release(id.clone()));
+        effects.extend(self.tell_others(
+            id,
+            ServerMessage::ParticipantLeft {
+                participant: id.to_string(),
+            },
+        ));
+        effects.extend(self.media_outputs(media));
+        effects
+    }
+
+    /// Everyone out, each told `told` (the room's media failed, or it
+    /// closes).
+    pub fn remove_everyone(
+        &mut self,
+        media: &mut dyn RoomMedia,
+        told: Option<ProtocolError>,
+        why: &str,
+    ) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for id in self.ids() {
+            effects.extend(self.remove(media, &id, told.clone(), why));
+        }
+        effects
+    }
+
+    /// What the media has for the room (after an event, a tick or a
+    /// signal): messages to deliver, participants to remove.
+    pub fn media_outputs(&mut self, media: &mut dyn RoomMedia) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        loop {
+            let outputs = media.take_outputs();
+            if outputs.is_empty() {
+                return effects;
+            }
+            for output in outputs {
+                match output {
+                    MediaOutput::Send(id, message) if self.contains(&id) => {
+                        effects.push(Effect::Send(id, message));
+                    }
+                    // For someone no longer here: nothing to do.
+                    MediaOutput::Send(..) => {}
+                    MediaOutput::Failed(id, told) => {
+                        tracing::warn!(participant = %id, "removed: {}", told.message);
+                        effects.extend(self.remove(media, &id, Some(told), "media failed"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message to everyone in the room.
+    pub fn tell_everyone(&self, message: ServerMessage) -> Vec<Effect> {
+        self.members
+            .iter()
+            .map(|m| Effect::Send(m.id.clone(), message.clone()))
+            .collect()
+    }
+
+    fn tell_others(&self, except: &ParticipantId, message: ServerMessage) -> Vec<Effect> {
+        self.members
+            .iter()
+            .filter(|m| &m.id != except)
+            .map(|m| Effect::Send(m.id.clone(), message.clone()))
+            .collect()
+    }
+}
+
+/// A viewer (a token with canPublish false) may receive but not send: an
+/// offer (or, in a mesh room, an answer) whose m-lines send media is refused.
+/// MCU viewers offer recvonly; SFU viewers never open the publish
+/// connection; mesh viewers offer recvonly and answer recvonly.
+fn refuse_publishing(mode: Mode, message: &ClientMessage) -> Result<(), ProtocolError> {
+    let sdp = match (mode, message) {
+        (_, ClientMessage::Offer { sdp, .. }) => sdp,
+        (Mode::Mesh, ClientMessage::Answer { sdp, .. }) => sdp,
+        _ => return Ok(()),
+    };
+    let summary = summarize_offer(sdp)?;
+    if mode == Mode::Sfu
+        || summary
+            .media
+            .iter()
+            .any(|m| !m.rejected && m.direction.client_sends())
+    {
+        return Err(ProtocolError::new(
+            ErrorCode::Forbidden,
+            "Your room token does not allow publishing: offer recvonly m-lines (and in an SFU room, do not open the publish connection).",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::events::MediaEvent;
+    use crate::media::program::Feeds;
+
+    /// What the room asked of its media, and what the media answers.
+    #[derive(Default)]
+    struct FakeMedia {
+        calls: Vec<String>,
+        /// Refuse to add participants (their media cannot be built).
+        refuse_adding: bool,
+        /// What `signal` answers.
+        signal_result: Option<ProtocolError>,
+        outputs: Vec<MediaOutput>,
+    }
+
+    impl RoomMedia for FakeMedia {
+        fn add_participant(&mut self, id: &ParticipantId) -> anyhow::Result<()> {
+            self.calls.push(format!("add {id}"));
+            if self.refuse_adding {
+                anyhow::bail!("no media today");
+            }
+            Ok(())
+        }
+        fn remove_participant(&mut self, id: &ParticipantId) {
+            self.calls.push(format!("remove {id}"));
+        }
+        fn signal(&mut self, id: &ParticipantId, signal: MediaSignal) -> Result<(), ProtocolError> {
+            let what = match signal {
+                MediaSignal::PublishOffer(_) => "offer",
+                MediaSignal::SubscribeAnswer(_) => "answer",
+                MediaSignal::Candidate { .. } => "candidate",
+            };
+            self.calls.push(format!("{what} {id}"));
+            self.signal_result.clone().map_or(Ok(()), Err)
+        }
+        fn on_event(&mut self, _: MediaEvent) {}
+        fn tick(&mut self) {}
+        fn take_outputs(&mut self) -> Vec<MediaOutput> {
+            std::mem::take(&mut self.outputs)
+        }
+        fn pipeline(&self) -> Option<&gst::Pipeline> {
+            None
+        }
+        fn owner_of(&self, _: &gst::Object) -> Option<ParticipantId> {
+            None
+        }
+        fn recording_feeds(&mut self) -> anyhow::Result<Feeds> {
+            anyhow::bail!("not here")
+        }
+        fn close_recording_feeds(&mut self) {}
+    }
+
+    fn room(mode: Mode, max: usize) -> RoomCore {
+        RoomCore::new(
+            RoomId::parse("test").unwrap(),
+            mode,
+            Admission {
+                max_participants: max,
+                ice_servers: vec![IceServer {
+                    urls: vec!["stun:stun.example.org:3478".into()],
+                    username: None,
+                    credential: None,
+                }],
+                turn: None,
+            },
+        )
+    }
+
+    fn id(n: &str) -> ParticipantId {
+        ParticipantId::from_existing(n)
+    }
+
+    fn join(
+        core: &mut RoomCore,
+        media: &mut FakeMedia,
+        who: &str,
+        can_publish: bool,
+    ) -> Vec<Effect> {
+        core.join(media, id(who), who.to_owned(), can_publish, 0)
+            .unwrap()
+    }
+
+    const PUBLISH_OFFER: &str = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv\r\n";
+
+    fn offer(sdp: &str) -> ClientMessage {
+        ClientMessage::Offer {
+            sdp: sdp.to_owned(),
+            to: None,
+        }
+    }
+
+    fn error_to(effects: &[Effect], who: &str) -> Option<ErrorCode> {
+        effects.iter().find_map(|e| match e {
+            Effect::Send(to, ServerMessage::Error { code, .. }) if to.as_str() == who => {
+                Some(*code)
+            }
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_joiner_gets_joined_with_those_there_and_they_hear_of_it() {
+        let (mut core, mut media) = (room(Mode::Mcu, 4), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        let effects = join(&mut core, &mut media, "bo", true);
+        let Effect::Send(
+            to,
+            ServerMessage::Joined {
+                participants,
+                ice_servers,
+                mode,
+                ..
+            },
+        ) = &effects[0]
+        else {
+            panic!("{effects:?}")
+        };
+        assert_eq!(to.as_str(), "bo");
+        assert_eq!(*mode, Mode::Mcu);
+        assert_eq!(
+            participants
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            ["ada"]
+        );
+        assert_eq!(ice_servers.len(), 1);
+        assert!(matches!(
+            &effects[1],
+            Effect::Send(to, ServerMessage::ParticipantJoined { participant }) if to.as_str() == "ada" && participant.name == "bo"
+        ));
+        assert_eq!(effects.len(), 2);
+        assert_eq!(media.calls, ["add ada", "add bo"]);
+        assert_eq!(core.participants().len(), 2);
+    }
+
+    #[test]
+    fn a_full_room_refuses_and_a_media_failure_is_internal() {
+        let (mut core, mut media) = (room(Mode::Sfu, 1), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        let e = core
+            .join(&mut media, id("bo"), "bo".into(), true, 0)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::RoomFull);
+        assert!(e.message.contains('1'), "{}", e.message);
+        let (mut core, mut media) = (
+            room(Mode::Sfu, 4),
+            FakeMedia {
+                refuse_adding: true,
+                ..FakeMedia::default()
+            },
+        );
+        let e = core
+            .join(&mut media, id("ada"), "ada".into(), true, 0)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Internal);
+        assert!(core.is_empty(), "nobody joined");
+    }
+
+    #[test]
+    fn leaving_releases_the_participant_and_tells_the_others() {
+        let (mut core, mut media) = (room(Mode::Mcu, 4), FakeMedia::default());
+        for who in ["ada", "bo", "cy"] {
+            join(&mut core, &mut media, who, true);
+        }
+        let effects = core.leave(&mut media, &id("bo"));
+        assert_eq!(effects[0], Effect::Release(id("bo")));
+        let told: Vec<&str> = effects[1..]
+            .iter()
+            .map(|e| match e {
+                Effect::Send(to, ServerMessage::ParticipantLeft { participant }) => {
+                    assert_eq!(participant, "bo");
+                    to.as_str()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(told, ["ada", "cy"]);
+        assert!(media.calls.contains(&"remove bo".to_owned()));
+        // Leaving twice (a leave, then the session's end) does nothing more.
+        assert!(core.leave(&mut media, &id("bo")).is_empty());
+        assert_eq!(core.ids(), [id("ada"), id("cy")]);
+    }
+
+    #[test]
+    fn a_media_failure_removes_only_that_participant_and_tells_it_why() {
+        let (mut core, mut media) = (room(Mode::Sfu, 4), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        join(&mut core, &mut media, "bo", true);
+        media.outputs.push(MediaOutput::Send(
+            id("ada"),
+            ServerMessage::Offer {
+                sdp: "v=0".into(),
+                from: None,
+            },
+        ));
+        media.outputs.push(MediaOutput::Failed(
+            id("bo"),
+            ProtocolError::new(ErrorCode::MediaFailed, "Your media failed."),
+        ));
+        // A message for someone gone is dropped.
+        media.outputs.push(MediaOutput::Send(
+            id("zed"),
+            ServerMessage::Offer {
+                sdp: "v=0".into(),
+                from: None,
+            },
+        ));
+        let effects = core.media_outputs(&mut media);
+        assert!(
+            matches!(&effects[0], Effect::Send(to, ServerMessage::Offer { .. }) if to.as_str() == "ada")
+        );
+        assert_eq!(error_to(&effects, "bo"), Some(ErrorCode::MediaFailed));
+        assert!(effects.contains(&Effect::Release(id("bo"))));
+        assert!(effects.iter().any(
+            |e| matches!(e, Effect::Send(to, ServerMessage::ParticipantLeft { participant }) if to.as_str() == "ada" && participant == "bo")
+        ));
+        assert!(
+            !effects
+                .iter()
+                .any(|e| matches!(e, Effect::Send(to, _) if to.as_str() == "zed"))
+        );
+        assert_eq!(core.ids(), [id("ada")]);
+    }
+
+    #[test]
+    fn a_viewer_may_receive_but_never_send() {
+        let (mut core, mut media) = (room(Mode::Mcu, 4), FakeMedia::default());
+        join(&mut core, &mut media, "viewer", false);
+        let effects = core.signal(&mut media, &id("viewer"), offer(PUBLISH_OFFER));
+        assert_eq!(error_to(&effects, "viewer"), Some(ErrorCode::Forbidden));
+        assert!(
+            !media.calls.contains(&"offer viewer".to_owned()),
+            "{:?}",
+            media.calls
+        );
+        let receiving = PUBLISH_OFFER.replace("a=sendrecv", "a=recvonly");
+        let effects = core.signal(&mut media, &id("viewer"), offer(&receiving));
+        assert_eq!(error_to(&effects, "viewer"), None);
+        assert!(media.calls.contains(&"offer viewer".to_owned()));
+        // In an SFU room a viewer opens no publish connection at all; a
+        // subscribe answer is fine.
+        let (mut core, mut media) = (room(Mode::Sfu, 4), FakeMedia::default());
+        join(&mut core, &mut media, "viewer", false);
+        let effects = core.signal(&mut media, &id("viewer"), offer(&receiving));
+        assert_eq!(error_to(&effects, "viewer"), Some(ErrorCode::Forbidden));
+        let answer = ClientMessage::Answer {
+            sdp: receiving.clone(),
+            to: None,
+        };
+        assert_eq!(
+            error_to(&core.signal(&mut media, &id("viewer"), answer), "viewer"),
+            None
+        );
+        // In a mesh room its answers must not send either.
+        let (mut core, mut media) = (room(Mode::Mesh, 4), FakeMedia::default());
+        join(&mut core, &mut media, "peer", true);
+        join(&mut core, &mut media, "viewer", false);
+        let sending_answer = ClientMessage::Answer {
+            sdp: PUBLISH_OFFER.to_owned(),
+            to: Some("peer".into()),
+        };
+        let effects = core.signal(&mut media, &id("viewer"), sending_answer);
+        assert_eq!(error_to(&effects, "viewer"), Some(ErrorCode::Forbidden));
+    }
+
+    #[test]
+    fn offers_are_checked_before_the_media_sees_them() {
+        let (mut core, mut media) = (room(Mode::Mcu, 4), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        let two_videos = PUBLISH_OFFER.to_owned()
+            + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=rtpmap:96 VP8/90000\r\n";
+        let effects = core.signal(&mut media, &id("ada"), offer(&two_videos));
+        assert_eq!(error_to(&effects, "ada"), Some(ErrorCode::BadSdp));
+        assert_eq!(media.calls, ["add ada"], "the media never saw it");
+        // The media's own refusal goes back to the sender too.
+        media.signal_result = Some(ProtocolError::new(ErrorCode::BadState, "not now"));
+        let effects = core.signal(&mut media, &id("ada"), offer(PUBLISH_OFFER));
+        assert_eq!(error_to(&effects, "ada"), Some(ErrorCode::BadState));
+    }
+
+    #[test]
+    fn mesh_relays_name_the_sender_and_refuse_nobody_and_oneself() {
+        let (mut core, mut media) = (room(Mode::Mesh, 4), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        join(&mut core, &mut media, "bo", true);
+        let to = |who: &str| ClientMessage::Offer {
+            sdp: "v=0 hi".into(),
+            to: Some(who.into()),
+        };
+        let effects = core.signal(&mut media, &id("ada"), to("bo"));
+        assert_eq!(
+            effects,
+            [Effect::Send(
+                id("bo"),
+                ServerMessage::Offer {
+                    sdp: "v=0 hi".into(),
+                    from: Some("ada".into())
+                }
+            )]
+        );
+        assert_eq!(
+            error_to(&core.signal(&mut media, &id("ada"), to("nobody")), "ada"),
+            Some(ErrorCode::UnknownParticipant)
+        );
+        assert_eq!(
+            error_to(&core.signal(&mut media, &id("ada"), to("ada")), "ada"),
+            Some(ErrorCode::BadMessage)
+        );
+        let untargeted = ClientMessage::Offer {
+            sdp: "v=0".into(),
+            to: None,
+        };
+        assert_eq!(
+            error_to(&core.signal(&mut media, &id("ada"), untargeted), "ada"),
+            Some(ErrorCode::BadMessage)
+        );
+        assert_eq!(
+            media.calls,
+            ["add ada", "add bo"],
+            "a mesh room's media is never asked"
+        );
+    }
+
+    #[test]
+    fn someone_not_in_the_room_cannot_signal_and_a_closing_room_tells_everyone() {
+        let (mut core, mut media) = (room(Mode::Mcu, 4), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        join(&mut core, &mut media, "bo", true);
+        let effects = core.signal(&mut media, &id("ghost"), offer(PUBLISH_OFFER));
+        assert_eq!(error_to(&effects, "ghost"), Some(ErrorCode::NotJoined));
+        let failure = ProtocolError::new(ErrorCode::Internal, "The room's media pipeline failed.");
+        let effects = core.remove_everyone(&mut media, Some(failure), "room pipeline failed");
+        assert_eq!(error_to(&effects, "ada"), Some(ErrorCode::Internal));
+        assert_eq!(error_to(&effects, "bo"), Some(ErrorCode::Internal));
+        assert!(
+            effects.contains(&Effect::Release(id("ada")))
+                && effects.contains(&Effect::Release(id("bo")))
+        );
+        assert!(core.is_empty());
+    }
+
+    #[test]
+    fn a_participant_waiting_for_a_resume_stays_until_it_leaves() {
+        // The session keeps a dropped client's place: the room sees nothing
+        // until the session leaves for it, and meanwhile still routes to it.
+        let (mut core, mut media) = (room(Mode::Mesh, 4), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        join(&mut core, &mut media, "away", true);
+        let relay = ClientMessage::Answer {
+            sdp: "v=0".into(),
+            to: Some("away".into()),
+        };
+        let effects = core.signal(&mut media, &id("ada"), relay);
+        assert!(
+            matches!(&effects[..], [Effect::Send(to, ServerMessage::Answer { .. })] if to.as_str() == "away")
+        );
+        let effects = core.leave(&mut media, &id("away"));
+        assert!(effects.contains(&Effect::Release(id("away"))));
+        assert_eq!(core.ids(), [id("ada")]);
+    }
+}
