@@ -1,6 +1,6 @@
 //! gridmix: a WebRTC multi-party call server (MCU, SFU, mesh) on GStreamer.
 //!
-//! Dependencies point one way: signaling -> room -> media; `protocol`, `ids`,
+//! Dependencies point one way: server -> signaling -> room -> media; `protocol`, `ids`,
 //! `auth`, `turn` and `media::layout` depend on nothing of gridmix's but
 //! `protocol`.
 

@@ -4,8 +4,8 @@
 use crate::config::Config;
 use crate::room::RoomSnapshot;
 use crate::room::registry::Registry;
-use crate::signaling::Signaling;
 use crate::signaling::api;
+use crate::signaling::{AppState, Signaling};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
@@ -15,15 +15,6 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower_http::services::ServeDir;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub signaling: Arc<Signaling>,
-    /// Becomes true when the server is shutting down.
-    pub shutdown: watch::Receiver<bool>,
-}
 
 /// A running server; `shut_down` stops it cleanly.
 pub struct Server {

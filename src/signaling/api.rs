@@ -8,12 +8,12 @@
 //! Errors are `{"code","message"}` with the status of the code
 //! (recording/error.rs). The room task does the work; this only translates.
 
+use super::AppState;
 use crate::ids::RoomId;
 use crate::recording::{
     RecordingError, RecordingErrorCode, RecordingId, RecordingInfo, parse_start_request,
 };
 use crate::room::{RoomCommand, RoomHandle};
-use crate::server::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};

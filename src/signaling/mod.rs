@@ -15,7 +15,7 @@ use crate::room::registry::Registry;
 use limits::Limits;
 use session::{Inbound, SessionTable};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// How signaling is guarded, from the serve flags.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +46,16 @@ impl Signaling {
             polls: poll::PollTable::default(),
         })
     }
+}
+
+/// What every HTTP handler can reach. It lives here, not in `server`, so
+/// the server depends on signaling and never the other way round.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Arc<Registry>,
+    pub signaling: Arc<Signaling>,
+    /// Becomes true when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// One client connection as a session sees it: messages in, messages out.

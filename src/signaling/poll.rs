@@ -12,12 +12,12 @@
 //!
 //! A session not polled for `poll_timeout` ends as if it had left.
 
+use super::AppState;
 use super::access::{error_response, forbidden_origin, origin_allowed};
 use super::sequence::SeqBuffer;
 use super::session::{Inbound, random_token, too_large};
 use super::{Signaling, open_session};
 use crate::protocol::{ClientMessage, ErrorCode, ProtocolError, ServerMessage, parse_client_value};
-use crate::server::AppState;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

@@ -1,10 +1,10 @@
 //! The WebSocket transport at /ws: one reader and one writer task per socket.
 
+use super::AppState;
 use super::Signaling;
 use super::access::{forbidden_origin, origin_allowed};
 use super::session::{Inbound, parse_limited};
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
-use crate::server::AppState;
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
