@@ -83,12 +83,29 @@ async fn sfu_forwards_every_track_renegotiates_on_join_and_leave_and_survives_ch
         }
     }
 
-    // Ten joins and leaves in a row.
-    for i in 0..10 {
+    // Churn: publishers who come, are seen by everyone, and go; and some
+    // who leave before anyone could see them.
+    for i in 0..3 {
         let churn = join_member(
             &server,
             room,
             &format!("churn{i}"),
+            Mode::Sfu,
+            (0xff00ff, 1900.0),
+            false,
+        )
+        .await;
+        members.push(churn);
+        wait_for_full_exchange(&members, TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("with churn{i}: {e:#}"));
+        members.pop().expect("just pushed").bot.leave().await;
+    }
+    for i in 0..7 {
+        let churn = join_member(
+            &server,
+            room,
+            &format!("brief{i}"),
             Mode::Sfu,
             (0xff00ff, 1900.0),
             false,
@@ -214,6 +231,169 @@ async fn publishers_and_subscribers_with_their_own_payload_types_all_hear_and_se
         .await
         .expect("every track, whatever the numbers");
     assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+/// Someone joining a room that already has publishers gets them all in one
+/// first subscribe offer: several video m-lines (and several audio ones)
+/// with the same payload type on one bundled transport, which a receiver
+/// can only tell apart by SSRC or by the MID header extension. The late
+/// joiner must decode every one; and on every subscribe m-line of everyone,
+/// the packets must carry the SSRC that m-line's a=ssrc announces and its
+/// own mid in the MID header extension (which the bot, like browsers,
+/// accepts in its answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_joiners_decode_every_track_of_their_first_offer_routed_by_ssrc_and_mid() {
+    let server = start_server(ServeArgs::default()).await;
+    for publishers in [2, 4] {
+        let room = format!("sfu-late-{publishers}");
+        let mut members = Vec::new();
+        for (i, sender) in SENDERS.iter().take(publishers).enumerate() {
+            members.push(
+                join_member(
+                    &server,
+                    &room,
+                    &format!("bot{i}"),
+                    Mode::Sfu,
+                    *sender,
+                    false,
+                )
+                .await,
+            );
+        }
+        wait_for_full_exchange(&members, TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("{publishers} publishers: {e:#}"));
+        members
+            .push(join_member(&server, &room, "late", Mode::Sfu, (0x00ffff, 1900.0), false).await);
+        wait_for_full_exchange(&members, TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("a late joiner after {publishers} publishers: {e:#}"));
+        let late = members.last().expect("just joined");
+        assert_eq!(
+            late.bot.state().subscribe_offers,
+            1,
+            "the late joiner should have had every track in its first offer"
+        );
+        for member in &members {
+            assert_routed_by_ssrc_and_mid(member);
+        }
+        assert_no_errors(&members);
+        for m in members {
+            m.bot.leave().await;
+        }
+    }
+    server.shut_down().await;
+}
+
+/// Every live subscribe m-line of `member`: its packets carried the SSRC its
+/// a=ssrc announced, and its own mid in the MID header extension.
+fn assert_routed_by_ssrc_and_mid(member: &Member) {
+    let state = member.bot.state();
+    let traffic = member.bot.traffic();
+    for track in state.tracks.iter().filter(|t| t.active) {
+        let key = (track.stream.clone(), track.kind == MediaKind::Video);
+        let received = traffic.received.get(&key).unwrap_or_else(|| {
+            panic!("{}: nothing arrived for {track:?}", member.id());
+        });
+        assert!(
+            !track.ssrcs.is_empty(),
+            "{}: {track:?} announces no SSRC",
+            member.id()
+        );
+        assert_eq!(
+            received.ssrcs,
+            track.ssrcs,
+            "{}: the packets of {track:?} came with other SSRCs",
+            member.id()
+        );
+        let mid = track.mid.clone().expect("a subscribe m-line has a mid");
+        assert_eq!(
+            received.header_mids,
+            [mid],
+            "{}: the MID header extension of {track:?}",
+            member.id()
+        );
+    }
+}
+
+/// A subscriber whose answer refuses one forwarded video m-line (port 0):
+/// that one forward is dropped, and nothing else changes. Its publisher
+/// stays in the room and every other subscriber keeps seeing it; the
+/// refusing subscriber gets every other track and later renegotiations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forward_one_subscriber_refuses_leaves_the_publisher_and_everyone_else_alone() {
+    let server = start_server(ServeArgs::default()).await;
+    let room = "sfu-refused-forward";
+    let mut members = Vec::new();
+    for (i, sender) in SENDERS.iter().take(3).enumerate() {
+        members
+            .push(join_member(&server, room, &format!("bot{i}"), Mode::Sfu, *sender, false).await);
+    }
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("three senders");
+    let refuser = join_member_with(&server, room, "refuser", Mode::Sfu, (0, 0.0), true, |c| {
+        c.refuse_first_subscribe_video = true;
+    })
+    .await;
+    let first_video = refuser
+        .bot
+        .wait_for_state(TIMEOUT, |s| s.subscribe_offers > 0)
+        .await
+        .expect("the refuser's first offer")
+        .tracks
+        .iter()
+        .find(|t| t.kind == MediaKind::Video)
+        .map(|t| t.stream.clone())
+        .expect("a video m-line");
+    let refused = members
+        .iter()
+        .position(|m| m.id() == first_video)
+        .expect("the refused video is a sender's");
+
+    // A fourth sender renegotiates everyone, the refuser included.
+    members.push(join_member(&server, room, "bot3", Mode::Sfu, SENDERS[3], false).await);
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("the senders, the refused one included, after the refusal");
+    let all_tones: Vec<f64> = SENDERS.iter().map(|s| s.1).collect();
+    for (i, sender) in members.iter().enumerate() {
+        if i != refused {
+            wait_for_colour_from(&refuser.bot, sender.id(), sender.colour, TIMEOUT)
+                .await
+                .unwrap_or_else(|e| panic!("the refuser sees {}: {e:#}", sender.id()));
+        }
+        let others: Vec<f64> = all_tones
+            .iter()
+            .copied()
+            .filter(|&t| t != sender.tone)
+            .collect();
+        wait_for_tones_in(
+            &refuser.bot,
+            Some(sender.id()),
+            &[sender.tone],
+            &others,
+            TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the refuser hears {}: {e:#}", sender.id()));
+    }
+    let traffic = refuser.bot.traffic();
+    assert_eq!(
+        traffic
+            .received
+            .get(&(first_video.clone(), true))
+            .map_or(0, |t| t.packets),
+        0,
+        "video arrived on the m-line the refuser refused"
+    );
+    assert_no_errors(&members);
+    assert_no_errors(std::slice::from_ref(&refuser));
+    refuser.bot.leave().await;
     for m in members {
         m.bot.leave().await;
     }

@@ -10,7 +10,7 @@ use super::traffic::Traffic;
 use crate::media::certificate::DtlsCertificate;
 use crate::media::members::discard_pad;
 use crate::media::pads;
-use crate::media::sdp::{MediaKind, summarize_offer};
+use crate::media::sdp::{MID_EXTENSION, MediaKind, MediaLine, summarize_offer};
 use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
@@ -73,8 +73,8 @@ pub const AUDIO_RATE: u32 = 48000;
 /// The stream key of the MCU composite, which has no participant of its own.
 pub const COMPOSITE: &str = "composite";
 
-/// The a=msid stream id of the m-line a webrtcbin src pad belongs to.
-fn stream_of_pad(webrtc: &gst::Element, pad: &gst::Pad) -> Option<String> {
+/// The m-line of the remote description a webrtcbin src pad belongs to.
+fn remote_line_of_pad(webrtc: &gst::Element, pad: &gst::Pad) -> Option<MediaLine> {
     let mid = webrtc::pad_transceiver(pad)?.mid()?.to_string();
     let remote =
         webrtc.property::<Option<WebRTCSessionDescription>>("current-remote-description")?;
@@ -82,8 +82,7 @@ fn stream_of_pad(webrtc: &gst::Element, pad: &gst::Pad) -> Option<String> {
     summary
         .media
         .into_iter()
-        .find(|m| m.mid.as_deref() == Some(mid.as_str()))?
-        .stream_id
+        .find(|m| m.mid.as_deref() == Some(mid.as_str()))
 }
 
 /// The TURN servers of "joined" (those with credentials), as webrtcbin URIs.
@@ -273,14 +272,17 @@ impl BotMedia {
             if pad.direction() != gst::PadDirection::Src {
                 return;
             }
+            let line = remote_line_of_pad(webrtc, pad);
             let stream = match &owner {
                 StreamOwner::Fixed(stream) => Some(stream.clone()),
-                StreamOwner::ByMsid => stream_of_pad(webrtc, pad),
+                StreamOwner::ByMsid => line.as_ref().and_then(|l| l.stream_id.clone()),
                 StreamOwner::Nobody => None,
             };
             let video = webrtc::rtp_media_of(pad).as_deref() == Some("video");
             if let Some(stream) = &stream {
-                traffic.count_received(pad, stream, video);
+                // The bot answers with the offer's id for the extension.
+                let mid_extension = line.as_ref().and_then(|l| l.extmap_id(MID_EXTENSION));
+                traffic.count_received(pad, stream, video, mid_extension);
             }
             let linked = decode
                 && stream

@@ -66,6 +66,9 @@ pub struct BotConfig {
     /// SFU: payload types its subscribe answers renumber, (offered, answered),
     /// as a client with its own payload type numbering would.
     pub subscribe_payload_renumbering: Vec<(u8, u8)>,
+    /// SFU: refuse (port 0) the first video m-line of its first subscribe
+    /// offer, as a client that cannot take one more video does.
+    pub refuse_first_subscribe_video: bool,
     /// WebSocket (default) or long-poll.
     pub transport: TransportKind,
     /// A room token for servers that want one.
@@ -117,6 +120,7 @@ impl BotConfig {
             keyframe_requests_every: None,
             payload_types: PayloadTypes::default(),
             subscribe_payload_renumbering: Vec::new(),
+            refuse_first_subscribe_video: false,
             timecode_origin: None,
             av_pulses: false,
             decode: true,
@@ -140,6 +144,10 @@ pub struct RemoteTrack {
     pub kind: MediaKind,
     /// False once the sender left (SFU: the m-line went inactive).
     pub active: bool,
+    /// The SSRCs its a=ssrc lines announce.
+    pub ssrcs: Vec<u32>,
+    /// Its a=mid.
+    pub mid: Option<String>,
 }
 
 /// What the bot has learnt from signaling.

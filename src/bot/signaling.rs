@@ -8,7 +8,10 @@
 use super::media::{BotMedia, COMPOSITE, PeerLink, StreamOwner};
 use super::transport::{Connection as Signal, TransportKind};
 use super::{BotConfig, BotState, RemoteTrack};
-use crate::media::sdp::{MediaKind, renumber_payload_types, summarize_offer};
+use crate::media::sdp::{
+    MID_EXTENSION, MediaKind, accept_extension, refuse_mline, renumber_payload_types,
+    summarize_offer,
+};
 use crate::media::webrtc;
 use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, Mode, ParticipantInfo, PeerConnection, RecordingState,
@@ -71,6 +74,7 @@ pub struct Session {
     state: watch::Sender<BotState>,
     /// (offered, answered) payload types renumbered in subscribe answers.
     subscribe_payload_renumbering: Vec<(u8, u8)>,
+    refuse_first_subscribe_video: bool,
 }
 
 impl Session {
@@ -87,6 +91,7 @@ impl Session {
         let mode = config.mode;
         let mut session = Session {
             subscribe_payload_renumbering: subscribe_renumbering(config),
+            refuse_first_subscribe_video: config.refuse_first_subscribe_video,
             connection: Some(connection),
             unsent: Vec::new(),
             received: 1,
@@ -489,12 +494,12 @@ impl Session {
                 .ok_or_else(|| anyhow!("connection {route:?} closed"))?;
             self.media.answer_lines(&mut conn.link, &offer)?;
         }
-        let mut answer = webrtc::create_answer(&webrtc, self.media.settings()).await?;
-        if route == Route::Subscribe && !self.subscribe_payload_renumbering.is_empty() {
-            let text = webrtc::description_text(&answer);
-            let renumbered = renumber_payload_types(&text, &self.subscribe_payload_renumbering);
-            answer = webrtc::parse_description(WebRTCSDPType::Answer, &renumbered)?;
+        let made = webrtc::create_answer(&webrtc, self.media.settings()).await?;
+        let mut text = webrtc::description_text(&made);
+        if route == Route::Subscribe {
+            text = self.subscribe_answer_text(&text, sdp)?;
         }
+        let answer = webrtc::parse_description(WebRTCSDPType::Answer, &text)?;
         webrtc::set_local_description(&webrtc, &answer).await?;
         self.note_tracks(&route, sdp);
         let to = match &route {
@@ -509,6 +514,27 @@ impl Session {
             to,
         })
         .await
+    }
+
+    /// What the bot makes of webrtcbin's answer to a subscribe offer.
+    fn subscribe_answer_text(&self, made: &str, offer: &str) -> Result<String> {
+        let offered = summarize_offer(offer).map_err(|e| anyhow!("{e}"))?;
+        // Like a browser, the bot takes the MID header extension the server
+        // offers (webrtcbin 1.22 answers without any). Only here, where it
+        // sends nothing: a peer that negotiated the extension routes by it,
+        // and the bot's own packets would not carry it.
+        let mut text = accept_extension(made, &offered, MID_EXTENSION);
+        if !self.subscribe_payload_renumbering.is_empty() {
+            text = renumber_payload_types(&text, &self.subscribe_payload_renumbering);
+        }
+        let first = self.state.borrow().subscribe_offers == 0;
+        if self.refuse_first_subscribe_video
+            && first
+            && let Some(video) = offered.media.iter().find(|m| m.kind == MediaKind::Video)
+        {
+            text = refuse_mline(&text, video.index);
+        }
+        Ok(text)
     }
 
     /// Records which tracks the other side sends on a connection, from its
@@ -533,6 +559,8 @@ impl Session {
                     .unwrap_or_default(),
                 kind: m.kind,
                 active: !m.rejected && m.direction.client_sends(),
+                ssrcs: m.ssrcs.clone(),
+                mid: m.mid.clone(),
             })
             .collect();
         match route {

@@ -1,6 +1,8 @@
 //! What a bot sends and receives, counted without decoding: bytes and
 //! packets per received stream, video frames by RTP marker bit, freezes
-//! (gaps between frames over 200 ms), and bytes sent. The bench reads it.
+//! (gaps between frames over 200 ms), the SSRCs and MID header extension
+//! values packets came with, and bytes sent. The bench reads it; tests
+//! check what each m-line really carried.
 
 use crate::media::rtp;
 use gst::prelude::*;
@@ -23,12 +25,27 @@ pub struct StreamTraffic {
     pub last_frame: Option<Instant>,
     /// When each freeze ended (the frame after the gap arrived).
     pub freezes: Vec<Instant>,
+    /// The SSRCs its packets carried, each once.
+    pub ssrcs: Vec<u32>,
+    /// The mids its packets' MID header extension named, each once.
+    pub header_mids: Vec<String>,
 }
 
 impl StreamTraffic {
-    fn count(&mut self, packet: &[u8], video: bool) {
+    fn count(&mut self, packet: &[u8], video: bool, mid_extension: Option<u8>) {
         self.packets += 1;
         self.bytes += packet.len() as u64;
+        if let Some(ssrc) = rtp::ssrc(packet)
+            && !self.ssrcs.contains(&ssrc)
+        {
+            self.ssrcs.push(ssrc);
+        }
+        if let Some(mid) = mid_extension.and_then(|id| rtp::header_extension(packet, id))
+            && !self.header_mids.iter().any(|m| m.as_bytes() == mid)
+        {
+            self.header_mids
+                .push(String::from_utf8_lossy(mid).into_owned());
+        }
         if video && rtp::marker(packet) {
             let now = Instant::now();
             if self.last_frame.is_some_and(|t| now - t > FREEZE_GAP) {
@@ -78,7 +95,15 @@ impl TrafficSnapshot {
 
 impl Traffic {
     /// Counts the RTP leaving a webrtcbin src pad, which carries `stream`.
-    pub fn count_received(&self, pad: &gst::Pad, stream: &str, video: bool) {
+    /// Counts what arrives on `pad`, a stream of `stream`'s; its MID header
+    /// extension is read at `mid_extension`, the id negotiated for it.
+    pub fn count_received(
+        &self,
+        pad: &gst::Pad,
+        stream: &str,
+        video: bool,
+        mid_extension: Option<u8>,
+    ) {
         let received = self.received.clone();
         let key = (stream.to_owned(), video);
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -86,7 +111,10 @@ impl Traffic {
                 && let Ok(map) = buffer.map_readable()
             {
                 let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
-                received.entry(key.clone()).or_default().count(&map, video);
+                received
+                    .entry(key.clone())
+                    .or_default()
+                    .count(&map, video, mid_extension);
             }
             gst::PadProbeReturn::Ok
         });
@@ -130,21 +158,35 @@ mod tests {
     fn frames_are_counted_by_marker_and_audio_has_none() {
         let mut video = StreamTraffic::default();
         for marker in [false, false, true, false, true] {
-            video.count(&rtp(marker), true);
+            video.count(&rtp(marker), true, None);
         }
         assert_eq!((video.packets, video.bytes, video.frames), (5, 500, 2));
         assert!(video.first_frame.is_some() && video.freezes.is_empty());
         let mut audio = StreamTraffic::default();
-        audio.count(&rtp(true), false);
+        audio.count(&rtp(true), false, None);
         assert_eq!((audio.packets, audio.frames), (1, 0));
     }
 
     #[test]
     fn a_long_gap_between_frames_is_a_freeze() {
         let mut video = StreamTraffic::default();
-        video.count(&rtp(true), true);
+        video.count(&rtp(true), true, None);
         video.last_frame = video.last_frame.map(|t| t - FREEZE_GAP * 2);
-        video.count(&rtp(true), true);
+        video.count(&rtp(true), true, None);
         assert_eq!(video.freezes.len(), 1);
+    }
+
+    #[test]
+    fn ssrcs_and_header_mids_are_noted_once_each() {
+        let mut video = StreamTraffic::default();
+        let tagged = crate::media::rtp::with_only_extension(&rtp(true), 1, b"video3").unwrap();
+        for packet in [&rtp(false), &tagged, &tagged] {
+            video.count(packet, true, Some(1));
+        }
+        let mut other = rtp(true);
+        other[8..12].copy_from_slice(&7u32.to_be_bytes());
+        video.count(&other, true, Some(1));
+        assert_eq!(video.ssrcs, [0, 7]);
+        assert_eq!(video.header_mids, ["video3"]);
     }
 }

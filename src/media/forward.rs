@@ -9,15 +9,19 @@
 //! tee for all of them. This gate accepts any caps and rewrites them to the
 //! subscriber's, and whatever happens downstream, the publisher is told Ok.
 //!
-//! Per packet it also drops what comes while the subscriber's connection is
-//! down (webrtcbin would hold the publisher's thread until DTLS is done),
-//! asks for a keyframe when the connection comes up, and sets the payload
-//! type the subscriber negotiated. No thread hand-off: the publisher's
-//! receiving thread sends to every subscriber itself.
+//! Per packet it also drops what comes before the subscriber has answered
+//! an offer with this track in it, or while its connection is down
+//! (webrtcbin would hold the publisher's thread until DTLS is done), asks
+//! for a keyframe when it opens, sets the payload type the subscriber
+//! negotiated, and, where the subscriber's answer took it, writes the
+//! m-line's mid in the MID header extension (RFC 8843) in place of the
+//! publisher's extensions. No thread hand-off: the publisher's receiving
+//! thread sends to every subscriber itself.
 
 use crate::media::rtp;
 use gst::prelude::*;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// What one forward knows while packets go through it.
@@ -31,8 +35,14 @@ pub struct ForwardState {
     video: bool,
     /// The payload type the subscribe offer gave this m-line: caps say it.
     offered_pt: u8,
+    /// The subscriber answered an offer that has this track: until then
+    /// its packets would arrive on an m-line it does not expect them on.
+    negotiated: AtomicBool,
     /// The payload type the subscriber's answer chose: packets carry it.
     negotiated_pt: AtomicU8,
+    /// The MID header extension's id and this m-line's mid, if the
+    /// subscriber's answer took the extension.
+    mid_extension: Mutex<Option<(u8, Vec<u8>)>>,
     /// Downstream refused what was sent (its first refusal was logged):
     /// nothing more goes this way.
     broken: AtomicBool,
@@ -41,8 +51,21 @@ pub struct ForwardState {
 }
 
 impl ForwardState {
-    pub fn set_negotiated_pt(&self, pt: u8) {
+    /// The subscriber's answer to an offer with this track: packets go
+    /// with its payload type and, if given, the MID header extension.
+    pub fn set_negotiated(&self, pt: u8, mid_extension: Option<(u8, Vec<u8>)>) {
         self.negotiated_pt.store(pt, Ordering::Relaxed);
+        *self.mid_extension.lock().unwrap_or_else(|e| e.into_inner()) = mid_extension;
+        self.negotiated.store(true, Ordering::Relaxed);
+    }
+
+    fn rewrite(&self, buffer: &mut gst::Buffer) {
+        let pt = self.negotiated_pt.load(Ordering::Relaxed);
+        let extension = self.mid_extension.lock().unwrap_or_else(|e| e.into_inner());
+        match extension.as_ref() {
+            Some((id, mid)) => with_extension(buffer, pt, *id, mid),
+            None => set_payload_type(buffer, pt),
+        }
     }
 
     /// Whether downstream refused this forward's media.
@@ -72,7 +95,9 @@ impl ForwardGate {
             was_open: AtomicBool::new(false),
             video,
             offered_pt,
+            negotiated: AtomicBool::new(false),
             negotiated_pt: AtomicU8::new(offered_pt),
+            mid_extension: Mutex::new(None),
             broken: AtomicBool::new(false),
             keyframe_request,
         });
@@ -105,10 +130,7 @@ impl ForwardGate {
                 if !chain_state.passes(pad) {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                rewrite_buffer(
-                    &mut buffer,
-                    chain_state.negotiated_pt.load(Ordering::Relaxed),
-                );
+                chain_state.rewrite(&mut buffer);
                 chain_state.settle(&src, src.push(buffer))
             })
             .chain_list_function(move |pad, _, mut list| {
@@ -118,9 +140,8 @@ impl ForwardGate {
                 if !list_state.passes(pad) {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                let pt = list_state.negotiated_pt.load(Ordering::Relaxed);
                 list.make_mut().foreach_mut(|mut buffer, _| {
-                    rewrite_buffer(&mut buffer, pt);
+                    list_state.rewrite(&mut buffer);
                     std::ops::ControlFlow::Continue(Some(buffer))
                 });
                 list_state.settle(&src, src.push_list(list))
@@ -173,14 +194,16 @@ impl ForwardGate {
 }
 
 impl ForwardState {
-    /// Whether a packet goes on: not while the subscriber's connection is
-    /// down, nor once downstream has refused. The first packet after the
-    /// connection comes up asks the publisher for a keyframe.
+    /// Whether a packet goes on: not before the track is negotiated, nor
+    /// while the subscriber's connection is down, nor once downstream has
+    /// refused. The first packet after it opens asks the publisher for a
+    /// keyframe.
     fn passes(&self, sink: &gst::Pad) -> bool {
         if self.is_broken() {
             return false;
         }
-        let open = self.connected.load(Ordering::Relaxed);
+        let open =
+            self.negotiated.load(Ordering::Relaxed) && self.connected.load(Ordering::Relaxed);
         let was = self.was_open.swap(open, Ordering::Relaxed);
         if open && !was && self.video {
             sink.push_event((self.keyframe_request)());
@@ -218,7 +241,7 @@ fn sink_of(src: &gst::Pad) -> Option<gst::Pad> {
 }
 
 /// Sets one forwarded packet's payload type, copying it only if it differs.
-fn rewrite_buffer(buffer: &mut gst::Buffer, pt: u8) {
+fn set_payload_type(buffer: &mut gst::Buffer, pt: u8) {
     let current = buffer
         .map_readable()
         .ok()
@@ -227,5 +250,34 @@ fn rewrite_buffer(buffer: &mut gst::Buffer, pt: u8) {
         && let Ok(mut map) = buffer.make_mut().map_writable()
     {
         rtp::set_payload_type(&mut map, pt);
+    }
+}
+
+/// Replaces a forwarded packet by one with the payload type and only the
+/// given header extension (the header grows, so the bytes are copied; the
+/// timestamps and flags stay). Left as it is if it is not RTP.
+fn with_extension(buffer: &mut gst::Buffer, pt: u8, id: u8, value: &[u8]) {
+    let rewritten = {
+        let Ok(map) = buffer.map_readable() else {
+            return;
+        };
+        rtp::with_only_extension(&map, id, value)
+    };
+    let Some(mut bytes) = rewritten else {
+        return;
+    };
+    rtp::set_payload_type(&mut bytes, pt);
+    let mut packet = gst::Buffer::from_mut_slice(bytes);
+    if buffer
+        .copy_into(
+            packet.make_mut(),
+            gst::BufferCopyFlags::FLAGS
+                | gst::BufferCopyFlags::TIMESTAMPS
+                | gst::BufferCopyFlags::META,
+            ..,
+        )
+        .is_ok()
+    {
+        *buffer = packet;
     }
 }

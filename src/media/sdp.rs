@@ -49,6 +49,24 @@ pub struct MediaLine {
     /// The MediaStream id of the m-line's track: a=msid, else the msid of
     /// its a=ssrc lines.
     pub stream_id: Option<String>,
+    /// The SSRCs its a=ssrc lines name, each once, in order.
+    pub ssrcs: Vec<u32>,
+    /// Its RTP header extensions (a=extmap): id and URI.
+    pub extmaps: Vec<(u8, String)>,
+}
+
+/// The RTP header extension that carries an m-line's mid in each packet
+/// (RFC 8843), so that a receiver can route bundled streams without SSRCs.
+pub const MID_EXTENSION: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+
+impl MediaLine {
+    /// The id this m-line gives the header extension `uri`.
+    pub fn extmap_id(&self, uri: &str) -> Option<u8> {
+        self.extmaps
+            .iter()
+            .find(|(_, u)| u == uri)
+            .map(|(id, _)| *id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +289,8 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
                     payload_type: None,
                     rejected: port == 0,
                     stream_id: None,
+                    ssrcs: Vec::new(),
+                    extmaps: Vec::new(),
                 });
             }
             "a" => {
@@ -328,10 +348,25 @@ fn read_media_attribute(m: &mut MediaLine, payloads: &[u8], value: &str) {
         // a=msid:<stream> [<track>] wins over a=ssrc:<n> msid:<stream> <track>.
         m.stream_id = msid.split_whitespace().next().map(str::to_owned);
     } else if let Some(ssrc) = value.strip_prefix("ssrc:") {
+        if let Some(n) = ssrc.split(' ').next().and_then(|n| n.parse().ok())
+            && !m.ssrcs.contains(&n)
+        {
+            m.ssrcs.push(n);
+        }
         if m.stream_id.is_none()
             && let Some((_, msid)) = ssrc.split_once(" msid:")
         {
             m.stream_id = msid.split_whitespace().next().map(str::to_owned);
+        }
+    } else if let Some(extmap) = value.strip_prefix("extmap:") {
+        // a=extmap:<id>[/<direction>] <uri> [<attributes>]
+        let mut fields = extmap.split_whitespace();
+        let id = fields
+            .next()
+            .and_then(|id| id.split('/').next())
+            .and_then(|id| id.parse().ok());
+        if let (Some(id), Some(uri)) = (id, fields.next()) {
+            m.extmaps.push((id, uri.to_owned()));
         }
     } else if let Some(rtpmap) = value.strip_prefix("rtpmap:") {
         // a=rtpmap:<pt> <name>/<clock>[/<channels>]
@@ -433,6 +468,66 @@ pub fn renumber_payload_types(sdp: &str, map: &[(u8, u8)]) -> String {
     out
 }
 
+/// Adds to each m-section of an answer the header extension `uri` with
+/// the id the offer gave it there, where the offer had it and the answer
+/// did not refuse the m-line. webrtcbin 1.22 answers without any
+/// a=extmap; a client that supports an extension writes it back like this.
+pub fn accept_extension(answer: &str, offer: &OfferSummary, uri: &str) -> String {
+    let mut out = String::with_capacity(answer.len() + offer.media.len() * 60);
+    let mut index: Option<usize> = None;
+    for line in answer.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.starts_with("m=") {
+            index = Some(index.map_or(0, |i| i + 1));
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+        if line.starts_with("a=mid:")
+            && let Some(id) = index
+                .and_then(|i| offer.media.get(i))
+                .filter(|m| !m.rejected)
+                .and_then(|m| m.extmap_id(uri))
+        {
+            out.push_str(&format!("a=extmap:{id} {uri}\r\n"));
+        }
+    }
+    out
+}
+
+/// Refuses one m-line of an answer: port 0, and its mid out of the BUNDLE
+/// group, as an answerer that does not take it writes.
+pub fn refuse_mline(answer: &str, index: u32) -> String {
+    let summary = summarize_offer(answer).ok();
+    let mid = summary
+        .as_ref()
+        .and_then(|s| s.media.get(index as usize))
+        .and_then(|m| m.mid.clone());
+    let mut out = String::with_capacity(answer.len());
+    let mut current: Option<u32> = None;
+    for line in answer.lines() {
+        let line = line.trim_end_matches('\r');
+        if let Some(rest) = line.strip_prefix("m=") {
+            current = Some(current.map_or(0, |i| i + 1));
+            if current == Some(index) {
+                let mut fields: Vec<&str> = rest.split(' ').collect();
+                if fields.len() > 1 {
+                    fields[1] = "0";
+                }
+                out.push_str(&format!("m={}\r\n", fields.join(" ")));
+                continue;
+            }
+        }
+        if let (Some(group), Some(mid)) = (line.strip_prefix("a=group:BUNDLE"), &mid) {
+            let kept: Vec<&str> = group.split_whitespace().filter(|m| m != mid).collect();
+            out.push_str(&format!("a=group:BUNDLE {}\r\n", kept.join(" ")));
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(60).collect()
 }
@@ -495,6 +590,64 @@ m=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 OPUS/48000/2\r\na=ssrc:96 cname:
         let summary = summarize_offer(&renumbered).unwrap();
         assert_eq!(summary.media[0].payload_type, Some(100));
         assert_eq!(summary.media[1].payload_type, Some(109));
+    }
+
+    #[test]
+    fn ssrcs_and_header_extensions_are_read_per_mline() {
+        let sdp = "v=0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video0\r\na=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=extmap:3/sendonly http://example.org/x attr\r\na=ssrc:11 cname:a\r\na=ssrc:11 msid:p p-video\r\n\
+a=ssrc:12 cname:a\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio1\r\na=extmap:x bad\r\n";
+        let summary = summarize_offer(sdp).unwrap();
+        let video = &summary.media[0];
+        assert_eq!(video.ssrcs, [11, 12]);
+        assert_eq!(video.extmap_id(MID_EXTENSION), Some(1));
+        assert_eq!(video.extmap_id("http://example.org/x"), Some(3));
+        assert!(summary.media[1].ssrcs.is_empty());
+        assert_eq!(summary.media[1].extmap_id(MID_EXTENSION), None);
+        assert!(summary.media[1].extmaps.is_empty());
+    }
+
+    #[test]
+    fn an_accepted_extension_gets_the_offers_id_on_each_mline_that_had_it() {
+        let offer = summarize_offer(
+            "v=0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n\
+m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n",
+        )
+        .unwrap();
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=recvonly\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\n";
+        let accepted = accept_extension(answer, &offer, MID_EXTENSION);
+        let read = summarize_offer(&accepted).unwrap();
+        let ids: Vec<Option<u8>> = read
+            .media
+            .iter()
+            .map(|m| m.extmap_id(MID_EXTENSION))
+            .collect();
+        assert_eq!(ids, [Some(4), None, None]);
+        assert!(
+            accepted
+                .starts_with("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=extmap:4 urn:")
+        );
+    }
+
+    #[test]
+    fn a_refused_mline_gets_port_0_and_leaves_the_bundle() {
+        let answer = "v=0\r\na=group:BUNDLE audio0 video1 video2\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video1\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video2\r\n";
+        let refused = summarize_offer(&refuse_mline(answer, 1)).unwrap();
+        let rejected: Vec<bool> = refused.media.iter().map(|m| m.rejected).collect();
+        assert_eq!(rejected, [false, true, false]);
+        assert_eq!(
+            refused.bundles,
+            [vec!["audio0".to_owned(), "video2".to_owned()]]
+        );
+        assert!(refused.check_answer_to(3).is_ok());
     }
 
     const CHROME_LIKE: &str = "v=0\r\n\

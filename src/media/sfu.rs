@@ -12,7 +12,11 @@
 //! later). A forwarded track is one sendonly m-line on the subscriber's
 //! subscribe connection, with the publisher's payload type and with the
 //! publisher's participant id as its MediaStream id (a=msid). A departed
-//! publisher's m-lines are set inactive; new tracks always get new m-lines.
+//! publisher's m-lines are set inactive; new tracks always get new m-lines,
+//! because webrtcbin 1.22 refuses to take an inactive m-line back into use
+//! ("transceiver direction changes are not implemented", on the offerer
+//! applying the answer and on a webrtcbin answerer alike) and cannot stop
+//! a transceiver to free its m-line.
 //!
 //! A gate is an identity element, not a queue: the publisher's receiving
 //! thread sends each packet to every subscriber itself. A queue per forward
@@ -41,7 +45,8 @@ use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, SfuProgram};
 use crate::media::sdp::{
-    CheckedOffer, MediaKind, MediaLine, OfferSummary, TrackLabel, label_tracks, summarize_offer,
+    CheckedOffer, Direction, MID_EXTENSION, MediaKind, MediaLine, OfferSummary, TrackLabel,
+    label_tracks, summarize_offer,
 };
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
@@ -63,9 +68,15 @@ struct Forward {
     ssrc: Option<u32>,
     tee_pad: gst::Pad,
     /// Between the publisher's tee and the subscriber's webrtcbin: drops
-    /// until connected, rewrites payload types, keeps refusals here.
+    /// until negotiated and connected, rewrites payload types, writes the
+    /// MID header extension, keeps refusals here.
     gate: ForwardGate,
     transceiver: WebRTCRTPTransceiver,
+    /// Whether the outstanding (or last) subscribe offer has this track:
+    /// the answer to it opens the gate.
+    offered: bool,
+    /// Its m-line's a=mid in that offer.
+    mid: Option<String>,
 }
 
 impl Forward {
@@ -104,7 +115,7 @@ struct Member {
     /// they were.
     ended: Vec<TrackLabel>,
     /// m-lines made so far on the subscribe connection; each new forward
-    /// gets the next one, so an m-line is never reused for another kind.
+    /// gets the next one.
     next_mline: u32,
     /// How many m-lines the outstanding subscribe offer has: its answer
     /// must have as many (forwards added since wait for the next offer).
@@ -164,6 +175,26 @@ fn subscribe_pt(kind: MediaKind) -> u8 {
         MediaKind::Video => SUBSCRIBE_VIDEO_PT,
         _ => SUBSCRIBE_AUDIO_PT,
     }
+}
+
+/// The id the subscribe offers give the MID header extension, on every
+/// m-line (bundled m-lines must agree on it).
+const MID_EXTENSION_ID: u8 = 1;
+
+/// What a subscribe m-line offers: the codec at the subscribe payload
+/// type; the publisher's SSRC, so that the offer's a=ssrc lines do not
+/// depend on a packet having gone through first; and the MID header
+/// extension, which webrtcbin 1.22 offers only when the codec preferences
+/// carry it.
+fn subscribe_preferences(kind: MediaKind, pt: u8, ssrc: Option<u32>) -> gst::Caps {
+    let mut preferences = webrtc::rtp_caps(kind, pt);
+    if let Some(s) = preferences.make_mut().structure_mut(0) {
+        if let Some(ssrc) = ssrc {
+            s.set("ssrc", ssrc);
+        }
+        s.set(format!("extmap-{MID_EXTENSION_ID}"), MID_EXTENSION);
+    }
+    preferences
 }
 
 /// Publishers get at most one keyframe request per this interval from the
@@ -384,18 +415,13 @@ impl SfuRouter {
             .ok_or_else(|| anyhow!("publisher {publisher} is gone"))?
             .tee(kind)
             .clone();
-        let (subscribe, mline) = {
-            let sub = self
-                .member_mut(subscriber)
-                .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
-            sub.next_mline += 1;
-            (sub.subscribe.element().clone(), sub.next_mline - 1)
-        };
-        let connected = self
-            .member(subscriber)
-            .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?
-            .subscribe_connected
-            .clone();
+        let sub = self
+            .member_mut(subscriber)
+            .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
+        let connected = sub.subscribe_connected.clone();
+        let subscribe = sub.subscribe.element().clone();
+        let mline = sub.next_mline;
+        sub.next_mline += 1;
         let offered = subscribe_pt(kind);
         let gate = ForwardGate::new(
             &format!("{subscriber}/from-{publisher}-{}", kind_name(kind)),
@@ -419,13 +445,7 @@ impl SfuRouter {
             .ok_or_else(|| anyhow!("sink_{mline} has no transceiver"))?;
         transceiver.set_direction(WebRTCRTPTransceiverDirection::Sendonly);
         let ssrc = caps.structure(0).and_then(|s| s.get::<u32>("ssrc").ok());
-        // With the publisher's SSRC in them, the offer's a=ssrc lines do not
-        // depend on a packet having gone through before it is made.
-        let mut preferences = webrtc::rtp_caps(kind, offered);
-        if let (Some(ssrc), Some(s)) = (ssrc, preferences.make_mut().structure_mut(0)) {
-            s.set("ssrc", ssrc);
-        }
-        transceiver.set_codec_preferences(Some(&preferences));
+        transceiver.set_codec_preferences(Some(&subscribe_preferences(kind, offered, ssrc)));
         gate.element.sync_state_with_parent()?;
         let tee_pad = pads::branch_tee(&tee, &gate.element)?;
         let sub = self
@@ -439,6 +459,8 @@ impl SfuRouter {
             tee_pad,
             gate,
             transceiver,
+            offered: false,
+            mid: None,
         });
         Ok(())
     }
@@ -576,6 +598,9 @@ impl SfuRouter {
             Ok(Step::Offered(text)) => {
                 member.subscribe_offered = true;
                 member.offered_mlines = text.lines().filter(|l| l.starts_with("m=")).count();
+                if let Ok(offer) = summarize_offer(&text) {
+                    note_offered(&mut member.forwards, &offer);
+                }
                 // The stream id of each forwarded m-line is its publisher's id.
                 let labels: Vec<TrackLabel> = member
                     .forwards
@@ -593,20 +618,15 @@ impl SfuRouter {
             }
             Ok(Step::AnswerApplied) => {
                 tracing::info!(participant = %id, "subscribe answer applied");
-                // Forward at the payload types the subscriber chose, where it
-                // did not take the offered ones.
-                if let Some(answer) = member.pending_answer.take() {
-                    for forward in &member.forwards {
-                        let chosen = answer
-                            .media
-                            .iter()
-                            .find(|m| m.index == forward.mline)
-                            .and_then(|m| m.payload_type);
-                        if let Some(pt) = chosen {
-                            forward.gate.state.set_negotiated_pt(pt);
-                        }
+                let refused = match member.pending_answer.take() {
+                    Some(answer) => {
+                        let refused = take_refused(&mut member.forwards, &answer);
+                        open_answered(&member.forwards, &answer);
+                        refused
                     }
-                }
+                    None => Vec::new(),
+                };
+                self.drop_refused(id, refused);
                 // New m-lines start with a keyframe from their publishers.
                 let publishers = self.video_publishers_for(id);
                 self.request_keyframes(&publishers);
@@ -621,6 +641,36 @@ impl SfuRouter {
                 });
             }
         }
+    }
+
+    /// Forwards a subscriber's answer refused: each is logged and taken out
+    /// of the pipeline; its publisher and everyone else's forwards of it go
+    /// on as they were.
+    fn drop_refused(&mut self, subscriber: &ParticipantId, refused: Vec<Forward>) {
+        if refused.is_empty() {
+            return;
+        }
+        let mut removed = Vec::new();
+        for forward in refused {
+            tracing::warn!(
+                participant = %subscriber,
+                publisher = %forward.publisher,
+                "the subscriber refused the {} m-line {}: that track is not forwarded to them",
+                kind_name(forward.kind),
+                forward.mline
+            );
+            if let Some(publisher) = self.member(&forward.publisher) {
+                publisher
+                    .tee(forward.kind)
+                    .release_request_pad(&forward.tee_pad);
+            }
+            let Some(index) = self.members.iter().position(|m| &m.id == subscriber) else {
+                continue;
+            };
+            let ended = &mut self.members[index].ended;
+            removed.push(retire(forward, ended, &self.owners, &self.pipeline));
+        }
+        members::stop_off_thread(removed);
     }
 
     /// Sends the keyframe requests held back by the limiters that are now
@@ -706,13 +756,12 @@ impl SfuRouter {
                 continue;
             }
             for forward in gone {
-                forward
-                    .transceiver
-                    .set_direction(WebRTCRTPTransceiverDirection::Inactive);
-                other.ended.push(forward.label());
-                self.owners.forget(&forward.gate.element);
-                let _ = self.pipeline.remove(&forward.gate.element);
-                removed.push(forward.gate.element);
+                removed.push(retire(
+                    forward,
+                    &mut other.ended,
+                    &self.owners,
+                    &self.pipeline,
+                ));
             }
             changed.push(other.id.clone());
         }
@@ -765,6 +814,69 @@ impl SfuRouter {
         }
         tracing::info!(room = %self.room, "recording composite built");
         Ok(program)
+    }
+}
+
+/// Which forwards a subscribe offer carries: those whose m-line it sends
+/// on (one linked while the offer was being made may have missed it, and
+/// waits for the next offer).
+fn note_offered(forwards: &mut [Forward], offer: &OfferSummary) {
+    for forward in forwards {
+        if let Some(line) = offer.media.get(forward.mline as usize)
+            && line.direction == Direction::SendOnly
+        {
+            forward.offered = true;
+            forward.mid = line.mid.clone();
+        }
+    }
+}
+
+/// The forwards whose m-line the subscriber's answer refused (port 0).
+fn take_refused(forwards: &mut Vec<Forward>, answer: &OfferSummary) -> Vec<Forward> {
+    let (refused, kept): (Vec<Forward>, Vec<Forward>) =
+        std::mem::take(forwards).into_iter().partition(|f| {
+            f.offered
+                && answer
+                    .media
+                    .get(f.mline as usize)
+                    .is_some_and(|line| line.rejected)
+        });
+    *forwards = kept;
+    refused
+}
+
+/// A forward that ends (its publisher left, or the subscriber refused it):
+/// its m-line goes inactive and keeps its label; its gate leaves the
+/// pipeline and is returned, to be stopped off the room's task.
+fn retire(
+    forward: Forward,
+    ended: &mut Vec<TrackLabel>,
+    owners: &Owners,
+    pipeline: &gst::Pipeline,
+) -> gst::Element {
+    forward
+        .transceiver
+        .set_direction(WebRTCRTPTransceiverDirection::Inactive);
+    ended.push(forward.label());
+    owners.forget(&forward.gate.element);
+    let _ = pipeline.remove(&forward.gate.element);
+    forward.gate.element
+}
+
+/// The subscriber answered: every forward its offer carried opens, at the
+/// payload type the answer chose and with the MID header extension where
+/// the answer took it.
+fn open_answered(forwards: &[Forward], answer: &OfferSummary) {
+    for forward in forwards.iter().filter(|f| f.offered) {
+        let Some(line) = answer.media.get(forward.mline as usize) else {
+            continue;
+        };
+        let pt = line.payload_type.unwrap_or(subscribe_pt(forward.kind));
+        let mid_extension = line
+            .extmap_id(MID_EXTENSION)
+            .zip(forward.mid.clone())
+            .map(|(id, mid)| (id, mid.into_bytes()));
+        forward.gate.state.set_negotiated(pt, mid_extension);
     }
 }
 
