@@ -8,6 +8,7 @@ use super::receive::{Receivers, link_receiver};
 use super::timecode;
 use super::traffic::Traffic;
 use crate::media::certificate::DtlsCertificate;
+use crate::media::forward::ForwardGate;
 use crate::media::members::discard_pad;
 use crate::media::pads;
 use crate::media::sdp::{MID_EXTENSION, MediaKind, MediaLine, summarize_offer};
@@ -15,6 +16,8 @@ use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 pub const VIDEO_PT: u8 = 96;
@@ -163,8 +166,10 @@ pub struct BotMedia {
 /// A peer connection and the elements that belong only to it.
 pub struct PeerLink {
     pub webrtc: gst::Element,
-    /// Queues from the shared encodings, with the tee pads feeding them.
-    senders: Vec<(gst::Element, gst::Pad)>,
+    /// What carries the shared encodings to it (a queue, and a payload
+    /// type rewrite where the peer numbers the codec differently), with
+    /// the tee pads feeding them.
+    senders: Vec<(Vec<gst::Element>, gst::Pad)>,
 }
 
 impl BotMedia {
@@ -313,7 +318,7 @@ impl BotMedia {
             let caps = webrtc::rtp_caps(kind, self.payload_types.of(kind));
             match tee {
                 Some(tee) => {
-                    let transceiver = self.attach_sender(link, tee, "sink_%u", direction)?;
+                    let transceiver = self.attach_sender(link, tee, "sink_%u", direction, None)?;
                     // The offer must not wait for caps to reach the pad: a
                     // share of a common encoding brings them only with its
                     // first packet, and an m-line without caps is left out.
@@ -357,44 +362,74 @@ impl BotMedia {
                 } else {
                     WebRTCRTPTransceiverDirection::Sendonly
                 };
-                self.attach_sender(link, tee, &format!("sink_{}", line.index), direction)?;
+                // Sent at the payload type the offer gave the codec.
+                let pt = line.payload_type;
+                self.attach_sender(link, tee, &format!("sink_{}", line.index), direction, pt)?;
             }
         }
         Ok(())
     }
 
-    /// Feeds `tee` to a new sink pad of the connection; returns its transceiver.
+    /// Feeds `tee` to a new sink pad of the connection, at payload type
+    /// `send_pt` if given; returns its transceiver.
     fn attach_sender(
         &self,
         link: &mut PeerLink,
         tee: &gst::Element,
         pad_name: &str,
         direction: WebRTCRTPTransceiverDirection,
+        send_pt: Option<u8>,
     ) -> Result<gst_webrtc::WebRTCRTPTransceiver> {
+        let video = self.video_tee.as_ref() == Some(tee);
+        let kind = if video {
+            MediaKind::Video
+        } else {
+            MediaKind::Audio
+        };
         let queue = gst::ElementFactory::make("queue")
             .name(format!("{}-{}-queue", link.webrtc.name(), tee.name()))
             .property_from_str("leaky", "downstream")
             .build()?;
         self.pipeline.add(&queue)?;
+        let mut elements = vec![queue.clone()];
+        let mut out = pads::static_pad(&queue, "src")?;
+        // A peer that numbers the codec otherwise (Firefox: VP8 120, Opus
+        // 109) gets caps and packets at its numbers.
+        if let Some(pt) = send_pt.filter(|&pt| pt != self.payload_types.of(kind)) {
+            let gate = ForwardGate::new(
+                &format!("{}-{}-pt", link.webrtc.name(), tee.name()),
+                Arc::new(AtomicBool::new(true)),
+                false,
+                pt,
+                || webrtc::keyframe_request(None),
+            );
+            gate.state.set_negotiated(pt, None);
+            self.pipeline.add(&gate.element)?;
+            out.link(&pads::static_pad(&gate.element, "sink")?)?;
+            out = pads::static_pad(&gate.element, "src")?;
+            gate.element.sync_state_with_parent()?;
+            elements.push(gate.element);
+        }
         let sink = link
             .webrtc
             .request_pad_simple(pad_name)
             .ok_or_else(|| anyhow!("webrtcbin gave no {pad_name} pad"))?;
-        queue
-            .static_pad("src")
-            .ok_or_else(|| anyhow!("queue has no src pad"))?
-            .link(&sink)?;
+        out.link(&sink)?;
         let transceiver = webrtc::pad_transceiver(&sink)
             .ok_or_else(|| anyhow!("{pad_name} has no transceiver"))?;
         transceiver.set_direction(direction);
+        if let Some(pt) = send_pt {
+            // webrtcbin would otherwise ask upstream for caps, which carry
+            // the bot's own numbering, and answer this m-line recvonly.
+            transceiver.set_codec_preferences(Some(&webrtc::rtp_caps(kind, pt)));
+        }
         queue.sync_state_with_parent()?;
         if let Some(out) = queue.static_pad("src") {
             self.traffic.count_sent(&out);
         }
-        let video = self.video_tee.as_ref() == Some(tee);
         send_once_connected(&pads::static_pad(&queue, "sink")?, &link.webrtc, video);
         let tee_pad = pads::branch_tee(tee, &queue)?;
-        link.senders.push((queue, tee_pad));
+        link.senders.push((elements, tee_pad));
         Ok(transceiver)
     }
 
@@ -410,12 +445,14 @@ impl BotMedia {
                 stopped.push(chain);
             }
         }
-        for (queue, tee_pad) in link.senders {
+        for (elements, tee_pad) in link.senders {
             if let Some(tee) = tee_pad.parent_element() {
                 tee.release_request_pad(&tee_pad);
             }
-            let _ = self.pipeline.remove(&queue);
-            stopped.push(queue);
+            for element in elements {
+                let _ = self.pipeline.remove(&element);
+                stopped.push(element);
+            }
         }
         stopped
     }

@@ -499,6 +499,7 @@ impl Session {
         if route == Route::Subscribe {
             text = self.subscribe_answer_text(&text, sdp)?;
         }
+        tracing::debug!("bot answers {route:?}:\n{text}");
         let answer = webrtc::parse_description(WebRTCSDPType::Answer, &text)?;
         webrtc::set_local_description(&webrtc, &answer).await?;
         self.note_tracks(&route, sdp);

@@ -110,9 +110,23 @@ impl ForwardGate {
                 Some(sink) => sink.push_event(event),
                 None => false,
             })
-            .query_function(|pad, _, query| match sink_of(pad) {
-                Some(sink) => sink.peer_query(query),
-                None => false,
+            .query_function(move |pad, _, query| {
+                let Some(sink) = sink_of(pad) else {
+                    return false;
+                };
+                match query.view_mut() {
+                    // What upstream can send, as it leaves the gate.
+                    gst::QueryViewMut::Caps(q) => {
+                        let upstream = sink.peer_query_caps(None);
+                        let mut caps = with_payload_type(upstream, offered_pt);
+                        if let Some(filter) = q.filter() {
+                            caps = filter.intersect_with_mode(&caps, gst::CapsIntersectMode::First);
+                        }
+                        q.set_result(&caps);
+                        true
+                    }
+                    _ => sink.peer_query(query),
+                }
             })
             .build();
         let weak_src = src.downgrade();
@@ -152,10 +166,7 @@ impl ForwardGate {
                 };
                 let event = match event.view() {
                     gst::EventView::Caps(c) => {
-                        let mut caps = c.caps_owned();
-                        if let Some(s) = caps.make_mut().structure_mut(0) {
-                            s.set("payload", i32::from(event_state.offered_pt));
-                        }
+                        let caps = with_payload_type(c.caps_owned(), event_state.offered_pt);
                         gst::event::Caps::builder(&caps)
                             .seqnum(event.seqnum())
                             .build()
@@ -233,6 +244,16 @@ impl ForwardState {
         }
         Ok(gst::FlowSuccess::Ok)
     }
+}
+
+/// RTP caps as they leave the gate: at payload type `pt`.
+fn with_payload_type(mut caps: gst::Caps, pt: u8) -> gst::Caps {
+    for s in caps.make_mut().iter_mut() {
+        if s.name() == "application/x-rtp" {
+            s.set("payload", i32::from(pt));
+        }
+    }
+    caps
 }
 
 /// The gate's sink pad, seen from its src pad.
