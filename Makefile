@@ -19,11 +19,12 @@ PKGCONFIG_MODULES := gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0 gstreamer
 GST_ELEMENTS := webrtcbin nicesrc dtlssrtpenc compositor audiomixer opusenc vp8enc rtpvp8pay capssetter \
 	webmmux mp4mux x264enc h264parse voaacenc hlssink2 openh264dec faad
 # What only the tests need: the browser tests drive Debian's Chromium
-# through its WebDriver; the TURN test relays media through Debian's coturn,
-# which the test runs itself on loopback (the package's own service, if it
-# starts one, is stopped: see below).
-TEST_DEB_PACKAGES := chromium chromium-driver coturn
-TEST_PROGRAMS := chromium chromedriver turnserver
+# through its WebDriver and Debian's Firefox ESR through its built-in
+# WebDriver BiDi (Debian has no geckodriver); the TURN test relays media
+# through Debian's coturn, which the test runs itself on loopback (the
+# package's own service, if it starts one, is stopped: see below).
+TEST_DEB_PACKAGES := chromium chromium-driver firefox-esr coturn
+TEST_PROGRAMS := chromium chromedriver firefox-esr turnserver
 
 .PHONY: deps test-deps build run test
 

@@ -14,7 +14,6 @@ mod common;
 use anyhow::{Result, anyhow, ensure};
 use browser_support::*;
 use common::*;
-use fantoccini::Locator;
 use gridmix::bot::Bot;
 use gridmix::bot::analysis::{colour_close, rgb_of};
 use gridmix::config::ServeArgs;
@@ -98,6 +97,33 @@ async fn wait_for_rising_frames(page: &Page) -> Result<()> {
         ensure!(
             s["framesDecoded"].as_u64().unwrap_or(0) > before,
             "framesDecoded stuck at {before}"
+        );
+        Ok(())
+    })
+    .await
+    .map(|_| ())
+}
+
+/// What a page hears, as far as a headless browser on a machine without a
+/// sound device can tell: `streams` audio streams arriving (inbound-rtp
+/// stats), their packet count rising between two looks. Whether the sound
+/// is the right one is checked where it can be: every page's voice is
+/// heard by the bot, and the server's mix is what the bot hears too.
+async fn wait_for_page_audio(page: &Page, streams: u64) -> Result<()> {
+    let first = wait_for_page(page, "audio arriving", |s| {
+        let arriving = s["audioStreamsIn"].as_u64().unwrap_or(0);
+        ensure!(
+            arriving >= streams,
+            "{arriving} audio streams arriving, want {streams}"
+        );
+        Ok(())
+    })
+    .await?;
+    let before = first["audioPacketsIn"].as_u64().unwrap_or(0);
+    wait_for_page(page, "more audio packets", |s| {
+        ensure!(
+            s["audioPacketsIn"].as_u64().unwrap_or(0) > before,
+            "audioPacketsIn stuck at {before}"
         );
         Ok(())
     })
@@ -201,6 +227,30 @@ async fn wait_for_centre_colour(bot: &Bot, stream: &str, colour: u32) -> Result<
     .await
 }
 
+/// Alice's and Bob's pages in `browsers`, each with its camera and
+/// microphone. The Chromium pages come from `chromium`, started if needed.
+async fn alice_and_bob_in(chromium: &mut Option<Chromium>, browsers: [Browser; 2]) -> (Page, Page) {
+    let mut pages = Vec::new();
+    for (browser, name, (colour, tone)) in
+        [(browsers[0], "alice", ALICE), (browsers[1], "bob", BOB)]
+    {
+        let page = match browser {
+            Browser::Chromium => {
+                if chromium.is_none() {
+                    *chromium = Some(Chromium::start().await.expect("chromedriver"));
+                }
+                let chromium = chromium.as_ref().expect("just started");
+                chromium.page_with_devices(name, colour, tone).await
+            }
+            Browser::Firefox => firefox_page(name, colour, tone).await,
+        };
+        pages.push(page.unwrap_or_else(|e| panic!("{name}'s {browser:?}: {e:#}")));
+    }
+    let bob = pages.pop().expect("two pages");
+    let alice = pages.pop().expect("two pages");
+    (alice, bob)
+}
+
 /// Alice's and Bob's browsers, each with its camera and microphone.
 async fn alice_and_bob(chromium: &Chromium) -> (Page, Page) {
     let alice = chromium
@@ -229,12 +279,7 @@ fn joined_over_long_poll(state: &Value) -> Result<()> {
 /// says `words`.
 async fn wait_for_join_message(page: &Page, words: &str) -> Result<()> {
     eventually_every(TIMEOUT, PAGE_POLL, || async {
-        let message = page
-            .client
-            .find(Locator::Css("#join-message"))
-            .await?
-            .text()
-            .await?;
+        let message = page.text("#join-message").await?;
         ensure!(message.contains(words), "join message is {message:?}");
         Ok(())
     })
@@ -383,11 +428,12 @@ async fn mcu_pages_are_seen_and_heard_tile_by_tile_mute_leave_and_reconnect() {
 /// SFU and mesh: two pages and a bot; each page shows a playing tile for
 /// each other participant in that participant's colour, the bot gets each
 /// page's picture and voice; a page that leaves disappears from the other.
-async fn tiles_for_everyone(mode: &str) {
+async fn tiles_for_everyone(mode: &str, browsers: [Browser; 2]) {
     let _one = ONE_AT_A_TIME.lock().await;
     let server = start_server(ServeArgs::default()).await;
     let base = format!("http://{}", server.local_addr());
     let room = format!("browser-{mode}");
+    let label = format!("{mode}-{}", browsers_label(browsers));
     let mut config = bot_config(&server, &room, "bot", BOT.0, BOT.1);
     config.mode = if mode == "sfu" {
         gridmix::protocol::Mode::Sfu
@@ -395,10 +441,10 @@ async fn tiles_for_everyone(mode: &str) {
         gridmix::protocol::Mode::Mesh
     };
     let bot = Bot::join(config).await.expect("bot joins");
-    let chromium = Chromium::start().await.expect("chromedriver");
-    let (alice, bob) = alice_and_bob(&chromium).await;
+    let mut chromium = None;
+    let (alice, bob) = alice_and_bob_in(&mut chromium, browsers).await;
     let pages = [&alice, &bob];
-    let label = format!("{mode}-tiles");
+    let label = format!("{label}-tiles");
     let check = async {
         alice.join(&base, &room, mode, false).await?;
         wait_for_page(&alice, "joined", |s| joined_with(s, &["bot"])).await?;
@@ -418,6 +464,7 @@ async fn tiles_for_everyone(mode: &str) {
             })
             .await?;
             wait_for_rising_frames(page).await?;
+            wait_for_page_audio(page, 2).await?;
             let bot_id = tile_id(&state, "bot").ok_or_else(|| anyhow!("no bot tile"))?;
             ensure!(
                 bot_id == bot.id(),
@@ -440,10 +487,12 @@ async fn tiles_for_everyone(mode: &str) {
         }
         Ok(())
     };
-    or_screenshots(check.await, &format!("{mode}-bot"), &pages).await;
-    let _ = alice
-        .screenshot(&format!("{mode}-three-participants"))
-        .await;
+    or_screenshots(check.await, &format!("{label}-bot"), &pages).await;
+    if browsers == [Browser::Chromium; 2] {
+        let _ = alice
+            .screenshot(&format!("{mode}-three-participants"))
+            .await;
+    }
 
     or_screenshots(bob.click("#leave").await, &label, &pages).await;
     let check = async {
@@ -453,7 +502,7 @@ async fn tiles_for_everyone(mode: &str) {
         })
         .await
     };
-    or_screenshots(check.await, &format!("{mode}-leave"), &pages).await;
+    or_screenshots(check.await, &format!("{label}-leave"), &pages).await;
     assert!(
         bot.state().errors.is_empty(),
         "bot errors: {:?}",
@@ -468,12 +517,167 @@ async fn tiles_for_everyone(mode: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sfu_pages_show_each_participant_in_its_tile_and_drop_who_leaves() {
-    tiles_for_everyone("sfu").await;
+    tiles_for_everyone("sfu", [Browser::Chromium; 2]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mesh_pages_show_each_participant_in_its_tile_and_drop_who_leaves() {
-    tiles_for_everyone("mesh").await;
+    tiles_for_everyone("mesh", [Browser::Chromium; 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn firefox_pages_in_an_sfu_room_see_and_hear_everyone() {
+    tiles_for_everyone("sfu", [Browser::Firefox; 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn firefox_pages_in_a_mesh_room_see_and_hear_everyone() {
+    tiles_for_everyone("mesh", [Browser::Firefox; 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_and_firefox_in_one_sfu_room_see_and_hear_each_other() {
+    tiles_for_everyone("sfu", [Browser::Chromium, Browser::Firefox]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_and_firefox_in_one_mesh_room_see_and_hear_each_other() {
+    tiles_for_everyone("mesh", [Browser::Chromium, Browser::Firefox]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn firefox_pages_in_an_mcu_room_see_the_composite_and_are_heard() {
+    composite_for_everyone([Browser::Firefox; 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chromium_and_firefox_in_one_mcu_room_share_the_composite() {
+    composite_for_everyone([Browser::Chromium, Browser::Firefox]).await;
+}
+
+/// A Chromium page and a Firefox page join an SFU room that already has
+/// four publishers: the first subscribe offer each gets has four video
+/// m-lines with the same payload type (and four audio ones), which a
+/// browser tells apart by SSRC or by the MID header extension. Each page
+/// must show every publisher in its own colour and receive all four
+/// voices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn late_pages_in_an_sfu_room_see_every_publisher_already_there() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start_server(ServeArgs::default()).await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-sfu-late";
+    let mut bots = Vec::new();
+    for (i, (colour, tone)) in SENDERS.iter().enumerate() {
+        let mut config = bot_config(&server, room, &format!("bot{i}"), *colour, *tone);
+        config.mode = gridmix::protocol::Mode::Sfu;
+        bots.push(Bot::join(config).await.expect("bot joins"));
+    }
+    let names: Vec<String> = (0..bots.len()).map(|i| format!("bot{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    for bot in &bots {
+        bot.wait_for_state(TIMEOUT, |s| {
+            s.live_streams(gridmix::media::sdp::MediaKind::Video).len() == 3
+        })
+        .await
+        .expect("the publishers see each other");
+    }
+    let mut chromium = None;
+    let (alice, bob) = alice_and_bob_in(&mut chromium, [Browser::Chromium, Browser::Firefox]).await;
+    let pages = [&alice, &bob];
+    for page in pages {
+        let check = async {
+            page.join(&base, room, "sfu", true).await?;
+            // The other page is a viewer, with a tile but no picture.
+            let state = wait_for_page(page, "a playing tile per publisher", |s| {
+                let mut publishers = s.clone();
+                if let Some(tiles) = publishers["tiles"].as_array_mut() {
+                    tiles.retain(|t| t["name"].as_str().is_some_and(|n| n.starts_with("bot")));
+                }
+                tiles_playing(&publishers, &names)
+            })
+            .await?;
+            for (name, (colour, _)) in names.iter().zip(SENDERS) {
+                let id = tile_id(&state, name).ok_or_else(|| anyhow!("no {name} tile"))?;
+                wait_for_page_colour(page, &id, 0.5, 0.5, colour).await?;
+            }
+            wait_for_page_audio(page, 4).await
+        };
+        or_screenshots(check.await, &format!("sfu-late-{}", page.name), &pages).await;
+    }
+    alice.close().await;
+    bob.close().await;
+    for bot in bots {
+        assert!(
+            bot.state().errors.is_empty(),
+            "bot errors: {:?}",
+            bot.state().errors
+        );
+        bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+/// "chromium-firefox" and the like, for screenshot names.
+fn browsers_label(browsers: [Browser; 2]) -> String {
+    browsers.map(|b| format!("{b:?}").to_lowercase()).join("-")
+}
+
+/// MCU with two pages in `browsers` and a bot: every page shows the
+/// composite with everyone's tile in its place, the bot sees the same grid
+/// and hears both pages (not itself); a page that leaves goes from the
+/// grid and the mix.
+async fn composite_for_everyone(browsers: [Browser; 2]) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start_server(ServeArgs::default()).await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-mcu-mixed";
+    let label = format!("mcu-{}", browsers_label(browsers));
+    let bot = Bot::join(bot_config(&server, room, "bot", BOT.0, BOT.1))
+        .await
+        .expect("bot joins");
+    let mut chromium = None;
+    let (alice, bob) = alice_and_bob_in(&mut chromium, browsers).await;
+    let pages = [&alice, &bob];
+    let check = async {
+        alice.join(&base, room, "mcu", false).await?;
+        wait_for_page(&alice, "joined", |s| joined_with(s, &["bot"])).await?;
+        bob.join(&base, room, "mcu", false).await
+    };
+    or_screenshots(check.await, &label, &pages).await;
+    let colours = [BOT.0, ALICE.0, BOB.0];
+    for (page, others) in [(&alice, ["bot", "bob"]), (&bob, ["bot", "alice"])] {
+        let check = async {
+            wait_for_page(page, "three in the call", |s| joined_with(s, &others)).await?;
+            wait_for_page(page, "composite playing", composite_playing).await?;
+            wait_for_rising_frames(page).await?;
+            // The one mix made for this page.
+            wait_for_page_audio(page, 1).await?;
+            wait_for_composite_tiles(page, &colours).await
+        };
+        or_screenshots(check.await, &format!("{label}-composite"), &pages).await;
+    }
+    let check = async {
+        wait_for_tiles(&bot, &colours, TIMEOUT).await?;
+        wait_for_page_tones(&bot, None, &[ALICE.1, BOB.1], &[BOT.1]).await
+    };
+    or_screenshots(check.await, &format!("{label}-bot"), &pages).await;
+    or_screenshots(bob.click("#leave").await, &label, &pages).await;
+    let check = async {
+        wait_for_page(&alice, "bob gone", |s| joined_with(s, &["bot"])).await?;
+        wait_for_composite_tiles(&alice, &[BOT.0, ALICE.0]).await?;
+        wait_for_page_tones(&bot, None, &[ALICE.1], &[BOB.1, BOT.1]).await
+    };
+    or_screenshots(check.await, &format!("{label}-leave"), &pages).await;
+    assert!(
+        bot.state().errors.is_empty(),
+        "bot errors: {:?}",
+        bot.state().errors
+    );
+    alice.close().await;
+    bob.close().await;
+    bot.leave().await;
+    server.shut_down().await;
 }
 
 /// A live (HLS) recording: the page shows the recording indicator and a link
@@ -595,12 +799,7 @@ async fn long_poll_when_the_websocket_is_blocked_or_the_link_asks_for_it() {
             proxy.refused.load(std::sync::atomic::Ordering::SeqCst) > 0,
             "the page never tried the WebSocket"
         );
-        let status = alice
-            .client
-            .find(Locator::Css("#status"))
-            .await?
-            .text()
-            .await?;
+        let status = alice.text("#status").await?;
         ensure!(status.contains("long-poll"), "status line: {status}");
         wait_for_page(&alice, "composite playing", composite_playing).await?;
         wait_for_rising_frames(&alice).await?;
@@ -683,10 +882,7 @@ async fn a_page_whose_connection_drops_resumes_without_leaving() {
         ensure!(made == Some(1), "peer connections made: {made:?}");
 
         watch.armed.store(true, Ordering::SeqCst);
-        alice
-            .client
-            .execute("window.gridmix.dropConnection();", vec![])
-            .await?;
+        alice.eval("window.gridmix.dropConnection();").await?;
         let state = wait_for_page(&alice, "resumed", |s| {
             ensure!(s["status"] == "joined", "status {}", s["status"]);
             let said = s["messages"].to_string();

@@ -275,6 +275,8 @@ window.gridmix = {
         ...describeVideo(tile.querySelector("video")),
       })),
       framesDecoded: stats?.framesDecoded ?? 0,
+      audioStreamsIn: stats?.audioStreamsIn ?? 0,
+      audioPacketsIn: stats?.audioPacketsIn ?? 0,
       peerConnectionsMade,
       reconnectDelays: call.signaling?.delays ?? [],
       messages: [...document.querySelectorAll("#messages p")].map((p) => ({ code: p.dataset.code, text: p.textContent })),

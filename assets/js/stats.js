@@ -13,6 +13,8 @@ export class StatsMeter {
       bytesOut: 0,
       videoStreamsIn: 0,
       framesDecoded: 0,
+      audioStreamsIn: 0,
+      audioPacketsIn: 0,
       fps: 0,
       width: 0,
       height: 0,
@@ -26,6 +28,10 @@ export class StatsMeter {
         if (s.type === "inbound-rtp") {
           totals.bytesIn += s.bytesReceived ?? 0;
           totals.packetsLost += Math.max(0, s.packetsLost ?? 0);
+          if (s.kind === "audio") {
+            totals.audioPacketsIn += s.packetsReceived ?? 0;
+            if ((s.packetsReceived ?? 0) > 0) totals.audioStreamsIn += 1;
+          }
           if (s.kind === "video") {
             totals.framesDecoded += s.framesDecoded ?? 0;
             if ((s.framesDecoded ?? 0) > 0) totals.videoStreamsIn += 1;
@@ -51,6 +57,8 @@ export class StatsMeter {
       kbpsOut: previous ? rate(totals.bytesOut, previous.bytesOut) : 0,
       videoStreamsIn: totals.videoStreamsIn,
       framesDecoded: totals.framesDecoded,
+      audioStreamsIn: totals.audioStreamsIn,
+      audioPacketsIn: totals.audioPacketsIn,
       fps: totals.fps,
       width: totals.width,
       height: totals.height,
@@ -65,6 +73,7 @@ export function describeStats(s) {
     ["Bitrate in", `${s.kbpsIn.toFixed(0)} kbit/s`],
     ["Bitrate out", `${s.kbpsOut.toFixed(0)} kbit/s`],
     ["Video streams received", String(s.videoStreamsIn)],
+    ["Audio streams received", String(s.audioStreamsIn)],
     ["Received frame rate", `${s.fps.toFixed(0)} fps`],
     ["Largest received video", s.width ? `${s.width}×${s.height}` : "–"],
     ["Round-trip time", s.rttMs == null ? "–" : `${s.rttMs.toFixed(0)} ms`],

@@ -1,10 +1,15 @@
-//! Real headless Chromium for the browser tests, driven through Debian's
-//! chromedriver (WebDriver) with fantoccini. Fake camera and microphone,
-//! kept off the network; each page is its own browser session.
+//! Real headless browsers for the browser tests: Chromium, driven through
+//! Debian's chromedriver (WebDriver) with fantoccini, and Firefox ESR,
+//! driven through its own WebDriver BiDi (firefox.rs). Fake camera and
+//! microphone, kept off the network; each page is its own browser session,
+//! and the tests drive a page the same way whichever browser it is.
 #![allow(dead_code)]
+
+pub mod firefox;
 
 use anyhow::{Context, Result, anyhow};
 use fantoccini::{Client, ClientBuilder, Locator};
+use firefox::FirefoxPage;
 use serde_json::{Value, json};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -139,10 +144,26 @@ impl Chromium {
             .await
             .with_context(|| format!("opening a Chromium session for {name}"))?;
         Ok(Page {
-            client,
+            driver: Driver::Chromium(client),
             name: name.to_owned(),
         })
     }
+}
+
+/// A Firefox page whose camera films a solid `colour` and whose microphone
+/// hears a `tone_hz` sine (see `Chromium::page_with_devices`).
+pub async fn firefox_page(name: &str, colour: u32, tone_hz: f64) -> Result<Page> {
+    Ok(Page {
+        driver: Driver::Firefox(FirefoxPage::launch(name, colour, tone_hz).await?),
+        name: name.to_owned(),
+    })
+}
+
+/// Which browser a test page is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Browser {
+    Chromium,
+    Firefox,
 }
 
 impl Drop for Chromium {
@@ -159,12 +180,24 @@ impl Drop for Chromium {
     }
 }
 
+enum Driver {
+    Chromium(Client),
+    Firefox(FirefoxPage),
+}
+
 pub struct Page {
-    pub client: Client,
+    driver: Driver,
     pub name: String,
 }
 
 impl Page {
+    pub fn browser(&self) -> Browser {
+        match self.driver {
+            Driver::Chromium(_) => Browser::Chromium,
+            Driver::Firefox(_) => Browser::Firefox,
+        }
+    }
+
     /// Opens the client at `base` with the join form filled by the URL (as a
     /// shared link would) and clicks "Join".
     pub async fn join(&self, base: &str, room: &str, mode: &str, viewer: bool) -> Result<()> {
@@ -179,52 +212,73 @@ impl Page {
             "{base}/?room={room}&mode={mode}&name={}{options}",
             self.name
         );
-        self.client.goto(&url).await?;
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("#join"))
-            .await?
-            .click()
-            .await?;
-        Ok(())
+        self.open(&url).await?;
+        self.click("#join").await
     }
 
     /// Opens `url` as it is (no join).
     pub async fn open(&self, url: &str) -> Result<()> {
-        self.client.goto(url).await?;
+        match &self.driver {
+            Driver::Chromium(client) => client.goto(url).await?,
+            Driver::Firefox(page) => page.goto(url).await?,
+        }
         Ok(())
     }
 
     /// Runs `script` (a function body that may `await`) and returns its value.
     pub async fn eval(&self, script: &str) -> Result<Value> {
-        Ok(self.client.execute(script, vec![]).await?)
+        self.eval_with(script, vec![]).await
     }
 
+    /// As `eval`, with `arguments` for the script.
+    pub async fn eval_with(&self, script: &str, arguments: Vec<Value>) -> Result<Value> {
+        match &self.driver {
+            Driver::Chromium(client) => Ok(client.execute(script, arguments).await?),
+            Driver::Firefox(page) => page.eval(script, arguments).await,
+        }
+    }
+
+    /// Waits (up to 10 s) for `selector` and clicks it.
     pub async fn click(&self, selector: &str) -> Result<()> {
-        self.client
-            .find(Locator::Css(selector))
-            .await?
-            .click()
-            .await?;
+        match &self.driver {
+            Driver::Chromium(client) => {
+                client
+                    .wait()
+                    .at_most(Duration::from_secs(10))
+                    .for_element(Locator::Css(selector))
+                    .await?
+                    .click()
+                    .await?;
+            }
+            Driver::Firefox(page) => page.click(selector).await?,
+        }
         Ok(())
+    }
+
+    /// The text of the first element matching `selector`.
+    pub async fn text(&self, selector: &str) -> Result<String> {
+        let text = self
+            .eval_with(
+                "return document.querySelector(arguments[0])?.textContent ?? null;",
+                vec![json!(selector)],
+            )
+            .await?;
+        text.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("{}: no {selector} on the page", self.name))
     }
 
     /// `window.gridmix.state()`: status, participants, the composite or the
     /// tiles, frames decoded, messages shown.
     pub async fn state(&self) -> Result<Value> {
-        Ok(self
-            .client
-            .execute("return await window.gridmix.state();", vec![])
-            .await?)
+        self.eval("return await window.gridmix.state();").await
     }
 
     /// The colour around (fx, fy), fractions of the frame, of the composite
     /// ("composite") or of a participant's tile.
     pub async fn sample(&self, target: &str, fx: f64, fy: f64) -> Result<[u8; 3]> {
         let value = self
-            .client
-            .execute(
+            .eval_with(
                 "return window.gridmix.sampleColour(arguments[0], arguments[1], arguments[2]);",
                 vec![json!(target), json!(fx), json!(fy)],
             )
@@ -237,7 +291,10 @@ impl Page {
 
     /// Writes a PNG of the page to test-output/<label>-<page>.png.
     pub async fn screenshot(&self, label: &str) -> Result<PathBuf> {
-        let png = self.client.screenshot().await?;
+        let png = match &self.driver {
+            Driver::Chromium(client) => client.screenshot().await?,
+            Driver::Firefox(page) => page.screenshot().await?,
+        };
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("test-output");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{label}-{}.png", self.name));
@@ -246,7 +303,13 @@ impl Page {
     }
 
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        match self.driver {
+            Driver::Chromium(client) => {
+                let _ = client.close().await;
+            }
+            // Dropping it stops that Firefox.
+            Driver::Firefox(page) => drop(page),
+        }
     }
 }
 
