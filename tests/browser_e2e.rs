@@ -84,24 +84,7 @@ fn joined_with(state: &Value, names: &[&str]) -> Result<()> {
 
 /// The page decodes video: its frame count rises between two looks.
 async fn wait_for_rising_frames(page: &Page) -> Result<()> {
-    let first = wait_for_page(page, "decoded frames", |s| {
-        ensure!(
-            s["framesDecoded"].as_u64().unwrap_or(0) > 0,
-            "no frame decoded"
-        );
-        Ok(())
-    })
-    .await?;
-    let before = first["framesDecoded"].as_u64().unwrap_or(0);
-    wait_for_page(page, "more decoded frames", |s| {
-        ensure!(
-            s["framesDecoded"].as_u64().unwrap_or(0) > before,
-            "framesDecoded stuck at {before}"
-        );
-        Ok(())
-    })
-    .await
-    .map(|_| ())
+    wait_for_rising(page, "framesDecoded", |_| Ok(())).await
 }
 
 /// What a page hears, as far as a headless browser on a machine without a
@@ -110,7 +93,7 @@ async fn wait_for_rising_frames(page: &Page) -> Result<()> {
 /// is the right one is checked where it can be: every page's voice is
 /// heard by the bot, and the server's mix is what the bot hears too.
 async fn wait_for_page_audio(page: &Page, streams: u64) -> Result<()> {
-    let first = wait_for_page(page, "audio arriving", |s| {
+    wait_for_rising(page, "audioPacketsIn", |s| {
         let arriving = s["audioStreamsIn"].as_u64().unwrap_or(0);
         ensure!(
             arriving >= streams,
@@ -118,12 +101,26 @@ async fn wait_for_page_audio(page: &Page, streams: u64) -> Result<()> {
         );
         Ok(())
     })
+    .await
+}
+
+/// Waits until the page's counter `field` is above 0 and `check` accepts
+/// the state, then until the counter has risen.
+async fn wait_for_rising(
+    page: &Page,
+    field: &str,
+    check: impl Fn(&Value) -> Result<()>,
+) -> Result<()> {
+    let first = wait_for_page(page, &format!("{field} counting"), |s| {
+        ensure!(s[field].as_u64().unwrap_or(0) > 0, "{field} is 0");
+        check(s)
+    })
     .await?;
-    let before = first["audioPacketsIn"].as_u64().unwrap_or(0);
-    wait_for_page(page, "more audio packets", |s| {
+    let before = first[field].as_u64().unwrap_or(0);
+    wait_for_page(page, &format!("{field} rising"), |s| {
         ensure!(
-            s["audioPacketsIn"].as_u64().unwrap_or(0) > before,
-            "audioPacketsIn stuck at {before}"
+            s[field].as_u64().unwrap_or(0) > before,
+            "{field} stuck at {before}"
         );
         Ok(())
     })

@@ -10,7 +10,6 @@
 mod common;
 
 use common::*;
-use gridmix::bot::PayloadTypes;
 use gridmix::config::ServeArgs;
 use gridmix::protocol::Mode;
 use std::time::Duration;
@@ -25,48 +24,7 @@ async fn ecdsa_only_clients_hold_mcu_and_sfu_calls() {
 
     // SFU: three publishers numbering their codecs each their own way, and
     // a viewer with yet other numbers.
-    let numbering = [
-        PayloadTypes { opus: 111, vp8: 96 },
-        PayloadTypes { opus: 96, vp8: 97 },
-        PayloadTypes {
-            opus: 109,
-            vp8: 120,
-        },
-    ];
-    let mut members = Vec::new();
-    for (i, (sender, types)) in SENDERS.iter().zip(numbering).enumerate() {
-        members.push(
-            join_member_with(
-                &server,
-                "ecdsa-sfu",
-                &format!("bot{i}"),
-                Mode::Sfu,
-                *sender,
-                false,
-                |c| {
-                    c.payload_types = types;
-                },
-            )
-            .await,
-        );
-    }
-    members.push(
-        join_member_with(
-            &server,
-            "ecdsa-sfu",
-            "viewer",
-            Mode::Sfu,
-            (0, 0.0),
-            true,
-            |c| {
-                c.payload_types = PayloadTypes {
-                    opus: 100,
-                    vp8: 101,
-                };
-            },
-        )
-        .await,
-    );
+    let members = join_renumbered_sfu_room(&server, "ecdsa-sfu", |_| {}).await;
     wait_for_full_exchange(&members, TIMEOUT)
         .await
         .expect("every SFU track over ECDSA-only DTLS");

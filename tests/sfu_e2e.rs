@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use gridmix::bot::PayloadTypes;
 use gridmix::config::ServeArgs;
 use gridmix::media::sdp::MediaKind;
 use gridmix::protocol::Mode;
@@ -192,41 +191,7 @@ async fn keyframe_requests_reach_publishers_and_payload_types_follow_each_answer
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn publishers_and_subscribers_with_their_own_payload_types_all_hear_and_see_each_other() {
     let server = start_server(ServeArgs::default()).await;
-    let room = "sfu-payload-types";
-    let numbering = [
-        PayloadTypes { opus: 111, vp8: 96 },
-        PayloadTypes { opus: 96, vp8: 97 },
-        PayloadTypes {
-            opus: 109,
-            vp8: 120,
-        },
-    ];
-    let mut members = Vec::new();
-    for (i, (sender, types)) in SENDERS.iter().zip(numbering).enumerate() {
-        members.push(
-            join_member_with(
-                &server,
-                room,
-                &format!("bot{i}"),
-                Mode::Sfu,
-                *sender,
-                false,
-                |c| {
-                    c.payload_types = types;
-                },
-            )
-            .await,
-        );
-    }
-    members.push(
-        join_member_with(&server, room, "viewer", Mode::Sfu, (0, 0.0), true, |c| {
-            c.payload_types = PayloadTypes {
-                opus: 100,
-                vp8: 101,
-            };
-        })
-        .await,
-    );
+    let members = join_renumbered_sfu_room(&server, "sfu-payload-types", |_| {}).await;
     wait_for_full_exchange(&members, TIMEOUT)
         .await
         .expect("every track, whatever the numbers");
@@ -367,20 +332,9 @@ async fn a_forward_one_subscriber_refuses_leaves_the_publisher_and_everyone_else
                 .await
                 .unwrap_or_else(|e| panic!("the refuser sees {}: {e:#}", sender.id()));
         }
-        let others: Vec<f64> = all_tones
-            .iter()
-            .copied()
-            .filter(|&t| t != sender.tone)
-            .collect();
-        wait_for_tones_in(
-            &refuser.bot,
-            Some(sender.id()),
-            &[sender.tone],
-            &others,
-            TIMEOUT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("the refuser hears {}: {e:#}", sender.id()));
+        wait_for_voice_from(&refuser.bot, sender, &all_tones, TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("the refuser hears {}: {e:#}", sender.id()));
     }
     let traffic = refuser.bot.traffic();
     assert_eq!(

@@ -50,15 +50,9 @@ impl Owners {
         pipeline: &gst::Pipeline,
         source: &gst::Object,
     ) -> Option<ParticipantId> {
-        let pipeline = pipeline.upcast_ref::<gst::Object>();
-        let mut object = source.clone();
-        while let Some(parent) = object.parent() {
-            if &parent == pipeline {
-                break;
-            }
-            object = parent;
-        }
-        let element = object.downcast::<gst::Element>().ok()?;
+        let element = top_level_under(pipeline, source)
+            .downcast::<gst::Element>()
+            .ok()?;
         self.map().get(&element).cloned()
     }
 
@@ -113,6 +107,20 @@ fn is_webrtcbin(element: &gst::Element) -> bool {
 /// stopping a payloader, queue or mixer upstream would wait on forever.
 pub fn sort_for_stopping(elements: &mut [gst::Element]) {
     elements.sort_by_key(|e| !is_webrtcbin(e));
+}
+
+/// The element directly in `pipeline` that holds `source` (`source`
+/// itself if it is one, or if it is not in the pipeline at all).
+pub fn top_level_under(pipeline: &gst::Pipeline, source: &gst::Object) -> gst::Object {
+    let pipeline = pipeline.upcast_ref::<gst::Object>();
+    let mut object = source.clone();
+    while let Some(parent) = object.parent() {
+        if &parent == pipeline {
+            break;
+        }
+        object = parent;
+    }
+    object
 }
 
 /// Sets elements taken out of a pipeline to NULL, in order, on a thread of

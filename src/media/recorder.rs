@@ -45,15 +45,7 @@ pub enum RecordingPart {
 /// Which recording element (if any) a bus message comes from, by the name of
 /// its top-level ancestor under `pipeline`.
 pub fn recording_part(pipeline: &gst::Pipeline, source: &gst::Object) -> Option<RecordingPart> {
-    let pipeline = pipeline.upcast_ref::<gst::Object>();
-    let mut object = source.clone();
-    while let Some(parent) = object.parent() {
-        if &parent == pipeline {
-            break;
-        }
-        object = parent;
-    }
-    let name = object.name();
+    let name = crate::media::members::top_level_under(pipeline, source).name();
     let rest = name.strip_prefix(RECORDING_PREFIX)?;
     if rest.starts_with("program/") {
         return Some(RecordingPart::Program);

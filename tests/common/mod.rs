@@ -294,19 +294,7 @@ pub async fn wait_for_tracks_from(
         .collect();
     for sender in senders {
         wait_for_colour_from(&receiver.bot, sender.id(), sender.colour, timeout).await?;
-        let others: Vec<f64> = all_tones
-            .iter()
-            .copied()
-            .filter(|&t| t != sender.tone)
-            .collect();
-        wait_for_tones_in(
-            &receiver.bot,
-            Some(sender.id()),
-            &[sender.tone],
-            &others,
-            timeout,
-        )
-        .await?;
+        wait_for_voice_from(&receiver.bot, sender, &all_tones, timeout).await?;
     }
     if receiver
         .bot
@@ -325,6 +313,67 @@ pub fn senders_except<'a>(members: &'a [Member], receiver: &Member) -> Vec<&'a M
         .iter()
         .filter(|m| !m.viewer && m.id() != receiver.id())
         .collect()
+}
+
+/// Waits until `bot` hears `sender`'s tone on its track, and none of the
+/// others of `all_tones` there.
+pub async fn wait_for_voice_from(
+    bot: &Bot,
+    sender: &Member,
+    all_tones: &[f64],
+    timeout: Duration,
+) -> Result<()> {
+    let others: Vec<f64> = all_tones
+        .iter()
+        .copied()
+        .filter(|&t| t != sender.tone)
+        .collect();
+    wait_for_tones_in(bot, Some(sender.id()), &[sender.tone], &others, timeout).await
+}
+
+/// An SFU room of three senders numbering their codecs each their own way
+/// (Chrome's 111/96, another stack's 96/97, Firefox's 109/120) and a viewer
+/// with yet other numbers (100/101); `adjust` changes every bot's
+/// configuration further.
+pub async fn join_renumbered_sfu_room(
+    server: &Server,
+    room: &str,
+    adjust: impl Fn(&mut BotConfig),
+) -> Vec<Member> {
+    use gridmix::bot::PayloadTypes;
+    let numbering = [
+        PayloadTypes { opus: 111, vp8: 96 },
+        PayloadTypes { opus: 96, vp8: 97 },
+        PayloadTypes {
+            opus: 109,
+            vp8: 120,
+        },
+    ];
+    let viewer = PayloadTypes {
+        opus: 100,
+        vp8: 101,
+    };
+    let mut members = Vec::new();
+    for (i, (sender, types)) in SENDERS.iter().zip(numbering).enumerate() {
+        let name = format!("bot{i}");
+        let mode = gridmix::protocol::Mode::Sfu;
+        members.push(
+            join_member_with(server, room, &name, mode, *sender, false, |c| {
+                c.payload_types = types;
+                adjust(c);
+            })
+            .await,
+        );
+    }
+    let mode = gridmix::protocol::Mode::Sfu;
+    members.push(
+        join_member_with(server, room, "viewer", mode, (0, 0.0), true, |c| {
+            c.payload_types = viewer;
+            adjust(c);
+        })
+        .await,
+    );
+    members
 }
 
 /// Checks that every member receives every other sender's tracks, and only those.
