@@ -64,6 +64,22 @@ fn threads() -> usize {
         .expect("a Threads: line")
 }
 
+/// The process's thread and descriptor counts once they hold still. What
+/// joining builds starts some threads a moment later (GStreamer's task
+/// pool spawns them lazily), so a count taken at once can come in below
+/// the room's own: wait until two counts 300 ms apart agree.
+async fn settled_counts() -> (usize, usize) {
+    eventually(TIMEOUT, || async {
+        let first = (threads(), open_fds());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = (threads(), open_fds());
+        anyhow::ensure!(first == second, "{first:?} became {second:?}");
+        Ok(second)
+    })
+    .await
+    .expect("the thread and descriptor counts settle")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_offers_are_refused_before_webrtcbin_and_cost_nothing() {
     let server = start_server(ServeArgs {
@@ -87,8 +103,9 @@ async fn hostile_offers_are_refused_before_webrtcbin_and_cost_nothing() {
     bomber.join_with(join("bomber", true)).await;
     let mut viewer = WsClient::connect(&server).await;
     viewer.join_with(join("viewer", false)).await;
-    // Both are in the room, with what joining builds (a webrtcbin each).
-    let (threads_before, fds_before) = (threads(), open_fds());
+    // Both are in the room, with what joining builds (a webrtcbin and a
+    // mix each): counted once that has settled.
+    let (threads_before, fds_before) = settled_counts().await;
 
     bomber
         .send(&json!({"type":"offer","sdp":sdp_bomb()}).to_string())
