@@ -10,19 +10,23 @@
 //! and the server answers, and "subscribe", where the server is always the
 //! offerer (on GStreamer 1.22 only an offerer webrtcbin can add m-lines
 //! later). A forwarded track is one sendonly m-line on the subscriber's
-//! subscribe connection, with the publisher's payload type and with the
-//! publisher's participant id as its MediaStream id (a=msid). A departed
+//! subscribe connection, offered at the subscribe payload types (VP8 96,
+//! Opus 111) and sent at whatever the answer chose, with the publisher's
+//! participant id as its MediaStream id (a=msid), its SSRC and the MID
+//! header extension. A departed
 //! publisher's m-lines are set inactive; new tracks always get new m-lines,
 //! because webrtcbin 1.22 refuses to take an inactive m-line back into use
 //! ("transceiver direction changes are not implemented", on the offerer
 //! applying the answer and on a webrtcbin answerer alike) and cannot stop
 //! a transceiver to free its m-line.
 //!
-//! A gate is an identity element, not a queue: the publisher's receiving
-//! thread sends each packet to every subscriber itself. A queue per forward
+//! A gate (forward.rs) has no thread of its own, unlike a queue: the
+//! publisher's receiving thread sends each packet to every subscriber
+//! itself. A queue per forward
 //! put a thread hand-off on every forwarded packet, and those hand-offs were
 //! most of the SFU's CPU (see README, Performance). The gate drops packets
-//! until the subscriber's connection is up, because webrtcbin holds packets
+//! until the subscriber has answered an offer with the track and its
+//! connection is up, because webrtcbin holds packets
 //! back until its DTLS handshake is done and would hold the publisher's
 //! thread, and with it every other subscriber, with them.
 //!
