@@ -20,6 +20,9 @@ pub struct RoomClaims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Not valid before, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     #[serde(
         rename = "canPublish",
         default,
@@ -42,6 +45,8 @@ pub enum TokenError {
     Missing,
     #[error("The room token has expired.")]
     Expired,
+    #[error("The room token is not valid yet (its nbf is in the future).")]
+    NotYetValid,
     #[error("The room token is for another room.")]
     WrongRoom,
     #[error("The room token is not valid (bad signature or format).")]
@@ -60,8 +65,9 @@ pub fn issue_token(
     let claims = RoomClaims {
         room: room.to_owned(),
         sub: identity.to_owned(),
-        exp: now_unix + ttl.as_secs(),
+        exp: now_unix.saturating_add(ttl.as_secs()),
         iat: Some(now_unix),
+        nbf: None,
         can_publish: (!can_publish).then_some(false),
     };
     Ok(jsonwebtoken::encode(
@@ -71,8 +77,9 @@ pub fn issue_token(
     )?)
 }
 
-/// Checks a join's token against the room it asks for. Expiry is checked
-/// against `now_unix` (with `LEEWAY_SECS`), not the library's own clock.
+/// Checks a join's token against the room it asks for. Expiry and `nbf`
+/// are checked against `now_unix` (with `LEEWAY_SECS`), not the library's
+/// own clock; every claim is the client's number, so no sum may overflow.
 pub fn verify_token(
     secret: &str,
     token: Option<&str>,
@@ -90,8 +97,14 @@ pub fn verify_token(
     )
     .map_err(|_| TokenError::Invalid)?;
     let claims = data.claims;
-    if claims.exp + LEEWAY_SECS < now_unix {
+    if claims.exp.saturating_add(LEEWAY_SECS) < now_unix {
         return Err(TokenError::Expired);
+    }
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf > now_unix.saturating_add(LEEWAY_SECS))
+    {
+        return Err(TokenError::NotYetValid);
     }
     if claims.room != room {
         return Err(TokenError::WrongRoom);
@@ -210,6 +223,71 @@ mod tests {
             verify_token(SECRET, Some(&token), "r", NOW),
             Err(TokenError::Invalid)
         );
+    }
+
+    fn sign(claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn huge_and_future_claims_are_refused_without_overflow() {
+        // An expiry at the end of time is valid, not a wrap into the past.
+        let forever = sign(&serde_json::json!({"room":"r","sub":"x","exp":u64::MAX}));
+        assert!(verify_token(SECRET, Some(&forever), "r", NOW).is_ok());
+        assert!(verify_token(SECRET, Some(&forever), "r", u64::MAX).is_ok());
+        let later =
+            sign(&serde_json::json!({"room":"r","sub":"x","exp":NOW + 7200,"nbf":NOW + 3600}));
+        assert_eq!(
+            verify_token(SECRET, Some(&later), "r", NOW),
+            Err(TokenError::NotYetValid)
+        );
+        assert!(verify_token(SECRET, Some(&later), "r", NOW + 3600 - LEEWAY_SECS).is_ok());
+        let never = sign(&serde_json::json!({"room":"r","sub":"x","exp":u64::MAX,"nbf":u64::MAX}));
+        assert_eq!(
+            verify_token(SECRET, Some(&never), "r", NOW),
+            Err(TokenError::NotYetValid)
+        );
+        // Numbers a u64 cannot hold, negative or fractional: not a token.
+        for exp in ["18446744073709551616", "-1", "1e30", "1.5", "\"1\""] {
+            let claims: serde_json::Value =
+                serde_json::from_str(&format!(r#"{{"room":"r","sub":"x","exp":{exp}}}"#)).unwrap();
+            assert_eq!(
+                verify_token(SECRET, Some(&sign(&claims)), "r", NOW),
+                Err(TokenError::Invalid),
+                "{exp}"
+            );
+        }
+        assert!(issue_token(SECRET, "r", "x", Duration::from_secs(u64::MAX), true, NOW).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Signed claims with any numbers in them: verified or refused,
+        /// never a panic, at any time of the server's clock.
+        #[test]
+        fn any_signed_claims_are_answered(
+            exp in proptest::prelude::any::<u64>(),
+            nbf in proptest::option::of(proptest::prelude::any::<u64>()),
+            iat in proptest::option::of(proptest::prelude::any::<u64>()),
+            room in "[a-z]{0,3}",
+            now in proptest::prelude::any::<u64>(),
+        ) {
+            let mut claims = serde_json::json!({"room": room, "sub": "x", "exp": exp});
+            if let Some(nbf) = nbf {
+                claims["nbf"] = nbf.into();
+            }
+            if let Some(iat) = iat {
+                claims["iat"] = iat.into();
+            }
+            let result = verify_token(SECRET, Some(&sign(&claims)), "r", now);
+            if result.is_ok() {
+                proptest::prop_assert!(room == "r" && exp.saturating_add(LEEWAY_SECS) >= now);
+            }
+        }
     }
 
     #[test]

@@ -470,7 +470,8 @@ impl PollBuffer {
         let result = match self.messages.since(*after) {
             Ok(messages) if messages.is_empty() && !self.closed => return,
             Ok(messages) => Ok(Polled {
-                closed: self.closed && after + messages.len() as u64 >= self.messages.last_seq(),
+                closed: self.closed
+                    && after.saturating_add(messages.len() as u64) >= self.messages.last_seq(),
                 messages: messages
                     .into_iter()
                     .map(|(seq, message)| Numbered { seq, message })

@@ -89,7 +89,7 @@ impl<T: Clone> SeqBuffer<T> {
     /// newest message is a client's mistake, refused like a gap.
     pub fn owed_after(&self, received: u64) -> Result<usize, Gap> {
         let oldest = self.items.front().map_or(self.last + 1, |(s, _)| *s);
-        if received > self.last || received + 1 < oldest {
+        if received > self.last || received.saturating_add(1) < oldest {
             return Err(Gap {
                 oldest_kept: oldest,
             });
@@ -102,7 +102,8 @@ impl<T: Clone> SeqBuffer<T> {
     /// the client a complete sequence.
     pub fn since(&self, after: u64) -> Result<Vec<(u64, T)>, Gap> {
         let oldest = self.items.front().map_or(self.last + 1, |(s, _)| *s);
-        if after + 1 < oldest {
+        // `after` is the client's number: it may be anything up to u64::MAX.
+        if after.saturating_add(1) < oldest {
             return Err(Gap {
                 oldest_kept: oldest,
             });
@@ -210,5 +211,28 @@ mod tests {
         buf.trim_delivered(10, 0);
         assert!(buf.is_empty());
         assert_eq!(buf.since(10).unwrap(), vec![]);
+    }
+
+    proptest::proptest! {
+        /// Whatever numbers a client sends, the buffer answers without
+        /// overflowing, and never hands out a message the client said it has.
+        #[test]
+        fn any_client_number_is_answered(
+            pushed in 0usize..20,
+            acknowledged in proptest::prelude::any::<u64>(),
+            asked in proptest::prelude::any::<u64>(),
+        ) {
+            let mut buf = SeqBuffer::new(32);
+            for i in 0..pushed {
+                buf.push(i).unwrap();
+            }
+            buf.acknowledge(acknowledged);
+            buf.trim_delivered(asked, 4);
+            if let Ok(messages) = buf.since(asked) {
+                proptest::prop_assert!(messages.iter().all(|(seq, _)| *seq > asked));
+            }
+            let _ = buf.owed_after(asked);
+            let _ = buf.get(asked);
+        }
     }
 }
