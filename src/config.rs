@@ -1,5 +1,6 @@
 //! One `Config` for the server, built from flags and environment, passed down.
 
+use crate::connections::HttpSettings;
 use crate::media::certificate::DtlsCertificate;
 use crate::media::mcu::{Canvas, McuSettings};
 use crate::media::templates::PipelineTemplates;
@@ -98,6 +99,16 @@ pub struct ServeArgs {
     /// Format of the recordings --auto-record makes: webm, mp4 or hls.
     #[arg(long, default_value = "webm", value_parser = parse_format)]
     pub auto_record_format: Format,
+    /// An HTTP connection must send a request's headers within this, and is
+    /// closed after this long idle between requests.
+    #[arg(long, default_value = "10s", value_parser = crate::auth::parse_ttl)]
+    pub header_timeout: Duration,
+    /// An HTTP request's body must arrive within this.
+    #[arg(long, default_value = "30s", value_parser = crate::auth::parse_ttl)]
+    pub body_timeout: Duration,
+    /// Most HTTP and WebSocket connections open at once from one client address.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections_per_ip: usize,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -128,6 +139,7 @@ fn parse_canvas(s: &str) -> Result<Canvas, String> {
 impl Default for ServeArgs {
     fn default() -> Self {
         let limits = Limits::default();
+        let http = HttpSettings::default();
         ServeArgs {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             assets: None,
@@ -153,6 +165,9 @@ impl Default for ServeArgs {
             join_timeout: limits.join_timeout,
             resume_grace: limits.resume_grace,
             poll_timeout: limits.poll_timeout,
+            header_timeout: http.header_timeout,
+            body_timeout: http.body_timeout,
+            max_connections_per_ip: http.max_connections_per_ip,
         }
     }
 }
@@ -165,6 +180,7 @@ pub struct Config {
     pub record_dir: PathBuf,
     pub rooms: RoomSettings,
     pub signaling: SignalingSettings,
+    pub http: HttpSettings,
 }
 
 impl ServeArgs {
@@ -237,6 +253,11 @@ impl ServeArgs {
                 allowed_origins: self.allowed_origins,
             },
             record_dir: self.record_dir,
+            http: HttpSettings {
+                header_timeout: self.header_timeout,
+                body_timeout: self.body_timeout,
+                max_connections_per_ip: self.max_connections_per_ip.max(1),
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bench;
 pub mod bot;
 pub mod config;
+pub mod connections;
 pub mod ids;
 pub mod live_count;
 pub mod media;

@@ -22,7 +22,7 @@ pub struct Server {
     registry: Arc<Registry>,
     signaling: Arc<Signaling>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 impl Server {
@@ -67,22 +67,24 @@ impl Server {
             .with_state(state);
         // Around the whole router, after every route is added: each path
         // under /api, whichever route serves it, is behind the API secret.
-        let app = routes.layer(axum::middleware::from_fn_with_state(
-            signaling.clone(),
-            crate::signaling::access::require_api_secret,
-        ));
+        let app = routes
+            .layer(axum::middleware::from_fn_with_state(
+                signaling.clone(),
+                crate::signaling::access::require_api_secret,
+            ))
+            .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                config.http.body_timeout,
+            ));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let mut until_stopped = shutdown;
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = until_stopped.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let task = tokio::spawn(crate::connections::serve(
+            listener,
+            app,
+            config.http.clone(),
+            shutdown,
+        ));
         tracing::info!("gridmix serving on http://{addr}");
         Ok(Server {
             addr,

@@ -421,7 +421,7 @@ a=setup:actpass\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack pli\
 /// A client that stops reading does not hold its session forever: over
 /// WebSocket once about 500 messages wait for it (its socket buffers full,
 /// then the server's queues), over long-poll once 1024 are unacknowledged;
-/// then its session ends and the room lets it go.
+/// then its session ends, the room lets it go and its socket is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_stops_reading_is_let_go_on_either_transport() {
     let server = start_server(ServeArgs {
@@ -500,6 +500,20 @@ async fn a_client_that_stops_reading_is_let_go_on_either_transport() {
         })
         .await;
     eprintln!("the WebSocket client that stopped reading was let go after {sent} messages");
+    // And its socket is closed, though it still reads nothing: the writer
+    // blocked on its full buffers is aborted, not left holding them.
+    let client_end = match deaf_ws.get_ref() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.local_addr().unwrap(),
+        _ => unreachable!("plain TCP on loopback"),
+    };
+    const ESTABLISHED: u8 = 1;
+    eventually(TIMEOUT, || async {
+        let state = tcp_state(server.local_addr(), client_end);
+        anyhow::ensure!(state != Some(ESTABLISHED), "the server's end is {state:?}");
+        Ok(())
+    })
+    .await
+    .expect("the server closed the unread socket");
     drop(deaf_ws);
 
     // Long-poll: joins, then never polls again.

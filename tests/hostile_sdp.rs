@@ -55,31 +55,6 @@ fn sneaky_viewer_offer() -> String {
     )
 }
 
-fn threads() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("a Threads: line")
-}
-
-/// The process's thread and descriptor counts once they hold still. What
-/// joining builds starts some threads a moment later (GStreamer's task
-/// pool spawns them lazily), so a count taken at once can come in below
-/// the room's own: wait until two counts 300 ms apart agree.
-async fn settled_counts() -> (usize, usize) {
-    eventually(TIMEOUT, || async {
-        let first = (threads(), open_fds());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let second = (threads(), open_fds());
-        anyhow::ensure!(first == second, "{first:?} became {second:?}");
-        Ok(second)
-    })
-    .await
-    .expect("the thread and descriptor counts settle")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_offers_are_refused_before_webrtcbin_and_cost_nothing() {
     let server = start_server(ServeArgs {

@@ -15,9 +15,15 @@ use std::time::Duration;
 
 /// A ping when the socket has been quiet this long keeps NATs and proxies open.
 const PING_INTERVAL: Duration = Duration::from_secs(20);
-/// Frames up to this many times the message limit are read and answered
-/// with "too-large"; larger ones close the socket.
+/// Frames and messages up to this many times the message limit are read and
+/// answered with "too-large"; larger ones close the socket. The frame limit
+/// matters as much as the message limit: tungstenite buffers a whole frame
+/// (16 MiB by default) before it looks at the message size.
 const FRAME_SLACK: usize = 16;
+/// A writer that has not finished this long after its session let go of it
+/// (a client that stopped reading, its socket buffers full) is aborted,
+/// which closes the socket.
+const WRITER_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
@@ -29,7 +35,9 @@ pub async fn upgrade(
         return forbidden_origin();
     }
     let max = signaling.settings.limits.max_message_bytes;
-    ws.max_message_size(max.saturating_mul(FRAME_SLACK))
+    let largest = max.saturating_mul(FRAME_SLACK);
+    ws.max_message_size(largest)
+        .max_frame_size(largest)
         .on_upgrade(move |socket| serve_socket(socket, state))
 }
 
@@ -40,7 +48,7 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     let (inbound, mut outgoing) = super::open_session(&signaling);
 
     let mut shutdown = state.shutdown.clone();
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.reset();
         loop {
@@ -92,11 +100,13 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     // Reader done: the session leaves the room, or waits for a resume; once
     // it lets go of this connection's outbox the writer ends.
     drop(inbound);
-    if tokio::time::timeout(Duration::from_secs(5), writer)
+    if tokio::time::timeout(WRITER_GRACE, &mut writer)
         .await
         .is_err()
     {
-        tracing::debug!("websocket writer did not finish in time");
+        // Dropping a JoinHandle would leave it blocked in `send` for good.
+        tracing::debug!("websocket writer did not finish in time; closing the socket");
+        writer.abort();
     }
 }
 

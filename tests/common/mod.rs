@@ -447,6 +447,60 @@ pub fn open_fds() -> usize {
         .count()
 }
 
+/// The kernel's state of the IPv4 TCP socket bound to `local` and connected
+/// to `remote` (from /proc/net/tcp: 1 is ESTABLISHED), or None once it is
+/// gone.
+pub fn tcp_state(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> Option<u8> {
+    let hex = |addr: std::net::SocketAddr| {
+        let std::net::IpAddr::V4(ip) = addr.ip() else {
+            panic!("IPv4 only: {addr}")
+        };
+        // The address as the kernel's native-endian u32, then the port.
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(ip.octets()),
+            addr.port()
+        )
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    std::fs::read_to_string("/proc/net/tcp")
+        .expect("/proc/net/tcp")
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+                .then(|| u8::from_str_radix(fields[3], 16).ok())
+                .flatten()
+        })
+}
+
+/// Threads of this process.
+pub fn threads() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a Threads: line")
+}
+
+/// The process's thread and descriptor counts once they hold still. What
+/// joining builds starts some threads a moment later (GStreamer's task
+/// pool spawns them lazily), so a count taken at once can come in below
+/// the room's own: wait until two counts 300 ms apart agree.
+pub async fn settled_counts() -> (usize, usize) {
+    eventually(Duration::from_secs(30), || async {
+        let first = (threads(), open_fds());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let second = (threads(), open_fds());
+        anyhow::ensure!(first == second, "{first:?} became {second:?}");
+        Ok(second)
+    })
+    .await
+    .expect("the thread and descriptor counts settle")
+}
+
 /// Waits until the server holds no room, room task, session or long-poll
 /// session.
 pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {

@@ -1,0 +1,312 @@
+//! Attacks from the security review, each against a real server on
+//! loopback: connections that never finish their headers or bodies or sit
+//! idle, one address opening too many connections, a WebSocket frame that
+//! announces megabytes and sends part of them, client numbers at the edge of
+//! u64. After each, the process's threads and descriptors are back where
+//! they were and a normal client joins at once. One test per process, so
+//! nothing else runs while threads and descriptors are counted.
+
+mod common;
+
+use common::*;
+use gridmix::auth::{LEEWAY_SECS, issue_token, unix_now};
+use gridmix::config::ServeArgs;
+use gridmix::protocol::ErrorCode;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const SECRET: &str = "attack suite";
+/// Threads and descriptors the process may gain meanwhile without anything
+/// being held for the attacks: a runtime worker or a GLib pool thread
+/// waking up. Each attack opens dozens of connections.
+const SLACK: usize = 4;
+/// The timeouts of the server under attack; short, so the test is quick.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+const BODY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Reads until the server closes the connection, or fails after `TIMEOUT`.
+/// Returns what it said first (a timeout response, or nothing).
+async fn until_closed(stream: &mut TcpStream, what: &str) -> String {
+    let mut said = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => said.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, read_all)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the server kept the connection open for {TIMEOUT:?}"));
+    String::from_utf8_lossy(&said).into_owned()
+}
+
+async fn connect(server: &gridmix::server::Server) -> TcpStream {
+    TcpStream::connect(server.local_addr()).await.unwrap()
+}
+
+/// Fifty connections that send half a request head and then nothing.
+async fn half_headers(server: &gridmix::server::Server) {
+    let mut streams = Vec::new();
+    for _ in 0..50 {
+        let mut stream = connect(server).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            .await
+            .unwrap();
+        streams.push(stream);
+    }
+    for stream in &mut streams {
+        until_closed(stream, "half a header").await;
+    }
+}
+
+/// Ten requests that announce a body and send a few bytes of it.
+async fn slow_bodies(server: &gridmix::server::Server) {
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let mut stream = connect(server).await;
+        stream
+            .write_all(
+                b"POST /signal HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"type\":",
+            )
+            .await
+            .unwrap();
+        streams.push(stream);
+    }
+    for stream in &mut streams {
+        let said = until_closed(stream, "a slow body").await;
+        assert!(
+            said.is_empty() || said.starts_with("HTTP/1.1 4"),
+            "a slow body was answered {said:?}"
+        );
+    }
+}
+
+/// Ten keep-alive connections that make one request and then sit idle.
+async fn idle_keep_alives(server: &gridmix::server::Server) {
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let mut stream = connect(server).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        streams.push(stream);
+    }
+    for stream in &mut streams {
+        let said = until_closed(stream, "an idle keep-alive").await;
+        assert!(said.starts_with("HTTP/1.1 200"), "{said:?}");
+    }
+}
+
+/// A WebSocket frame header announcing 15 MiB, then 2 MiB of it: the
+/// server closes the socket at the header instead of buffering the frame.
+async fn partial_huge_frames(server: &gridmix::server::Server) {
+    let mut stream = connect(server).await;
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    // FIN + text; masked, 64-bit length; the mask key.
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&(15u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    stream.write_all(&frame).await.unwrap();
+    // Up to 2 MiB, stopping early if the server has already let go.
+    let chunk = vec![b'a'; 64 * 1024];
+    for _ in 0..32 {
+        if stream.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    until_closed(&mut stream, "a frame announcing 15 MiB").await;
+}
+
+/// More connections from one address than it may have: the extra one is
+/// refused at once with a 429, the others are served, and once they close
+/// the address may connect again.
+async fn too_many_connections(cap: usize) {
+    let server = start_server(ServeArgs {
+        max_connections_per_ip: cap,
+        // Long, so the held connections stay open while counted.
+        header_timeout: Duration::from_secs(120),
+        ..ServeArgs::default()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        held.push(connect(&server).await);
+    }
+    let mut extra = connect(&server).await;
+    let said = until_closed(&mut extra, "one connection over the cap").await;
+    assert!(
+        said.starts_with("HTTP/1.1 429") && said.contains("too-many-connections"),
+        "{said:?}"
+    );
+    // A held connection is still served.
+    let mut first = held.remove(0);
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let said = until_closed(&mut first, "a held connection").await;
+    assert!(said.starts_with("HTTP/1.1 200"), "{said:?}");
+    drop(held);
+    eventually(TIMEOUT, || async {
+        let status = reqwest::get(format!("http://{}/healthz", server.local_addr()))
+            .await?
+            .status();
+        anyhow::ensure!(status == 200, "{status}");
+        Ok(())
+    })
+    .await
+    .expect("the address may connect again once its connections closed");
+    server.shut_down().await;
+}
+
+/// Long-poll numbers at the edge of u64: `after=u64::MAX` is answered (no
+/// overflow that kills the session's task and leaks its entry), and one past
+/// it is a clear 400.
+async fn huge_poll_numbers(server: &gridmix::server::Server, token: &str) {
+    let http = reqwest::Client::new();
+    let opened: serde_json::Value = http
+        .post(server.poll_url())
+        .json(&serde_json::json!({"type":"join","room":"attacks","name":"poller","mode":"mesh","token":token}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = opened["session"].as_str().expect("a long-poll session");
+    let url = format!("{}/{session}", server.poll_url());
+    // Acknowledges everything; nothing comes after u64::MAX, so the poll
+    // waits: give up on it soon, the session must live on.
+    let waited = http
+        .get(format!("{url}?after={}", u64::MAX))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(
+        waited.as_ref().is_err_and(|e| e.is_timeout())
+            || waited.as_ref().is_ok_and(|r| r.status().is_success()),
+        "{waited:?}"
+    );
+    let beyond = http
+        .get(format!("{url}?after=18446744073709551616"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 400);
+    let body: serde_json::Value = beyond.json().await.unwrap();
+    assert_eq!(body["code"], "bad-message", "{body}");
+    // The session is still served: a poll after 0 is answered (with the gap
+    // the acknowledgement made), not "unknown session".
+    let again = http.get(format!("{url}?after=0")).send().await.unwrap();
+    assert_ne!(again.status(), 404, "the session's task died");
+    let left = http.delete(&url).send().await.unwrap();
+    assert!(left.status().is_success(), "{}", left.status());
+    wait_until_idle(server, TIMEOUT)
+        .await
+        .expect("the long-poll session's entry is gone");
+}
+
+/// Token claims at the edge: an expiry at the end of time admits (no wrap),
+/// a token not valid yet is refused.
+async fn edge_tokens(server: &gridmix::server::Server) {
+    let sign = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let forever = sign(serde_json::json!({"room":"attacks","sub":"forever","exp":u64::MAX}));
+    let mut client = WsClient::connect(server).await;
+    client
+        .join_with(serde_json::json!({"type":"join","room":"attacks","name":"forever","mode":"mesh","token":forever}))
+        .await;
+    client.leave().await;
+    let not_yet = sign(serde_json::json!({
+        "room":"attacks","sub":"early","exp":u64::MAX,"nbf":unix_now() + 3600 + LEEWAY_SECS
+    }));
+    let mut early = WsClient::connect(server).await;
+    early
+        .send(&serde_json::json!({"type":"join","room":"attacks","name":"early","mode":"mesh","token":not_yet}).to_string())
+        .await;
+    let said = early.expect_error(ErrorCode::Unauthorized).await;
+    assert!(said.contains("not valid yet"), "{said}");
+    drop(early);
+    wait_until_idle(server, TIMEOUT).await.expect("all gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attacks_are_bounded_and_leave_nothing_behind() {
+    let server = start_server(ServeArgs {
+        auth_secret: Some(SECRET.to_owned()),
+        header_timeout: HEADER_TIMEOUT,
+        body_timeout: BODY_TIMEOUT,
+        // Long, so only the frame limit can end the huge frame's socket.
+        join_timeout: Duration::from_secs(120),
+        ..ServeArgs::default()
+    })
+    .await;
+    let token = |identity: &str| {
+        issue_token(
+            SECRET,
+            "attacks",
+            identity,
+            Duration::from_secs(3600),
+            true,
+            unix_now(),
+        )
+        .unwrap()
+    };
+    // A first join and leave, so what one join starts once is in the baseline.
+    let mut warm = WsClient::connect(&server).await;
+    warm.join_with(serde_json::json!({"type":"join","room":"attacks","name":"warm","mode":"mesh","token":token("warm")}))
+        .await;
+    warm.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("idle");
+    let (threads_before, fds_before) = settled_counts().await;
+
+    half_headers(&server).await;
+    slow_bodies(&server).await;
+    idle_keep_alives(&server).await;
+    partial_huge_frames(&server).await;
+    too_many_connections(8).await;
+    huge_poll_numbers(&server, &token("poller")).await;
+    edge_tokens(&server).await;
+
+    let (threads_after, fds_after) = settled_counts().await;
+    eprintln!(
+        "threads {threads_before} -> {threads_after}, descriptors {fds_before} -> {fds_after}"
+    );
+    assert!(
+        threads_after <= threads_before + SLACK && fds_after <= fds_before + SLACK,
+        "{threads_after} threads and {fds_after} descriptors, {threads_before} and {fds_before} before"
+    );
+    // A normal client joins at once.
+    let mut normal = WsClient::connect(&server).await;
+    normal
+        .join_with(serde_json::json!({"type":"join","room":"attacks","name":"normal","mode":"mesh","token":token("normal")}))
+        .await;
+    normal.leave().await;
+    server.shut_down().await;
+}
