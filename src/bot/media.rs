@@ -502,12 +502,12 @@ fn send_once_connected(queue_sink: &gst::Pad, connection: &gst::Element, video: 
     let connection = connection.downgrade();
     queue_sink.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        move |pad, _| {
+        move |pad, info| {
             if !connection
                 .upgrade()
                 .is_some_and(|c| webrtc::is_connected(&c))
             {
-                return gst::PadProbeReturn::Drop;
+                return pads::discard(info);
             }
             if video {
                 pad.push_event(webrtc::keyframe_request(None));

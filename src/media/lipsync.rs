@@ -52,9 +52,9 @@ fn hold_reports_while_settling(jitterbuffer: &gst::Element, created: Instant) {
         if pad.name() != "sink_rtcp" {
             return;
         }
-        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if created.elapsed() < SKEW_SETTLING {
-                gst::PadProbeReturn::Drop
+                crate::media::pads::discard(info)
             } else {
                 gst::PadProbeReturn::Remove
             }

@@ -21,3 +21,15 @@ pub fn branch_tee(tee: &gst::Element, to: &gst::Element) -> Result<gst::Pad> {
     tee_pad.link(&static_pad(to, "sink")?)?;
     Ok(tee_pad)
 }
+
+/// What a pad probe returns to throw away the buffer it was given. Not
+/// `PadProbeReturn::Drop`: gstreamer-rs takes the buffer out of the probe
+/// info before calling the probe and unrefs it itself on `Drop`, and
+/// GStreamer 1.22 then unrefs the info's (now NULL) data again, a
+/// `gst_mini_object_unref: assertion 'mini_object != NULL'` critical on
+/// every dropped buffer. `Handled` with an OK flow is the same drop without
+/// the second unref.
+pub fn discard(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
+    info.flow_res = Ok(gst::FlowSuccess::Ok);
+    gst::PadProbeReturn::Handled
+}

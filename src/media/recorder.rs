@@ -19,6 +19,7 @@
 //!   and duration. The bin forwards its children's EOS messages so the room
 //!   task sees when the file is complete.
 
+use crate::media::pads::discard;
 use crate::media::program::{Feeds, isolate_downstream};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::recording::gate::{Admit, StartGate};
@@ -328,7 +329,7 @@ fn install_gate(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
         move |pad, info| {
             let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else {
-                return gst::PadProbeReturn::Drop;
+                return discard(info);
             };
             let running_time = pad
                 .sticky_event::<gst::event::Segment>(0)
@@ -348,7 +349,7 @@ fn install_gate(
                 None => gate.audio(running_time),
             };
             match admit {
-                Admit::Drop => gst::PadProbeReturn::Drop,
+                Admit::Drop => discard(info),
                 Admit::Open { origin } => {
                     let now = pad
                         .parent_element()

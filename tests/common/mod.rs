@@ -46,12 +46,41 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(25);
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn init_tracing() {
+    fail_on_glib_criticals();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_test_writer()
         .try_init();
+}
+
+/// What a `gridmix` child process gets in its environment so that a GLib
+/// critical in it is fatal (GLib reads G_DEBUG itself), as it is in the
+/// test processes.
+pub const FATAL_CRITICALS: (&str, &str) = ("G_DEBUG", "fatal-criticals");
+
+/// A GLib critical (GStreamer's included) in the test process, where the
+/// in-process server and bots run, ends it: a critical is a bug report, and
+/// a suite that prints them by the thousand hides the next one. Warnings are
+/// printed as GLib would. Not set through G_DEBUG, which the browsers the
+/// tests start would inherit.
+fn fail_on_glib_criticals() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use gst::glib;
+        glib::log_set_default_handler(|domain, level, message| {
+            if matches!(level, glib::LogLevel::Critical | glib::LogLevel::Error) {
+                eprintln!(
+                    "{}-{level:?}: {message}\n{}",
+                    domain.unwrap_or("GLib"),
+                    std::backtrace::Backtrace::force_capture()
+                );
+                std::process::abort();
+            }
+            glib::log_default_handler(domain, level, Some(message));
+        });
+    });
 }
 
 /// A server on 127.0.0.1:0 whose ICE uses loopback only.
