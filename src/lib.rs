@@ -12,6 +12,7 @@ pub mod connections;
 pub mod ids;
 pub mod live_count;
 pub mod media;
+pub mod memory;
 pub mod protocol;
 pub mod recording;
 pub mod room;

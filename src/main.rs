@@ -54,6 +54,11 @@ struct BenchArgs {
     /// server: 127.0.0.1).
     #[arg(long = "ice-address")]
     ice_addresses: Vec<String>,
+    /// Instead of the runs: open and empty this many rooms one after another
+    /// (the first of --modes, the first of --participants, 6 s each) and
+    /// report the server's memory once each is gone (churn.md).
+    #[arg(long)]
+    churn: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -164,6 +169,10 @@ fn main() -> Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if let Command::Serve(_) = &cli.command {
+        // Before the runtime's threads and GStreamer start.
+        gridmix::memory::limit_malloc_arenas();
+    }
     if let Command::Bot(args) = &cli.command
         && args.ecdsa_only
     {
@@ -210,6 +219,12 @@ async fn bench(args: BenchArgs) -> Result<()> {
         ice_addresses,
         progress: true,
     };
+    if let Some(cycles) = args.churn {
+        let results = gridmix::bench::run_churn(config, cycles).await?;
+        print!("{}", results.markdown());
+        println!("results in {}", args.out.join("churn.md").display());
+        return Ok(());
+    }
     let results = gridmix::bench::run(config).await?;
     let failed = results.runs.iter().filter(|r| !r.ok).count();
     println!(

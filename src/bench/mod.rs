@@ -2,8 +2,9 @@
 //! machine. Each mode and participant count is one run in a fresh room
 //! (run.rs); the server is a child process measured from /proc
 //! (server.rs, process.rs); results go to results.json, results.md and SVG
-//! charts (report.rs).
+//! charts (report.rs). `--churn` runs the churn soak instead (churn.rs).
 
+pub mod churn;
 pub mod process;
 pub mod report;
 pub mod results;
@@ -36,8 +37,8 @@ pub struct BenchConfig {
     pub progress: bool,
 }
 
-/// Runs every mode at every participant count and writes the results.
-pub async fn run(config: BenchConfig) -> Result<BenchResults> {
+/// Shared by every run: the server, the load's one encoding, time zero.
+async fn start_context(config: &BenchConfig) -> Result<BenchContext> {
     gst::init()?;
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("creating {}", config.out.display()))?;
@@ -45,13 +46,45 @@ pub async fn run(config: BenchConfig) -> Result<BenchResults> {
         Some(url) => ServerUnderTest::external(url).await?,
         None => ServerUnderTest::start_child(&config.out.join("server.log")).await?,
     };
-    let context = BenchContext {
+    Ok(BenchContext {
         server,
         load: SharedEncoding::start(0x808080, 440.0)?,
         ice_addresses: config.ice_addresses.clone(),
         canvas_fps: 30.0,
         origin: Instant::now(),
+    })
+}
+
+fn unix_stamp() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The churn soak: `cycles` rooms of the first mode and participant count
+/// of `config`, one after another; writes churn.json and churn.md.
+pub async fn run_churn(config: BenchConfig, cycles: usize) -> Result<churn::ChurnResults> {
+    let context = start_context(&config).await?;
+    let spec = churn::ChurnSpec {
+        cycles,
+        mode: config.modes.first().copied().unwrap_or(Mode::Mcu),
+        participants: config.participants.first().copied().unwrap_or(4),
+        hold: Duration::from_secs(6),
     };
+    let results = churn::run(spec, &context, unix_stamp()).await?;
+    std::fs::write(
+        config.out.join("churn.json"),
+        serde_json::to_string_pretty(&results)?,
+    )
+    .context("writing churn.json")?;
+    std::fs::write(config.out.join("churn.md"), results.markdown()).context("writing churn.md")?;
+    drop(context);
+    Ok(results)
+}
+
+/// Runs every mode at every participant count and writes the results.
+pub async fn run(config: BenchConfig) -> Result<BenchResults> {
+    let context = start_context(&config).await?;
     let specs: Vec<RunSpec> = config
         .modes
         .iter()
@@ -81,9 +114,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchResults> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut runs = Vec::new();
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let stamp = unix_stamp();
     for (i, spec) in specs.iter().enumerate() {
         progress.set_message(format!(
             "{} with {} participants",

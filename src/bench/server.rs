@@ -96,6 +96,13 @@ impl ServerUnderTest {
         self.child.as_ref().map(|c| process::sample(Some(c.id())))
     }
 
+    /// The child's open descriptors now; None for an external server.
+    pub fn descriptors(&self) -> Option<u64> {
+        let child = self.child.as_ref()?;
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", child.id())).ok()?;
+        Some(entries.count() as u64)
+    }
+
     /// Whether room `id` is still listed by the server.
     pub async fn has_room(&self, id: &str) -> Result<bool> {
         let body = get_text(&format!("{}/api/rooms", self.http_base)).await?;
