@@ -115,6 +115,23 @@ pub fn verify_token(
     })
 }
 
+/// The HKDF label of the /api bearer: a key of its own, so a room token's
+/// secret is never sent as a header and knowing the API bearer does not let
+/// anyone sign room tokens.
+const API_SECRET_LABEL: &[u8] = b"gridmix/api-bearer/v1";
+
+/// The /api bearer of a server run with `--auth-secret` and no
+/// `--api-secret`: HKDF-SHA256 of the auth secret under its own label, as
+/// base64url. `gridmix api-secret` prints it.
+pub fn derive_api_secret(auth_secret: &str) -> String {
+    use base64::Engine;
+    let mut key = [0u8; 32];
+    hkdf::Hkdf::<sha2::Sha256>::new(None, auth_secret.as_bytes())
+        .expand(API_SECRET_LABEL, &mut key)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+}
+
 /// Whether an `Authorization` header value is `Bearer <secret>`, compared
 /// in constant time.
 pub fn bearer_matches(header: Option<&str>, secret: &str) -> bool {
@@ -304,6 +321,25 @@ mod tests {
         assert!(!bearer_matches(Some("Bearer s3cretX"), SECRET));
         assert!(!bearer_matches(Some("s3cret"), SECRET));
         assert!(!bearer_matches(None, SECRET));
+    }
+
+    #[test]
+    fn the_api_secret_is_its_own_key() {
+        let api = derive_api_secret(SECRET);
+        assert_eq!(
+            api,
+            derive_api_secret(SECRET),
+            "the same for the same secret"
+        );
+        assert_ne!(api, derive_api_secret("another"));
+        assert_ne!(api, SECRET);
+        assert_eq!(api.len(), 43, "32 bytes as base64url: {api}");
+        // It cannot sign room tokens.
+        let token = issue_token(&api, "r", "x", HOUR, true, NOW).unwrap();
+        assert_eq!(
+            verify_token(SECRET, Some(&token), "r", NOW),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

@@ -54,10 +54,15 @@ pub struct ServeArgs {
     /// How long the TURN credentials handed out stay valid.
     #[arg(long, default_value = "24h", value_parser = crate::auth::parse_ttl)]
     pub turn_ttl: Duration,
-    /// Require room tokens signed with this secret (JWT HS256) to join, and
-    /// this secret as a bearer token on /api. Without it anyone can join.
+    /// Require room tokens signed with this secret (JWT HS256) to join.
+    /// Without it anyone can join.
     #[arg(long, env = "GRIDMIX_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
+    /// The bearer token /api wants. Default with --auth-secret: a key
+    /// derived from it (`gridmix api-secret` prints it); without either,
+    /// /api is open.
+    #[arg(long, env = "GRIDMIX_API_SECRET", hide_env_values = true)]
+    pub api_secret: Option<String>,
     /// Browser origins allowed to use signaling, e.g. https://meet.example.org
     /// (repeatable; default: any). The server's own pages are always allowed.
     #[arg(
@@ -156,6 +161,7 @@ impl Default for ServeArgs {
             turn_secret: None,
             turn_ttl: Duration::from_secs(24 * 3600),
             auth_secret: None,
+            api_secret: None,
             allowed_origins: Vec::new(),
             max_rooms: 100,
             max_message_bytes: limits.max_message_bytes,
@@ -249,6 +255,12 @@ impl ServeArgs {
             },
             signaling: SignalingSettings {
                 limits,
+                api_secret: self.api_secret.filter(|s| !s.is_empty()).or_else(|| {
+                    self.auth_secret
+                        .as_deref()
+                        .filter(|s| !s.is_empty())
+                        .map(crate::auth::derive_api_secret)
+                }),
                 auth_secret: self.auth_secret.filter(|s| !s.is_empty()),
                 allowed_origins: self.allowed_origins,
             },

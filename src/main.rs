@@ -31,6 +31,15 @@ enum Command {
     Bench(BenchArgs),
     /// Print a room token (JWT HS256) for a server run with --auth-secret.
     Token(TokenArgs),
+    /// Print the /api bearer of a server run with --auth-secret and no --api-secret.
+    ApiSecret(ApiSecretArgs),
+}
+
+#[derive(clap::Args)]
+struct ApiSecretArgs {
+    /// The server's --auth-secret.
+    #[arg(long, env = "GRIDMIX_AUTH_SECRET", hide_env_values = true)]
+    auth_secret: String,
 }
 
 #[derive(clap::Args)]
@@ -194,6 +203,10 @@ fn main() -> Result<()> {
                 gridmix::auth::unix_now(),
             )?;
             println!("{token}");
+            Ok(())
+        }
+        Command::ApiSecret(args) => {
+            println!("{}", gridmix::auth::derive_api_secret(&args.auth_secret));
             Ok(())
         }
     };

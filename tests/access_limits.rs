@@ -130,9 +130,25 @@ async fn the_http_api_wants_the_secret_as_a_bearer_token() {
             .unwrap();
         assert_eq!(wrong.status(), 401, "{path}");
     }
-    let rooms = http
+    // The room-token secret is not the API's bearer: that is a key derived
+    // from it, which `gridmix api-secret` prints.
+    let with_token_secret = http
         .get(format!("{base}/api/rooms"))
         .bearer_auth(SECRET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_token_secret.status(), 401);
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_gridmix"))
+        .arg("api-secret")
+        .env("GRIDMIX_AUTH_SECRET", SECRET)
+        .output()
+        .expect("gridmix api-secret runs");
+    assert!(printed.status.success(), "{printed:?}");
+    let api_secret = String::from_utf8(printed.stdout).unwrap();
+    let rooms = http
+        .get(format!("{base}/api/rooms"))
+        .bearer_auth(api_secret.trim())
         .send()
         .await
         .unwrap();
@@ -143,6 +159,32 @@ async fn the_http_api_wants_the_secret_as_a_bearer_token() {
         let response = http.get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
+    server.shut_down().await;
+
+    // An explicit --api-secret is the only bearer; room tokens still need
+    // the auth secret.
+    let server = start_server(ServeArgs {
+        auth_secret: Some(SECRET.to_owned()),
+        api_secret: Some("api only".to_owned()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let base = format!("http://{}", server.local_addr());
+    for (bearer, status) in [(api_secret.trim(), 401), (SECRET, 401), ("api only", 200)] {
+        let response = http
+            .get(format!("{base}/api/rooms"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{bearer}");
+    }
+    let mut ws = WsClient::connect(&server).await;
+    ws.join_with(
+        json!({"type":"join","room":"vip","name":"x","mode":"mesh","token":token("vip","x")}),
+    )
+    .await;
+    ws.leave().await;
     server.shut_down().await;
 }
 

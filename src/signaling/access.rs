@@ -47,7 +47,7 @@ pub fn forbidden_origin() -> Response {
     ))
 }
 
-/// Middleware: with an auth secret, every path under /api wants
+/// Middleware: with an API secret, every path under /api wants
 /// `Authorization: Bearer <secret>`. It sits on the whole router, so routes
 /// added under /api later are covered without being listed here.
 pub async fn require_api_secret(
@@ -57,7 +57,7 @@ pub async fn require_api_secret(
 ) -> Response {
     let path = request.uri().path();
     let is_api = path == "/api" || path.starts_with("/api/");
-    if let (true, Some(secret)) = (is_api, &signaling.settings.auth_secret) {
+    if let (true, Some(secret)) = (is_api, &signaling.settings.api_secret) {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -65,7 +65,7 @@ pub async fn require_api_secret(
         if !crate::auth::bearer_matches(given, secret) {
             let mut response = error_response(&ProtocolError::new(
                 ErrorCode::Unauthorized,
-                "The HTTP API needs \"Authorization: Bearer <the server's auth secret>\".",
+                "The HTTP API needs \"Authorization: Bearer <the server's API secret>\" (--api-secret, or what `gridmix api-secret` prints for the --auth-secret).",
             ));
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -21,9 +21,10 @@ use tokio::sync::{mpsc, watch};
 #[derive(Debug, Clone, Default)]
 pub struct SignalingSettings {
     pub limits: Limits,
-    /// Room tokens are required (and the HTTP API wants this as a bearer
-    /// token) when set.
+    /// Room tokens signed with this are required when set.
     pub auth_secret: Option<String>,
+    /// The HTTP API wants this as a bearer token when set.
+    pub api_secret: Option<String>,
     /// Origins browsers may connect from; empty: any.
     pub allowed_origins: Vec<String>,
 }
