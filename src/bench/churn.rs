@@ -118,7 +118,7 @@ pub async fn run(spec: ChurnSpec, context: &BenchContext, stamp: u64) -> Result<
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let figures = read(context, cycle)?;
+        let figures = settled(context, cycle).await?;
         tracing::info!(
             "churn cycle {cycle}: {:.1} MiB, {} threads",
             figures.rss_mib,
@@ -133,6 +133,23 @@ pub async fn run(spec: ChurnSpec, context: &BenchContext, stamp: u64) -> Result<
         baseline,
         cycles,
     })
+}
+
+/// The server's figures once its threads and descriptors hold still: a
+/// room's pipeline is still being taken down for a moment after the room is
+/// no longer listed.
+async fn settled(context: &BenchContext, cycle: usize) -> Result<ChurnCycle> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = read(context, cycle)?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = read(context, cycle)?;
+        let still = now.threads == last.threads && now.descriptors == last.descriptors;
+        if still || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
+    }
 }
 
 fn read(context: &BenchContext, cycle: usize) -> Result<ChurnCycle> {
