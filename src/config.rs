@@ -71,6 +71,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allowed_origins: Vec<String>,
+    /// Host names (with :port where it is not 80/443) this server is
+    /// published under, e.g. meet.example.org (repeatable; default: any). A
+    /// request for another Host is refused, which stops DNS rebinding.
+    #[arg(
+        long = "public-host",
+        env = "GRIDMIX_PUBLIC_HOSTS",
+        value_delimiter = ','
+    )]
+    pub public_hosts: Vec<String>,
     /// Most rooms open at once.
     #[arg(long, default_value_t = 100)]
     pub max_rooms: usize,
@@ -163,6 +172,7 @@ impl Default for ServeArgs {
             auth_secret: None,
             api_secret: None,
             allowed_origins: Vec::new(),
+            public_hosts: Vec::new(),
             max_rooms: 100,
             max_message_bytes: limits.max_message_bytes,
             messages_per_second: limits.messages_per_second,
@@ -263,6 +273,7 @@ impl ServeArgs {
                 }),
                 auth_secret: self.auth_secret.filter(|s| !s.is_empty()),
                 allowed_origins: self.allowed_origins,
+                public_hosts: self.public_hosts,
             },
             record_dir: self.record_dir,
             http: HttpSettings {

@@ -70,7 +70,7 @@ impl Server {
         let app = routes
             .layer(axum::middleware::from_fn_with_state(
                 signaling.clone(),
-                crate::signaling::access::require_api_secret,
+                crate::signaling::access::guard,
             ))
             .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
                 config.http.body_timeout,

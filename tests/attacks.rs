@@ -2,7 +2,7 @@
 //! loopback: connections that never finish their headers or bodies or sit
 //! idle, one address opening too many connections, a WebSocket frame that
 //! announces megabytes and sends part of them, client numbers at the edge of
-//! u64. After each, the process's threads and descriptors are back where
+//! u64, DNS rebinding, other sites' pages posting to /api. After each, the process's threads and descriptors are back where
 //! they were and a normal client joins at once. One test per process, so
 //! nothing else runs while threads and descriptors are counted.
 
@@ -256,6 +256,99 @@ async fn edge_tokens(server: &gridmix::server::Server) {
     wait_until_idle(server, TIMEOUT).await.expect("all gone");
 }
 
+/// One raw HTTP/1.1 request with the given Host and extra header lines
+/// (and body); the status code of the answer.
+async fn status_of(
+    server: &gridmix::server::Server,
+    request_line: &str,
+    host: &str,
+    extra: &str,
+) -> u16 {
+    let mut stream = connect(server).await;
+    // An upgrade says its own Connection header.
+    let close = if extra.contains("Connection:") {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
+    let request = format!("{request_line}\r\nHost: {host}\r\n{close}{extra}\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    let read_head = async {
+        while !head.ends_with(b"\r\n\r\n") && stream.read_exact(&mut byte).await.is_ok() {
+            head.push(byte[0]);
+        }
+    };
+    tokio::time::timeout(TIMEOUT, read_head)
+        .await
+        .unwrap_or_else(|_| panic!("{request_line} for {host}: no answer"));
+    let head = String::from_utf8_lossy(&head).into_owned();
+    head.get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("{request_line} for {host}: no status in {head:?}"))
+}
+
+/// DNS rebinding: a page at evil.test whose name now resolves to this
+/// server sends Host and Origin both evil.test. With --public-host, that is
+/// refused, the page, the WebSocket and the API alike.
+async fn dns_rebinding() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("127.0.0.1:{port}");
+    let server = start_server_at(
+        ServeArgs {
+            public_hosts: vec![public.clone()],
+            ..ServeArgs::default()
+        },
+        public.parse().unwrap(),
+    )
+    .await;
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: http://evil.test\r\n";
+    assert_eq!(
+        status_of(&server, "GET /ws HTTP/1.1", "evil.test", upgrade).await,
+        421
+    );
+    assert_eq!(
+        status_of(&server, "GET / HTTP/1.1", "evil.test", "").await,
+        421
+    );
+    assert_eq!(
+        status_of(&server, "GET /api/rooms HTTP/1.1", "evil.test", "").await,
+        421
+    );
+    assert_eq!(status_of(&server, "GET / HTTP/1.1", &public, "").await, 200);
+    let own = upgrade.replace("http://evil.test", &format!("http://{public}"));
+    assert_eq!(
+        status_of(&server, "GET /ws HTTP/1.1", &public, &own).await,
+        101
+    );
+    server.shut_down().await;
+}
+
+/// A page of another site posts to /api on a server without auth (a form
+/// or a text/plain fetch needs no CORS preflight): refused whether the
+/// browser says so by Origin or by Sec-Fetch-Site; curl still gets in.
+async fn cross_site_api_requests() {
+    let server = start_server(ServeArgs::default()).await;
+    let host = server.local_addr().to_string();
+    let post = "POST /api/rooms/attacked/recordings HTTP/1.1";
+    let body = "Content-Type: text/plain\r\nContent-Length: 17\r\n\r\n{\"format\":\"webm\"}";
+    for browser in [
+        "Origin: https://evil.test\r\n",
+        "Sec-Fetch-Site: cross-site\r\n",
+    ] {
+        let status = status_of(&server, post, &host, &format!("{browser}{body}")).await;
+        assert_eq!(status, 403, "{browser}");
+    }
+    // Not refused for being cross-site: there is no such room.
+    assert_eq!(status_of(&server, post, &host, body).await, 404);
+    server.shut_down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attacks_are_bounded_and_leave_nothing_behind() {
     let server = start_server(ServeArgs {
@@ -293,6 +386,8 @@ async fn attacks_are_bounded_and_leave_nothing_behind() {
     too_many_connections(8).await;
     huge_poll_numbers(&server, &token("poller")).await;
     edge_tokens(&server).await;
+    dns_rebinding().await;
+    cross_site_api_requests().await;
 
     let (threads_after, fds_after) = settled_counts().await;
     eprintln!(

@@ -27,6 +27,8 @@ pub struct SignalingSettings {
     pub api_secret: Option<String>,
     /// Origins browsers may connect from; empty: any.
     pub allowed_origins: Vec<String>,
+    /// Host header values this server answers; empty: any.
+    pub public_hosts: Vec<String>,
 }
 
 /// What every transport shares: the rooms, the settings, the sessions that
