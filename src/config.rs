@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Without it anyone can join.
     #[arg(long, env = "GRIDMIX_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
+    /// How long the signed recording URLs handed out with --auth-secret stay
+    /// valid.
+    #[arg(long, default_value = "24h", value_parser = crate::auth::parse_ttl)]
+    pub recording_url_ttl: Duration,
     /// The bearer token /api wants. Default with --auth-secret: a key
     /// derived from it (`gridmix api-secret` prints it); without either,
     /// /api is open.
@@ -171,6 +175,7 @@ impl Default for ServeArgs {
             turn_ttl: Duration::from_secs(24 * 3600),
             auth_secret: None,
             api_secret: None,
+            recording_url_ttl: Duration::from_secs(24 * 3600),
             allowed_origins: Vec::new(),
             public_hosts: Vec::new(),
             max_rooms: 100,
@@ -249,6 +254,14 @@ impl ServeArgs {
             templates: Arc::new(templates),
             keyframe_interval: Duration::from_millis(500),
         };
+        let recording_urls = self
+            .auth_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|secret| crate::signaling::RecordingUrls {
+                signer: crate::recording::signed_url::UrlSigner::from_auth_secret(secret),
+                ttl: self.recording_url_ttl,
+            });
         Ok(Config {
             listen: self.listen,
             assets_dir: self.assets.unwrap_or_else(default_assets_dir),
@@ -274,6 +287,7 @@ impl ServeArgs {
                 auth_secret: self.auth_secret.filter(|s| !s.is_empty()),
                 allowed_origins: self.allowed_origins,
                 public_hosts: self.public_hosts,
+                recording_urls,
             },
             record_dir: self.record_dir,
             http: HttpSettings {

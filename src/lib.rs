@@ -15,6 +15,7 @@ pub mod media;
 pub mod memory;
 pub mod protocol;
 pub mod recording;
+pub mod recording_files;
 pub mod room;
 pub mod server;
 pub mod signaling;

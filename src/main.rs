@@ -73,11 +73,16 @@ struct BenchArgs {
 #[derive(clap::Args)]
 struct TokenArgs {
     /// The room the token admits to (only that room).
-    #[arg(long)]
-    room: String,
+    #[arg(long, required_unless_present = "recording")]
+    room: Option<String>,
     /// Who the token is for (its `sub`).
-    #[arg(long)]
-    identity: String,
+    #[arg(long, required_unless_present = "recording")]
+    identity: Option<String>,
+    /// Instead of a room token: a signed URL for this recording, valid for
+    /// --ttl, e.g. /recordings/standup-20250301-141503-9f3c07aa12e45b60.webm
+    /// (HLS: its index.m3u8; the signature covers the segments too).
+    #[arg(long, conflicts_with_all = ["room", "identity", "viewer"])]
+    recording: Option<String>,
     /// How long it is valid: 90s, 15m, 1h, 2d.
     #[arg(long, default_value = "1h", value_parser = gridmix::auth::parse_ttl)]
     ttl: Duration,
@@ -193,18 +198,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => runtime.block_on(serve(*args)),
         Command::Bot(args) => runtime.block_on(bot(args)),
         Command::Bench(args) => runtime.block_on(bench(args)),
-        Command::Token(args) => {
-            let token = gridmix::auth::issue_token(
-                &args.auth_secret,
-                &args.room,
-                &args.identity,
-                args.ttl,
-                !args.viewer,
-                gridmix::auth::unix_now(),
-            )?;
-            println!("{token}");
-            Ok(())
-        }
+        Command::Token(args) => token(args),
         Command::ApiSecret(args) => {
             println!("{}", gridmix::auth::derive_api_secret(&args.auth_secret));
             Ok(())
@@ -215,6 +209,37 @@ fn main() -> Result<()> {
     // sockets closed, so give stragglers a few seconds, then exit.
     runtime.shutdown_timeout(Duration::from_secs(5));
     result
+}
+
+fn token(args: TokenArgs) -> Result<()> {
+    let now = gridmix::auth::unix_now();
+    if let Some(recording) = &args.recording {
+        let url = format!(
+            "/recordings/{}",
+            recording
+                .trim_start_matches('/')
+                .trim_start_matches("recordings/")
+        );
+        let signer = gridmix::recording::signed_url::UrlSigner::from_auth_secret(&args.auth_secret);
+        println!(
+            "{}",
+            signer.sign(&url, now.saturating_add(args.ttl.as_secs()))
+        );
+        return Ok(());
+    }
+    let (Some(room), Some(identity)) = (&args.room, &args.identity) else {
+        anyhow::bail!("a room token needs --room and --identity");
+    };
+    let token = gridmix::auth::issue_token(
+        &args.auth_secret,
+        room,
+        identity,
+        args.ttl,
+        !args.viewer,
+        now,
+    )?;
+    println!("{token}");
+    Ok(())
 }
 
 async fn bench(args: BenchArgs) -> Result<()> {

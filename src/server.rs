@@ -57,12 +57,17 @@ impl Server {
                 get(api::show).delete(api::stop),
             )
             // Read-only: finished files, files being written, live HLS.
-            .nest(
-                "/recordings",
+            .nest("/recordings", {
+                let dir = Arc::new(config.record_dir.clone());
                 Router::new()
-                    .fallback_service(ServeDir::new(&config.record_dir))
-                    .layer(axum::middleware::from_fn(recording_headers)),
-            )
+                    .fallback(
+                        move |State(state): State<AppState>, request: axum::extract::Request| {
+                            let dir = dir.clone();
+                            async move { crate::recording_files::serve(state, &dir, request).await }
+                        },
+                    )
+                    .layer(axum::middleware::from_fn(recording_headers))
+            })
             .fallback_service(ServeDir::new(&config.assets_dir))
             .with_state(state);
         // Around the whole router, after every route is added: each path

@@ -684,3 +684,131 @@ async fn a_record_chain_from_the_pipelines_folder_is_the_one_that_records() {
     }
     server.shut_down().await;
 }
+
+/// On a server with auth, a recording is reached through the signed URL the
+/// API hands out (an HLS playlist's segments through the same prefix) or
+/// with the API bearer; a plain, forged, re-pointed or expired URL gets
+/// nothing, and neither does a symlink in the record directory, even with a
+/// valid signature (made by `gridmix token --recording`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_server_with_auth_recordings_are_reached_by_signed_urls() {
+    use gridmix::auth::{derive_api_secret, issue_token, unix_now};
+    use gridmix::recording::signed_url::UrlSigner;
+    const SECRET: &str = "recordings are private";
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("signed-urls");
+    let server = start_server(ServeArgs {
+        record_dir: dir.clone(),
+        auth_secret: Some(SECRET.to_owned()),
+        ..ServeArgs::default()
+    })
+    .await;
+    let api = Api::with_bearer(server.local_addr(), &derive_api_secret(SECRET));
+    let room = "signed";
+    let token = issue_token(
+        SECRET,
+        room,
+        "red",
+        Duration::from_secs(3600),
+        true,
+        unix_now(),
+    )
+    .unwrap();
+    let red = join_member_with(&server, room, "red", Mode::Mcu, RED, false, |c| {
+        c.token = Some(token);
+    })
+    .await;
+    let info = api.start(room, "hls").await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 32, "64 random bits in {id}");
+    let signed = info["url"].as_str().unwrap().to_owned();
+    assert!(signed.starts_with("/recordings/s/"), "{signed}");
+    let plain = format!("/recordings/{room}-{id}/index.m3u8");
+    let base = format!("http://{}", server.local_addr());
+    let http = reqwest::Client::new();
+    let get = |path: String, bearer: Option<String>| {
+        let request = http.get(format!("{base}{path}"));
+        let request = match bearer {
+            Some(b) => request.bearer_auth(b),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        }
+    };
+    // The signed playlist, once it lists a segment, and that segment
+    // through the same prefix, as a player resolves it.
+    let segment = eventually(TIMEOUT, || async {
+        let (status, playlist) = get(signed.clone(), None).await;
+        anyhow::ensure!(status == 200, "the signed playlist answered {status}");
+        playlist
+            .lines()
+            .find(|l| l.ends_with(".ts"))
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no segment yet"))
+    })
+    .await
+    .unwrap();
+    let segment_url = signed.replace("index.m3u8", &segment);
+    assert_eq!(get(segment_url, None).await.0, 200);
+
+    let (status, body) = get(plain.clone(), None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(
+        get(plain.clone(), Some(derive_api_secret(SECRET))).await.0,
+        200
+    );
+    assert_eq!(
+        get(plain, Some(SECRET.to_owned())).await.0,
+        401,
+        "the token secret is not the bearer"
+    );
+    let mut forged = signed.clone();
+    let at = "/recordings/s/".len() + 12;
+    forged.replace_range(
+        at..at + 1,
+        if &forged[at..at + 1] == "A" { "B" } else { "A" },
+    );
+    assert_eq!(get(forged, None).await.0, 403);
+    let repointed = signed.replace(&format!("{room}-{id}"), &format!("other-{id}"));
+    assert_eq!(get(repointed, None).await.0, 403);
+    let signer = UrlSigner::from_auth_secret(SECRET);
+    let expired = signer.sign(
+        &format!("/recordings/{room}-{id}/index.m3u8"),
+        unix_now() - 60,
+    );
+    let (status, body) = get(expired, None).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("expired"), "{body}");
+
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("evil.webm")).unwrap();
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_gridmix"))
+        .args([
+            "token",
+            "--recording",
+            "/recordings/evil.webm",
+            "--ttl",
+            "1h",
+        ])
+        .env("GRIDMIX_AUTH_SECRET", SECRET)
+        .output()
+        .expect("gridmix token runs");
+    assert!(printed.status.success(), "{printed:?}");
+    let evil = String::from_utf8(printed.stdout).unwrap();
+    assert!(
+        signer
+            .verify(
+                evil.trim().strip_prefix("/recordings/s/").unwrap(),
+                unix_now()
+            )
+            .is_ok()
+    );
+    let (status, body) = get(evil.trim().to_owned(), None).await;
+    assert_eq!(status, 404, "served through a symlink: {body:.80}");
+
+    api.stop(room, &id).await;
+    red.bot.leave().await;
+    server.shut_down().await;
+}

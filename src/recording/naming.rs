@@ -9,20 +9,20 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A recording's id: its UTC start time and a few random-ish bits, e.g.
-/// `20250301-141503-9f3c`; sorts by start time and is safe in file names,
-/// URLs and GStreamer element names.
+/// A recording's id: its UTC start time and 64 random bits, e.g.
+/// `20250301-141503-9f3c07aa12e45b60`; sorts by start time, is safe in file
+/// names, URLs and GStreamer element names, and cannot be guessed from the
+/// time a recording started.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordingId(String);
 
 impl RecordingId {
     pub fn fresh(now: SystemTime) -> Self {
         let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let salt = since.subsec_nanos() ^ (since.as_secs() as u32).rotate_left(7);
         RecordingId(format!(
-            "{}-{:04x}",
+            "{}-{:016x}",
             utc_stamp(since.as_secs()),
-            (salt >> 8) & 0xffff
+            rand::random::<u64>()
         ))
     }
 
@@ -123,7 +123,10 @@ mod tests {
     fn ids_carry_the_start_time_and_parse_back() {
         let id = RecordingId::fresh(UNIX_EPOCH + Duration::from_secs(1_740_838_503));
         assert!(id.as_str().starts_with("20250301-141503-"), "{id}");
-        assert_eq!(RecordingId::parse(id.as_str()), Some(id));
+        assert_eq!(id.as_str().len(), 32, "16 hex digits of randomness: {id}");
+        assert_eq!(RecordingId::parse(id.as_str()), Some(id.clone()));
+        let same_second = RecordingId::fresh(UNIX_EPOCH + Duration::from_secs(1_740_838_503));
+        assert_ne!(id, same_second);
         for bad in ["", "../x", "a/b", "a b", &"1".repeat(33)] {
             assert_eq!(RecordingId::parse(bad), None, "{bad:?}");
         }

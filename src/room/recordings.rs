@@ -125,8 +125,14 @@ impl Recordings {
         match &paths.folder {
             Some(folder) => std::fs::create_dir(folder).map_err(|e| storage_error(folder, e))?,
             // Fails now, with a reason, rather than in the pipeline.
+            // Never through a symlink someone left under that name: a new
+            // file or nothing (create_dir above refuses the same way).
             None => {
-                std::fs::File::create(&paths.main).map_err(|e| storage_error(&paths.main, e))?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&paths.main)
+                    .map_err(|e| storage_error(&paths.main, e))?;
             }
         }
         let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();

@@ -115,6 +115,7 @@ pub async fn start(
         reply,
     })
     .await??;
+    let info = published(&state, info);
     let location = format!("/api/rooms/{room}/recordings/{}", info.id);
     Ok((
         StatusCode::CREATED,
@@ -124,8 +125,14 @@ pub async fn start(
         .into_response())
 }
 
+/// A recording as the API shows it: its URL signed on a server with auth.
+fn published(state: &AppState, mut info: RecordingInfo) -> RecordingInfo {
+    info.url = state.signaling.settings.published_url(&info.url);
+    info
+}
+
 /// Every recording of the room: those of earlier rooms of the same id that
-/// have closed, then the open room's.
+/// have closed, then the open room's, as the API shows them.
 async fn all_recordings(state: &AppState, room: &RoomId) -> Result<Vec<RecordingInfo>, ApiError> {
     let mut recordings = state.registry.archived_recordings(room);
     let open = state.registry.room(room);
@@ -137,7 +144,10 @@ async fn all_recordings(state: &AppState, room: &RoomId) -> Result<Vec<Recording
     if open.is_none() && recordings.is_empty() {
         return Err(unknown_room(room));
     }
-    Ok(recordings)
+    Ok(recordings
+        .into_iter()
+        .map(|info| published(state, info))
+        .collect())
 }
 
 pub async fn list(
@@ -158,7 +168,7 @@ pub async fn show(
         .into_iter()
         .rev()
         .find(|r| r.id == id)
-        .map(Json)
+        .map(|info| Json(published(&state, info)))
         .ok_or_else(|| unknown_recording(&room, &id))
 }
 
@@ -177,7 +187,7 @@ pub async fn stop(
         })
         .await?;
         match stopped {
-            Ok(info) => return Ok(Json(info)),
+            Ok(info) => return Ok(Json(published(&state, info))),
             Err(e) if e.code != RecordingErrorCode::UnknownRecording => return Err(e.into()),
             Err(_) => {}
         }

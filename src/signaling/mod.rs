@@ -29,6 +29,29 @@ pub struct SignalingSettings {
     pub allowed_origins: Vec<String>,
     /// Host header values this server answers; empty: any.
     pub public_hosts: Vec<String>,
+    /// With auth: recordings are reached through signed URLs, valid this long.
+    pub recording_urls: Option<RecordingUrls>,
+}
+
+/// How a server with auth hands out recording URLs.
+#[derive(Debug, Clone)]
+pub struct RecordingUrls {
+    pub signer: crate::recording::signed_url::UrlSigner,
+    pub ttl: std::time::Duration,
+}
+
+impl SignalingSettings {
+    /// A recording's URL as a client gets it: signed, valid for the TTL from
+    /// now, on a server with auth; as it is otherwise.
+    pub fn published_url(&self, url: &str) -> String {
+        match &self.recording_urls {
+            Some(urls) => urls.signer.sign(
+                url,
+                crate::auth::unix_now().saturating_add(urls.ttl.as_secs()),
+            ),
+            None => url.to_owned(),
+        }
+    }
 }
 
 /// What every transport shares: the rooms, the settings, the sessions that

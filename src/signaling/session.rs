@@ -483,6 +483,9 @@ impl Session {
         {
             *resume_token = Some(joined.resume_token.clone());
         }
+        if let ServerMessage::Recording { url: Some(url), .. } = &mut message {
+            *url = self.signaling.settings.published_url(url);
+        }
         if self.log.push(message).is_err() {
             tracing::warn!("client is not taking its messages; ending its session");
             return Flow::End;

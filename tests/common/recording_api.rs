@@ -7,6 +7,8 @@ use serde_json::Value;
 pub struct Api {
     pub base: String,
     client: reqwest::Client,
+    /// The API secret, for a server with auth.
+    bearer: Option<String>,
 }
 
 /// A status and a JSON body.
@@ -26,6 +28,23 @@ impl Api {
         Api {
             base: format!("http://{addr}"),
             client: reqwest::Client::new(),
+            bearer: None,
+        }
+    }
+
+    /// The API of a server with auth, with its API secret.
+    pub fn with_bearer(addr: impl std::fmt::Display, bearer: &str) -> Api {
+        Api {
+            bearer: Some(bearer.to_owned()),
+            ..Api::new(addr)
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.bearer {
+            Some(bearer) => request.bearer_auth(bearer),
+            None => request,
         }
     }
 
@@ -38,8 +57,7 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: &str) -> Result<Reply> {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .body(body.to_owned())
             .send()
             .await?;
@@ -47,23 +65,11 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply> {
-        Self::reply(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await?,
-        )
-        .await
+        Self::reply(self.request(reqwest::Method::GET, path).send().await?).await
     }
 
     pub async fn delete(&self, path: &str) -> Result<Reply> {
-        Self::reply(
-            self.client
-                .delete(format!("{}{path}", self.base))
-                .send()
-                .await?,
-        )
-        .await
+        Self::reply(self.request(reqwest::Method::DELETE, path).send().await?).await
     }
 
     /// Starts a recording; panics unless it answers 201.
