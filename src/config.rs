@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Most rooms open at once.
     #[arg(long, default_value_t = 100)]
     pub max_rooms: usize,
+    /// Most rooms open at once that joins from one client address opened.
+    #[arg(long, default_value_t = 10)]
+    pub max_rooms_per_ip: usize,
     /// Largest client message in bytes, SDP included.
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
@@ -179,6 +182,7 @@ impl Default for ServeArgs {
             allowed_origins: Vec::new(),
             public_hosts: Vec::new(),
             max_rooms: 100,
+            max_rooms_per_ip: 10,
             max_message_bytes: limits.max_message_bytes,
             messages_per_second: limits.messages_per_second,
             message_burst: limits.message_burst,
@@ -269,6 +273,7 @@ impl ServeArgs {
                 mcu,
                 max_participants: self.max_participants,
                 max_rooms: self.max_rooms.max(1),
+                max_rooms_per_ip: self.max_rooms_per_ip.max(1),
                 ice_servers,
                 recording: RecordingSettings {
                     dir: self.record_dir.clone(),

@@ -2,7 +2,8 @@
 //! loopback: connections that never finish their headers or bodies or sit
 //! idle, one address opening too many connections, a WebSocket frame that
 //! announces megabytes and sends part of them, client numbers at the edge of
-//! u64, DNS rebinding, other sites' pages posting to /api. After each, the process's threads and descriptors are back where
+//! u64, DNS rebinding, other sites' pages posting to /api, one address
+//! opening every room. After each, the process's threads and descriptors are back where
 //! they were and a normal client joins at once. One test per process, so
 //! nothing else runs while threads and descriptors are counted.
 
@@ -184,17 +185,12 @@ async fn too_many_connections(cap: usize) {
 /// it is a clear 400.
 async fn huge_poll_numbers(server: &gridmix::server::Server, token: &str) {
     let http = reqwest::Client::new();
-    let opened: serde_json::Value = http
-        .post(server.poll_url())
-        .json(&serde_json::json!({"type":"join","room":"attacks","name":"poller","mode":"mesh","token":token}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let session = opened["session"].as_str().expect("a long-poll session");
-    let url = format!("{}/{session}", server.poll_url());
+    let opened = poll_join(
+        server,
+        serde_json::json!({"type":"join","room":"attacks","name":"poller","mode":"mesh","token":token}),
+    )
+    .await;
+    let url = format!("{}/{}", server.poll_url(), opened.session);
     // Acknowledges everything; nothing comes after u64::MAX, so the poll
     // waits: give up on it soon, the session must live on.
     let waited = http
@@ -349,6 +345,48 @@ async fn cross_site_api_requests() {
     server.shut_down().await;
 }
 
+/// One address opening room after room: once it has its share open, a
+/// new room is `too-many-rooms` for it, while joining an open room (its own
+/// or anyone's) still works.
+async fn one_address_opening_every_room() {
+    let server = start_server(ServeArgs {
+        max_rooms_per_ip: 3,
+        ..ServeArgs::default()
+    })
+    .await;
+    let mut openers = Vec::new();
+    for room in ["mine-1", "mine-2", "mine-3"] {
+        let mut client = WsClient::connect(&server).await;
+        client.join(room, "opener", "mesh").await;
+        openers.push(client);
+    }
+    let mut greedy = WsClient::connect(&server).await;
+    greedy
+        .send(r#"{"type":"join","room":"mine-4","name":"opener","mode":"mesh"}"#)
+        .await;
+    let said = greedy.expect_error(ErrorCode::TooManyRooms).await;
+    assert!(said.contains("Your address"), "{said}");
+    let mut guest = WsClient::connect(&server).await;
+    guest.join("mine-2", "guest", "mesh").await;
+    guest.leave().await;
+    // Once one of its rooms closes, it may open another.
+    openers.remove(0).leave().await;
+    eventually(TIMEOUT, || async {
+        let open = server.registry().snapshot().await.len();
+        anyhow::ensure!(open == 2, "{open} rooms open");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    greedy.join("mine-4", "opener", "mesh").await;
+    greedy.leave().await;
+    for client in openers {
+        client.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attacks_are_bounded_and_leave_nothing_behind() {
     let server = start_server(ServeArgs {
@@ -388,6 +426,7 @@ async fn attacks_are_bounded_and_leave_nothing_behind() {
     edge_tokens(&server).await;
     dns_rebinding().await;
     cross_site_api_requests().await;
+    one_address_opening_every_room().await;
 
     let (threads_after, fds_after) = settled_counts().await;
     eprintln!(

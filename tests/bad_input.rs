@@ -435,15 +435,11 @@ async fn a_client_that_stops_reading_is_let_go_on_either_transport() {
     let (mut watcher, _) = joined_client(&server, "unread", "watcher", "mesh").await;
     let http = reqwest::Client::new();
     // The sender: long-poll, so it needs to read nothing itself.
-    let opened: gridmix::signaling::poll::Opened = http
-        .post(server.poll_url())
-        .json(&serde_json::json!({"type":"join","room":"unread","name":"sender","mode":"mesh"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let opened = poll_join(
+        &server,
+        serde_json::json!({"type":"join","room":"unread","name":"sender","mode":"mesh"}),
+    )
+    .await;
     let sender_url = format!("{}/{}", server.poll_url(), opened.session);
 
     // WebSocket: joins, then never reads a frame.
@@ -517,15 +513,11 @@ async fn a_client_that_stops_reading_is_let_go_on_either_transport() {
     drop(deaf_ws);
 
     // Long-poll: joins, then never polls again.
-    let deaf_poll: gridmix::signaling::poll::Opened = http
-        .post(server.poll_url())
-        .json(&serde_json::json!({"type":"join","room":"unread","name":"deaf-poll","mode":"mesh"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let deaf_poll = poll_join(
+        &server,
+        serde_json::json!({"type":"join","room":"unread","name":"deaf-poll","mode":"mesh"}),
+    )
+    .await;
     let ServerMessage::Joined {
         participant: deaf_poll_id,
         ..

@@ -23,6 +23,8 @@ pub struct RoomSettings {
     pub max_participants: usize,
     /// Most rooms open at once on this server.
     pub max_rooms: usize,
+    /// Most rooms open at once that one client address opened.
+    pub max_rooms_per_ip: usize,
     /// Sent to clients in "joined", in RTCIceServer form.
     pub ice_servers: Vec<IceServer>,
     pub recording: RecordingSettings,
@@ -96,6 +98,8 @@ pub struct RoomHandle {
     pub mode: Mode,
     /// Tells this room apart from a later room of the same id.
     pub generation: u64,
+    /// The client address whose join opened the room.
+    pub opened_by: Option<std::net::IpAddr>,
     commands: mpsc::Sender<RoomCommand>,
 }
 

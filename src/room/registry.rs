@@ -53,6 +53,7 @@ impl Registry {
         mode: Option<Mode>,
         can_publish: bool,
         outbox: Outbox,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Membership, ProtocolError> {
         let room_id = RoomId::parse(room).ok_or_else(|| {
             ProtocolError::new(
@@ -74,7 +75,7 @@ impl Registry {
         // A room that is closing as we join drops our request; retry, which
         // finds the room gone and makes a new one.
         for _ in 0..3 {
-            let handle = self.room_for(&room_id, requested)?;
+            let handle = self.room_for(&room_id, requested, client)?;
             if mode.is_some_and(|m| m != handle.mode) {
                 return Err(ProtocolError::new(
                     ErrorCode::ModeMismatch,
@@ -112,7 +113,12 @@ impl Registry {
         ))
     }
 
-    fn room_for(self: &Arc<Self>, id: &RoomId, mode: Mode) -> Result<RoomHandle, ProtocolError> {
+    fn room_for(
+        self: &Arc<Self>,
+        id: &RoomId,
+        mode: Mode,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<RoomHandle, ProtocolError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(handle) = rooms.get(id) {
             return Ok(handle.clone());
@@ -126,10 +132,25 @@ impl Registry {
                 ),
             ));
         }
+        // One address cannot take every room for itself (mesh rooms cost
+        // the server nothing else, so nothing else would stop it).
+        if let Some(ip) = client
+            && rooms.values().filter(|h| h.opened_by == Some(ip)).count()
+                >= self.settings.max_rooms_per_ip
+        {
+            return Err(ProtocolError::new(
+                ErrorCode::TooManyRooms,
+                format!(
+                    "Your address has {} rooms open already; join one of them or an existing room.",
+                    self.settings.max_rooms_per_ip
+                ),
+            ));
+        }
         let (commands, inbox) = mpsc::channel(ROOM_COMMAND_CAPACITY);
         let handle = RoomHandle {
             id: id.clone(),
             mode,
+            opened_by: client,
             generation: self.next_generation.fetch_add(1, Ordering::Relaxed),
             commands,
         };

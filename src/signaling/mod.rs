@@ -89,17 +89,24 @@ pub struct AppState {
 pub struct Transport {
     pub inbound: mpsc::Receiver<Inbound>,
     pub outbox: mpsc::Sender<ServerMessage>,
+    /// The client's address, as the connection came in.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Starts a session for a new connection; returns the transport's ends.
 pub fn open_session(
     signaling: &Arc<Signaling>,
+    client: Option<std::net::IpAddr>,
 ) -> (mpsc::Sender<Inbound>, mpsc::Receiver<ServerMessage>) {
     let (inbound_tx, inbound) = mpsc::channel(32);
     let (outbox, outgoing) = mpsc::channel(crate::room::OUTBOX_CAPACITY);
     tokio::spawn(session::run_session(
         signaling.clone(),
-        Transport { inbound, outbox },
+        Transport {
+            inbound,
+            outbox,
+            client,
+        },
     ));
     (inbound_tx, outgoing)
 }

@@ -18,9 +18,10 @@ use super::sequence::SeqBuffer;
 use super::session::{Inbound, random_token, too_large};
 use super::{Signaling, open_session};
 use crate::protocol::{ClientMessage, ErrorCode, ProtocolError, ServerMessage, parse_client_value};
+use axum::Extension;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -143,7 +144,12 @@ fn unknown_session() -> Response {
 }
 
 /// `POST /signal`: a join or resume opens a session.
-async fn open(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+async fn open(
+    State(state): State<AppState>,
+    client: Option<Extension<ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let signaling = state.signaling.clone();
     if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
         return forbidden_origin();
@@ -167,7 +173,8 @@ async fn open(State(state): State<AppState>, headers: HeaderMap, body: Body) -> 
         }
         Err(e) => return error_response(e),
     }
-    let (inbound, outgoing) = open_session(&signaling);
+    let (inbound, outgoing) =
+        open_session(&signaling, client.map(|Extension(ConnectInfo(a))| a.ip()));
     let id = random_token();
     let (requests, requests_rx) = mpsc::channel(16);
     let handle = PollHandle { requests, inbound };

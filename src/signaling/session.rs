@@ -130,6 +130,8 @@ struct Session {
     resume_deadline: Option<Instant>,
     /// Held while the session is in a room without a connection.
     detached: Option<Held>,
+    /// The address of the connection that opened the session.
+    client: Option<std::net::IpAddr>,
 }
 
 /// Runs one session until the client leaves, its connection closes without
@@ -144,6 +146,7 @@ pub async fn run_session(signaling: Arc<Signaling>, transport: Transport) {
             Instant::now().into_std(),
         ),
         signaling,
+        client: transport.client,
         inbound: Some(transport.inbound),
         outbox: Some(transport.outbox),
         joined: None,
@@ -311,7 +314,7 @@ impl Session {
         let membership = self
             .signaling
             .registry
-            .join(room, name, mode, can_publish, to_session)
+            .join(room, name, mode, can_publish, to_session, self.client)
             .await?;
         let resume_token = random_token();
         let (attach_tx, attach) = mpsc::channel(1);
@@ -361,7 +364,11 @@ impl Session {
         self.flush_into(&outbox);
         let (reply, answer) = oneshot::channel();
         let attach = Attach {
-            transport: Transport { inbound, outbox },
+            transport: Transport {
+                inbound,
+                outbox,
+                client: self.client,
+            },
             received,
             reply,
         };

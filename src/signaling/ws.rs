@@ -5,11 +5,13 @@ use super::Signaling;
 use super::access::{forbidden_origin, origin_allowed};
 use super::session::{Inbound, parse_limited};
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
-use axum::extract::State;
+use axum::Extension;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +30,10 @@ const WRITER_GRACE: Duration = Duration::from_secs(5);
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
+    client: Option<Extension<ConnectInfo<SocketAddr>>>,
     State(state): State<AppState>,
 ) -> Response {
+    let client = client.map(|Extension(ConnectInfo(addr))| addr.ip());
     let signaling = state.signaling.clone();
     if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
         return forbidden_origin();
@@ -38,14 +42,14 @@ pub async fn upgrade(
     let largest = max.saturating_mul(FRAME_SLACK);
     ws.max_message_size(largest)
         .max_frame_size(largest)
-        .on_upgrade(move |socket| serve_socket(socket, state))
+        .on_upgrade(move |socket| serve_socket(socket, state, client))
 }
 
-async fn serve_socket(socket: WebSocket, state: AppState) {
+async fn serve_socket(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
     let signaling: Arc<Signaling> = state.signaling.clone();
     let max_bytes = signaling.settings.limits.max_message_bytes;
     let (mut sink, mut stream) = socket.split();
-    let (inbound, mut outgoing) = super::open_session(&signaling);
+    let (inbound, mut outgoing) = super::open_session(&signaling, client);
 
     let mut shutdown = state.shutdown.clone();
     let mut writer = tokio::spawn(async move {

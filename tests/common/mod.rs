@@ -504,6 +504,25 @@ pub fn tcp_state(local: std::net::SocketAddr, remote: std::net::SocketAddr) -> O
         })
 }
 
+/// Opens a long-poll session with the join message `join`.
+pub async fn poll_join(
+    server: &Server,
+    join: serde_json::Value,
+) -> gridmix::signaling::poll::Opened {
+    let response = reqwest::Client::new()
+        .post(server.poll_url())
+        .json(&join)
+        .send()
+        .await
+        .expect("POST /signal");
+    assert!(
+        response.status().is_success(),
+        "join over long-poll: {}",
+        response.status()
+    );
+    response.json().await.expect("the opened session")
+}
+
 /// Threads of this process.
 pub fn threads() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
