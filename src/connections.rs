@@ -69,7 +69,15 @@ impl PerAddress {
     }
 }
 
-/// One counted connection; uncounted when dropped.
+/// One counted connection; uncounted when the last clone is dropped. Each
+/// request carries a clone (an extension), so a connection upgraded to a
+/// WebSocket, which outlives hyper's connection task, stays counted for as
+/// long as the socket's task holds it.
+#[derive(Clone)]
+pub struct ConnectionSlot {
+    _slot: Arc<Slot>,
+}
+
 struct Slot {
     table: Arc<Mutex<PerAddress>>,
     ip: IpAddr,
@@ -129,9 +137,11 @@ pub async fn serve(
             let _ = stream.try_write(&too_many_response());
             continue;
         }
-        let slot = Slot {
-            table: table.clone(),
-            ip: remote.ip(),
+        let slot = ConnectionSlot {
+            _slot: Arc::new(Slot {
+                table: table.clone(),
+                ip: remote.ip(),
+            }),
         };
         connections.spawn(serve_connection(
             stream,
@@ -152,10 +162,11 @@ async fn serve_connection(
     app: Router,
     header_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
-    _slot: Slot,
+    slot: ConnectionSlot,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(remote));
+        request.extensions_mut().insert(slot.clone());
         tower::ServiceExt::oneshot(app.clone(), request)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -138,19 +138,25 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     until_closed(&mut stream, "a frame announcing 15 MiB").await;
 }
 
-/// More connections from one address than it may have: the extra one is
-/// refused at once with a 429, the others are served, and once they close
-/// the address may connect again.
+/// More connections from one address than it may have (WebSockets among
+/// them): the extra one is refused at once with a 429, the others are
+/// served, and once they close the address may connect again.
 async fn too_many_connections(cap: usize) {
     let server = start_server(ServeArgs {
         max_connections_per_ip: cap,
         // Long, so the held connections stay open while counted.
         header_timeout: Duration::from_secs(120),
+        join_timeout: Duration::from_secs(120),
         ..ServeArgs::default()
     })
     .await;
+    // Half of them WebSockets: an upgraded connection is still counted.
+    let mut sockets = Vec::new();
+    for _ in 0..cap / 2 {
+        sockets.push(WsClient::connect(&server).await);
+    }
     let mut held = Vec::new();
-    for _ in 0..cap {
+    for _ in 0..cap - cap / 2 {
         held.push(connect(&server).await);
     }
     let mut extra = connect(&server).await;
@@ -168,6 +174,7 @@ async fn too_many_connections(cap: usize) {
     let said = until_closed(&mut first, "a held connection").await;
     assert!(said.starts_with("HTTP/1.1 200"), "{said:?}");
     drop(held);
+    drop(sockets);
     eventually(TIMEOUT, || async {
         let status = reqwest::get(format!("http://{}/healthz", server.local_addr()))
             .await?

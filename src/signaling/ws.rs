@@ -4,6 +4,7 @@ use super::AppState;
 use super::Signaling;
 use super::access::{forbidden_origin, origin_allowed};
 use super::session::{Inbound, parse_limited};
+use crate::connections::ConnectionSlot;
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
 use axum::Extension;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -31,6 +32,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     headers: HeaderMap,
     client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    slot: Option<Extension<ConnectionSlot>>,
     State(state): State<AppState>,
 ) -> Response {
     let client = client.map(|Extension(ConnectInfo(addr))| addr.ip());
@@ -42,7 +44,11 @@ pub async fn upgrade(
     let largest = max.saturating_mul(FRAME_SLACK);
     ws.max_message_size(largest)
         .max_frame_size(largest)
-        .on_upgrade(move |socket| serve_socket(socket, state, client))
+        .on_upgrade(move |socket| async move {
+            // Counted against the client's address while the socket lives.
+            let _slot = slot;
+            serve_socket(socket, state, client).await
+        })
 }
 
 async fn serve_socket(socket: WebSocket, state: AppState, client: Option<IpAddr>) {
