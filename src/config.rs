@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// valid.
     #[arg(long, default_value = "24h", value_parser = crate::auth::parse_ttl)]
     pub recording_url_ttl: Duration,
+    /// Participants one room-token identity may be at once in a room; a
+    /// newer join replaces the oldest (it gets "replaced").
+    #[arg(long, default_value_t = 1)]
+    pub max_connections_per_identity: usize,
     /// The bearer token /api wants. Default with --auth-secret: a key
     /// derived from it (`gridmix api-secret` prints it); without either,
     /// /api is open.
@@ -178,6 +182,7 @@ impl Default for ServeArgs {
             turn_ttl: Duration::from_secs(24 * 3600),
             auth_secret: None,
             api_secret: None,
+            max_connections_per_identity: 1,
             recording_url_ttl: Duration::from_secs(24 * 3600),
             allowed_origins: Vec::new(),
             public_hosts: Vec::new(),
@@ -283,6 +288,7 @@ impl ServeArgs {
             },
             signaling: SignalingSettings {
                 limits,
+                max_connections_per_identity: self.max_connections_per_identity.max(1),
                 api_secret: self.api_secret.filter(|s| !s.is_empty()).or_else(|| {
                     self.auth_secret
                         .as_deref()

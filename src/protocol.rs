@@ -233,6 +233,9 @@ pub enum ErrorCode {
     ResumeFailed,
     /// A long-poll session id that does not exist (any more).
     UnknownSession,
+    /// A newer join with the same token identity took this participant's
+    /// place (`--max-connections-per-identity`).
+    Replaced,
 }
 
 impl ErrorCode {
@@ -261,11 +264,12 @@ impl ErrorCode {
             ErrorCode::JoinTimeout => "join-timeout",
             ErrorCode::ResumeFailed => "resume-failed",
             ErrorCode::UnknownSession => "unknown-session",
+            ErrorCode::Replaced => "replaced",
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 23] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::BadMessage,
@@ -289,6 +293,7 @@ impl ErrorCode {
         ErrorCode::JoinTimeout,
         ErrorCode::ResumeFailed,
         ErrorCode::UnknownSession,
+        ErrorCode::Replaced,
     ];
 
     /// The HTTP status that goes with the code, for the HTTP transports.

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api;
+pub mod identities;
 pub mod limits;
 pub mod poll;
 pub mod sequence;
@@ -25,6 +26,9 @@ pub struct SignalingSettings {
     pub auth_secret: Option<String>,
     /// The HTTP API wants this as a bearer token when set.
     pub api_secret: Option<String>,
+    /// Participants one token identity may be in a room as at once; a newer
+    /// join replaces the oldest.
+    pub max_connections_per_identity: usize,
     /// Origins browsers may connect from; empty: any.
     pub allowed_origins: Vec<String>,
     /// Host header values this server answers; empty: any.
@@ -61,6 +65,7 @@ pub struct Signaling {
     pub settings: SignalingSettings,
     pub sessions: SessionTable,
     pub polls: poll::PollTable,
+    pub identities: identities::IdentityTable,
 }
 
 impl Signaling {
@@ -70,6 +75,7 @@ impl Signaling {
             settings,
             sessions: SessionTable::default(),
             polls: poll::PollTable::default(),
+            identities: identities::IdentityTable::default(),
         })
     }
 }

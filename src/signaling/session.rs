@@ -7,6 +7,7 @@
 //! resume grace period, numbering and keeping the messages meant for it,
 //! until a new connection takes it over with "resume" or the grace runs out.
 
+use super::identities::IdentityClaim;
 use super::limits::TokenBucket;
 use super::sequence::SeqBuffer;
 use super::{Signaling, Transport};
@@ -96,6 +97,8 @@ pub fn random_token() -> String {
 struct Joined {
     membership: Membership,
     resume_token: String,
+    /// Its place under its token identity, on a server with auth.
+    identity: Option<IdentityClaim>,
 }
 
 enum Flow {
@@ -173,6 +176,7 @@ pub async fn run_session(signaling: Arc<Signaling>, transport: Transport) {
                 None => session.removed_by_room(),
             },
             Some(attach) = recv_or_pend(&mut session.attach) => session.attach(attach),
+            () = replaced(&mut session.joined) => session.replaced().await,
             room = has_room(&session.outbox), if undelivered => {
                 if room {
                     session.flush();
@@ -195,6 +199,16 @@ async fn recv_or_pend<T>(channel: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
         Some(c) => c.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Resolves when a newer join with the same identity took this one's place.
+async fn replaced(joined: &mut Option<Joined>) {
+    if let Some(claim) = joined.as_mut().and_then(|j| j.identity.as_mut())
+        && (&mut claim.replaced).await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// Waits until the connection can take a message (true), or is gone (false).
@@ -293,15 +307,16 @@ impl Session {
         mode: Option<crate::protocol::Mode>,
         token: Option<&str>,
     ) -> Result<(), ProtocolError> {
-        let can_publish = match &self.signaling.settings.auth_secret {
-            None => true,
+        let grant = match &self.signaling.settings.auth_secret {
+            None => None,
             Some(secret) => {
                 let grant = auth::verify_token(secret, token, room, auth::unix_now())
                     .map_err(|e| ProtocolError::new(ErrorCode::Unauthorized, e.to_string()))?;
                 tracing::info!(identity = %grant.identity, room, can_publish = grant.can_publish, "room token accepted");
-                grant.can_publish
+                Some(grant)
             }
         };
+        let can_publish = grant.as_ref().is_none_or(|g| g.can_publish);
         // What the room a previous join left has still to say comes first.
         if let Some(mut previous) = self.from_room.take() {
             while let Some(message) = previous.recv().await {
@@ -316,6 +331,13 @@ impl Session {
             .registry
             .join(room, name, mode, can_publish, to_session, self.client)
             .await?;
+        let identity = grant.map(|g| {
+            self.signaling.identities.claim(
+                room,
+                &g.identity,
+                self.signaling.settings.max_connections_per_identity,
+            )
+        });
         let resume_token = random_token();
         let (attach_tx, attach) = mpsc::channel(1);
         self.signaling
@@ -324,6 +346,7 @@ impl Session {
         self.joined = Some(Joined {
             membership,
             resume_token,
+            identity,
         });
         self.from_room = Some(from_room);
         self.attach = Some(attach);
@@ -458,6 +481,20 @@ impl Session {
             None if self.outbox.is_some() => Flow::Continue,
             None => Flow::End,
         }
+    }
+
+    /// A newer join under the same identity took this place: leave the room,
+    /// say why, and end.
+    async fn replaced(&mut self) -> Flow {
+        if let Some(membership) = self.leave_room() {
+            tracing::info!(participant = %membership.participant, "replaced by a newer join with the same identity");
+            membership.leave().await;
+        }
+        let _ = self.emit_error(ProtocolError::new(
+            ErrorCode::Replaced,
+            "A newer connection joined this room with the same identity; this one has been let go.",
+        ));
+        Flow::End
     }
 
     fn deadline_passed(&mut self) -> Flow {

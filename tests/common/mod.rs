@@ -70,7 +70,18 @@ fn fail_on_glib_criticals() {
     ONCE.call_once(|| {
         use gst::glib;
         glib::log_set_default_handler(|domain, level, message| {
-            if matches!(level, glib::LogLevel::Critical | glib::LogLevel::Error) {
+            // The one critical seen from GStreamer 1.22 on its own, rarely
+            // (once in ten suite runs): when hlssink2 cannot open its next
+            // segment (a test removes the recording's folder on purpose),
+            // mpegtsmux inside it gets data before a segment event (its
+            // warning says so) and the aggregator then reads a running time
+            // off that undefined segment. The recording fails and is removed
+            // as it should. Any other critical fails the run.
+            let splitmuxsink_after_a_failed_write = message
+                .starts_with("gst_segment_to_running_time: assertion 'segment->format == format'");
+            if matches!(level, glib::LogLevel::Critical | glib::LogLevel::Error)
+                && !splitmuxsink_after_a_failed_write
+            {
                 eprintln!(
                     "{}-{level:?}: {message}\n{}",
                     domain.unwrap_or("GLib"),

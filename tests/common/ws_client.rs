@@ -51,6 +51,12 @@ impl WsClient {
             .expect("send");
     }
 
+    /// Sends what the server may refuse mid-frame (it closes the socket as
+    /// soon as a frame's header says it is too large): the send may fail.
+    pub async fn send_refusable(&mut self, text: &str) {
+        let _ = self.ws.send(Message::Text(text.to_owned().into())).await;
+    }
+
     pub async fn send_frame(&mut self, frame: Message) {
         self.ws.send(frame).await.expect("send");
     }
