@@ -922,7 +922,8 @@ async fn a_page_whose_connection_drops_resumes_without_leaving() {
 }
 
 /// With --auth-secret: a link's `?token=` admits the page; without one the
-/// page shows the server's sentence and stays at the form.
+/// page shows the server's sentence and stays at the form; and when the
+/// same identity joins from elsewhere the page says so and steps aside.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_token_in_the_link_admits_the_page_and_a_refusal_is_said_in_words() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -962,7 +963,30 @@ async fn a_token_in_the_link_admits_the_page_and_a_refusal_is_said_in_words() {
         })
         .await?;
         wait_for_page(&alice, "composite playing", composite_playing).await?;
-        wait_for_composite_tiles(&alice, &[ALICE.0]).await
+        wait_for_composite_tiles(&alice, &[ALICE.0]).await?;
+        // Alice joins from elsewhere with the same token (a bot): the page
+        // is told it was replaced, steps aside and stays out, rather than
+        // reconnecting and taking the place back.
+        let mut config = bot_config(&server, room, "alice elsewhere", 0x00ff00, 700.0);
+        config.token = Some(token);
+        let elsewhere = Bot::join(config).await?;
+        wait_for_join_message(&alice, "same identity").await?;
+        let state = alice.state().await?;
+        ensure!(state["status"] == "left", "status {}", state["status"]);
+        wait_for_tiles(&elsewhere, &[0x00ff00], TIMEOUT).await?;
+        let rooms = server.registry().snapshot().await;
+        let names: Vec<&str> = rooms
+            .iter()
+            .flat_map(|r| r.participants.iter().map(|p| p.name.as_str()))
+            .collect();
+        ensure!(names == ["alice elsewhere"], "in the room: {names:?}");
+        ensure!(
+            elsewhere.state().errors.is_empty(),
+            "{:?}",
+            elsewhere.state().errors
+        );
+        elsewhere.leave().await;
+        Ok(())
     };
     or_screenshots(check.await, "token", &pages).await;
     alice.close().await;

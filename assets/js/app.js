@@ -182,6 +182,13 @@ async function onMessage(message) {
         break;
       }
       view.error(message.code, message.message);
+      if (message.code === "replaced") {
+        // The same person joined from elsewhere (another tab, another
+        // device): this page steps aside. Reconnecting would replace that
+        // one in turn, and the two would take the place back and forth.
+        leave(message.message);
+        break;
+      }
       if (call.status === "connecting") {
         // The join itself was refused: back to the form, no reconnect loop.
         leave(`${message.message}`);
