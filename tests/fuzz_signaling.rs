@@ -408,6 +408,15 @@ fn client_frame() -> impl Strategy<Value = Frame> {
 struct Fixture {
     runtime: tokio::runtime::Runtime,
     server: gridmix::server::Server,
+    /// One case at a time on the shared server, whichever test it is from:
+    /// a case that checks the server is idle must not see another's session.
+    one_case: std::sync::Mutex<()>,
+}
+
+impl Fixture {
+    fn one_case(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.one_case.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 fn fixture() -> &'static Fixture {
@@ -425,7 +434,11 @@ fn fixture() -> &'static Fixture {
             max_rooms: 4,
             ..ServeArgs::default()
         }));
-        Fixture { runtime, server }
+        Fixture {
+            runtime,
+            server,
+            one_case: std::sync::Mutex::new(()),
+        }
     })
 }
 
@@ -511,6 +524,7 @@ proptest! {
         frames in proptest::collection::vec(client_frame(), 1..24)
     ) {
         let fixture = fixture();
+        let _one = fixture.one_case();
         let result = fixture.runtime.block_on(run_sequence(&fixture.server, &frames));
         prop_assert!(!PANICKED.load(Ordering::SeqCst), "a panic (see the log above)");
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
@@ -526,6 +540,7 @@ proptest! {
         path in prop_oneof![Just("".to_owned()), "/[0-9a-f]{1,32}"],
     ) {
         let fixture = fixture();
+        let _one = fixture.one_case();
         let url = format!("{}{path}", fixture.server.poll_url());
         let (status, json_error) = fixture.runtime.block_on(async {
             let response = reqwest::Client::new().post(&url).body(body).send().await.unwrap();
@@ -554,6 +569,7 @@ proptest! {
         ],
     ) {
         let fixture = fixture();
+        let _one = fixture.one_case();
         let server = &fixture.server;
         let outcome: Result<(), String> = fixture.runtime.block_on(async {
             let http = reqwest::Client::new();
