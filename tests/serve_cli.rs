@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::FATAL_CRITICALS;
 use common::recording::*;
 use common::recording_api::Api;
 use common::serve_process::ServeProcess;
@@ -156,7 +155,6 @@ async fn a_missing_element_stops_serve_at_start_up_with_a_sentence_naming_it() {
             .args(["serve", "--listen", "127.0.0.1:0", "--pipelines"])
             .arg(&dir)
             .env("NO_COLOR", "1")
-            .env(FATAL_CRITICALS.0, FATAL_CRITICALS.1)
             .output()
             .expect("gridmix serve runs")
     })

@@ -2,7 +2,7 @@
 //! loopback port, its log kept (in memory, and in a file for a person
 //! looking into a failure), signals sent with kill(1).
 
-use super::{FATAL_CRITICALS, LOOPBACK, eventually};
+use super::{LOOPBACK, eventually};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -34,7 +34,6 @@ impl ServeProcess {
             ])
             .args(extra)
             .env("RUST_LOG", "info")
-            .env(FATAL_CRITICALS.0, FATAL_CRITICALS.1)
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
