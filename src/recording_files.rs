@@ -7,9 +7,9 @@
 use crate::protocol::{ErrorCode, ProtocolError};
 use crate::recording::signed_url::Refusal;
 use crate::signaling::AppState;
-use crate::signaling::access::error_response;
+use crate::signaling::access::{error_response, has_api_bearer};
 use axum::extract::Request;
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::path::Path;
 use tower_http::services::ServeDir;
@@ -27,21 +27,11 @@ pub async fn serve(state: AppState, dir: &Path, mut request: Request) -> Respons
             Err(refusal) => return refused(refusal),
         }
     } else {
-        if settings.recording_urls.is_some() {
-            let given = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|h| h.to_str().ok());
-            let allowed = settings
-                .api_secret
-                .as_deref()
-                .is_some_and(|secret| crate::auth::bearer_matches(given, secret));
-            if !allowed {
-                return error_response(&ProtocolError::new(
-                    ErrorCode::Unauthorized,
-                    "Recordings on this server are reached through the signed URL the API and the room hand out, or with the API bearer.",
-                ));
-            }
+        if settings.recording_urls.is_some() && !has_api_bearer(settings, request.headers()) {
+            return error_response(&ProtocolError::new(
+                ErrorCode::Unauthorized,
+                "Recordings on this server are reached through the signed URL the API and the room hand out, or with the API bearer.",
+            ));
         }
         path.trim_start_matches('/').to_owned()
     };

@@ -3,7 +3,7 @@
 //! everything under /api, no cross-origin browser requests and the bearer
 //! secret.
 
-use super::Signaling;
+use super::{Signaling, SignalingSettings};
 use crate::protocol::{ErrorCode, ProtocolError};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -68,6 +68,18 @@ pub fn cross_origin(allowed: &[String], headers: &HeaderMap) -> bool {
         .is_some_and(|origin| !listed_or_own(allowed, origin, headers))
 }
 
+/// Whether a request carries `Authorization: Bearer <the API secret>`;
+/// false on a server without one.
+pub fn has_api_bearer(settings: &SignalingSettings, headers: &HeaderMap) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    settings
+        .api_secret
+        .as_deref()
+        .is_some_and(|secret| crate::auth::bearer_matches(given, secret))
+}
+
 /// An error as an HTTP response: the status that goes with its code and the
 /// protocol's error JSON as the body.
 pub fn error_response(e: &ProtocolError) -> Response {
@@ -110,22 +122,16 @@ pub async fn guard(
             "The HTTP API does not take requests from other sites' pages.",
         ));
     }
-    if let (true, Some(secret)) = (is_api, &signaling.settings.api_secret) {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok());
-        if !crate::auth::bearer_matches(given, secret) {
-            let mut response = error_response(&ProtocolError::new(
-                ErrorCode::Unauthorized,
-                "The HTTP API needs \"Authorization: Bearer <the server's API secret>\" (--api-secret, or what `gridmix api-secret` prints for the --auth-secret).",
-            ));
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            return response;
-        }
+    if is_api && settings.api_secret.is_some() && !has_api_bearer(settings, request.headers()) {
+        let mut response = error_response(&ProtocolError::new(
+            ErrorCode::Unauthorized,
+            "The HTTP API needs \"Authorization: Bearer <the server's API secret>\" (--api-secret, or what `gridmix api-secret` prints for the --auth-secret).",
+        ));
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
     }
     next.run(request).await
 }
