@@ -51,8 +51,9 @@ pub struct ServeArgs {
     /// The secret shared with the TURN server (coturn's static-auth-secret).
     #[arg(long, env = "GRIDMIX_TURN_SECRET", hide_env_values = true)]
     pub turn_secret: Option<String>,
-    /// How long the TURN credentials handed out stay valid.
-    #[arg(long, default_value = "24h", value_parser = crate::auth::parse_ttl)]
+    /// How long the TURN credentials handed out stay valid; participants
+    /// get fresh ones half-way through, for as long as they are in the room.
+    #[arg(long, default_value = "10m", value_parser = crate::auth::parse_ttl)]
     pub turn_ttl: Duration,
     /// Require room tokens signed with this secret (JWT HS256) to join.
     /// Without it anyone can join.
@@ -179,7 +180,7 @@ impl Default for ServeArgs {
             auto_record_format: Format::Webm,
             turn: None,
             turn_secret: None,
-            turn_ttl: Duration::from_secs(24 * 3600),
+            turn_ttl: Duration::from_secs(10 * 60),
             auth_secret: None,
             api_secret: None,
             max_connections_per_identity: 1,
@@ -220,6 +221,11 @@ impl ServeArgs {
         templates
             .validate()
             .context("checking the pipeline templates")?;
+        // Renewed every half-life, to the second.
+        anyhow::ensure!(
+            self.turn_ttl >= Duration::from_secs(2),
+            "--turn-ttl must be at least 2s"
+        );
         let turn = match (self.turn, self.turn_secret) {
             (Some(url), Some(secret)) => Some(TurnSettings {
                 url,

@@ -167,6 +167,13 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         url: Option<String>,
     },
+    /// Fresh TURN credentials (the same servers as "joined"), sent half-way
+    /// through the lifetime of the last ones: for the peer connections the
+    /// client opens from now on (`RTCPeerConnection.setConfiguration`).
+    IceServers {
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
+    },
     Error {
         code: ErrorCode,
         message: String,

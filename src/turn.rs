@@ -73,6 +73,13 @@ impl TurnSettings {
         credentials(&self.secret, identity, now_unix + self.ttl.as_secs())
     }
 
+    /// Seconds after handing out credentials that fresh ones are sent:
+    /// half their lifetime, so a client always holds some with time left
+    /// (a TURN server checks them when an allocation is made, not after).
+    pub fn renew_after_secs(&self) -> u64 {
+        (self.ttl.as_secs() / 2).max(1)
+    }
+
     /// The RTCIceServer entry handed to a client in "joined".
     pub fn ice_server(&self, identity: &str, now_unix: u64) -> IceServer {
         let c = self.credentials_for(identity, now_unix);

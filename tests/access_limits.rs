@@ -499,25 +499,55 @@ async fn candidate_storms_full_rooms_and_too_many_rooms_are_refused() {
     server.shut_down().await;
 }
 
-/// "joined" hands out the STUN server and this participant's own TURN
-/// credentials: username "expiry:participant id", password
-/// base64(HMAC-SHA1(secret, username)), computed here independently, with
-/// the expiry --turn-ttl from now.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn joined_carries_the_stun_server_and_turn_credentials_of_its_own() {
+/// A TURN entry as the TURN REST API has it, checked independently:
+/// username "expiry:participant id", password base64(HMAC-SHA1(secret,
+/// username)), the expiry within `expiry`. Returns the expiry.
+fn check_turn_entry(
+    secret: &str,
+    ice_servers: &[gridmix::protocol::IceServer],
+    identity: &str,
+    expiry: std::ops::RangeInclusive<u64>,
+) -> u64 {
     use base64::Engine;
     use hmac::{Hmac, Mac};
+    assert_eq!(ice_servers.len(), 2, "{ice_servers:?}");
+    assert_eq!(ice_servers[0].urls, ["stun:127.0.0.1:3478"]);
+    assert_eq!(ice_servers[0].username, None);
+    let turn = &ice_servers[1];
+    assert_eq!(turn.urls, ["turn:127.0.0.1:3479?transport=udp"]);
+    let username = turn.username.clone().expect("a TURN username");
+    let (expires, who) = username.split_once(':').expect("expiry:identity");
+    assert_eq!(who, identity);
+    let expires: u64 = expires.parse().unwrap();
+    assert!(
+        expiry.contains(&expires),
+        "expiry {expires}, want {expiry:?}"
+    );
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    let password = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(turn.credential.as_deref(), Some(password.as_str()));
+    expires
+}
+
+/// "joined" hands out the STUN server and this participant's own TURN
+/// credentials, valid --turn-ttl from now; half-way through, and again and
+/// again for as long as it stays, "ice-servers" brings fresh ones. A joiner
+/// who is not admitted gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn turn_credentials_are_each_participants_own_short_lived_and_renewed() {
     let secret = "shared with the TURN server";
-    let ttl = Duration::from_secs(90);
+    let ttl = 4;
     let server = start_server(ServeArgs {
         stun: Some("127.0.0.1:3478".to_owned()),
         turn: Some("turn:127.0.0.1:3479?transport=udp".to_owned()),
         turn_secret: Some(secret.to_owned()),
-        turn_ttl: ttl,
+        turn_ttl: Duration::from_secs(ttl),
+        max_participants: 2,
         ..ServeArgs::default()
     })
     .await;
-    let mut ids = Vec::new();
+    let mut clients = Vec::new();
     for name in ["a", "b"] {
         let mut client = WsClient::connect(&server).await;
         client
@@ -533,28 +563,54 @@ async fn joined_carries_the_stun_server_and_turn_credentials_of_its_own() {
             panic!("joined")
         };
         let after = unix_now();
-        assert_eq!(ice_servers.len(), 2, "{ice_servers:?}");
-        assert_eq!(ice_servers[0].urls, ["stun:127.0.0.1:3478"]);
-        assert_eq!(ice_servers[0].username, None);
-        let turn = &ice_servers[1];
-        assert_eq!(turn.urls, ["turn:127.0.0.1:3479?transport=udp"]);
-        let username = turn.username.clone().expect("a TURN username");
-        let (expiry, identity) = username.split_once(':').expect("expiry:identity");
-        assert_eq!(identity, participant);
-        let expiry: u64 = expiry.parse().unwrap();
-        assert!(
-            (before + ttl.as_secs()..=after + ttl.as_secs()).contains(&expiry),
-            "expiry {expiry}, joined between {before} and {after}"
+        let expiry = check_turn_entry(
+            secret,
+            &ice_servers,
+            &participant,
+            before + ttl..=after + ttl,
         );
-        let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
-        mac.update(username.as_bytes());
-        let password =
-            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-        assert_eq!(turn.credential.as_deref(), Some(password.as_str()));
-        ids.push((client, username));
+        clients.push((client, participant, expiry));
     }
-    assert_ne!(ids[0].1, ids[1].1, "each participant has its own");
-    for (client, _) in ids {
+    assert_ne!(clients[0].1, clients[1].1, "each participant has its own");
+
+    // Not admitted (the room is full): an error, no credentials.
+    let mut third = WsClient::connect(&server).await;
+    third
+        .send(&json!({"type":"join","room":"ice","name":"c","mode":"mesh"}).to_string())
+        .await;
+    assert!(
+        matches!(
+            third.recv().await,
+            ServerMessage::Error {
+                code: ErrorCode::RoomFull,
+                ..
+            }
+        ),
+        "the third joiner is refused"
+    );
+    drop(third);
+
+    // Twice renewed, each time with a later expiry, before the last ones
+    // ran out.
+    let (a, id, first) = &mut clients[0];
+    let mut expiry = *first;
+    for _ in 0..2 {
+        let (renewal, _) = a
+            .recv_until("ice-servers", |m| {
+                matches!(m, ServerMessage::IceServers { .. })
+            })
+            .await;
+        let now = unix_now();
+        let ServerMessage::IceServers { ice_servers } = renewal else {
+            unreachable!()
+        };
+        assert!(
+            now < expiry,
+            "renewed at {now}, the last ones expired at {expiry}"
+        );
+        expiry = check_turn_entry(secret, &ice_servers, id, expiry + 1..=now + ttl);
+    }
+    for (client, _, _) in clients {
         client.leave().await;
     }
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");

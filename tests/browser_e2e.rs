@@ -992,3 +992,77 @@ async fn a_token_in_the_link_admits_the_page_and_a_refusal_is_said_in_words() {
     alice.close().await;
     server.shut_down().await;
 }
+
+/// The expiries of the TURN usernames each of a page's connections holds.
+fn turn_expiries(state: &Value) -> Vec<u64> {
+    state["turnUsernames"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|names| names.as_array().cloned().unwrap_or_default())
+        .filter_map(|name| name.as_str()?.split_once(':')?.0.parse().ok())
+        .collect()
+}
+
+/// TURN credentials are short-lived and renewed ("ice-servers"): a
+/// Chromium page and a Firefox page in a mesh call hand the fresh ones to
+/// their open connections (setConfiguration), and the call goes on.
+/// (No TURN server answers here: host candidates carry the call; the
+/// coturn test in turn_relay.rs relays with renewed credentials.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_take_renewed_turn_credentials_and_the_call_goes_on() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let nobody = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ttl = 2;
+    let server = start_server(ServeArgs {
+        turn: Some(format!(
+            "turn:{}?transport=udp",
+            nobody.local_addr().unwrap()
+        )),
+        turn_secret: Some("never checked here".to_owned()),
+        turn_ttl: Duration::from_secs(ttl),
+        ..ServeArgs::default()
+    })
+    .await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-turn-renewal";
+    let mut chromium = None;
+    let (alice, bob) = alice_and_bob_in(&mut chromium, [Browser::Chromium, Browser::Firefox]).await;
+    let pages = [&alice, &bob];
+    let check = async {
+        alice.join(&base, room, "mesh", false).await?;
+        wait_for_page(&alice, "joined", |s| joined_with(s, &[])).await?;
+        bob.join(&base, room, "mesh", false).await?;
+        for (page, other) in [(&alice, "bob"), (&bob, "alice")] {
+            wait_for_page(page, "the other's tile playing", |s| {
+                tiles_playing(s, &[other])
+            })
+            .await?;
+        }
+        // Every credential "joined" gave has expired by then.
+        let joined_by = gridmix::auth::unix_now();
+        for page in [&alice, &bob] {
+            wait_for_page(page, "renewed credentials on every connection", |s| {
+                let expiries = turn_expiries(s);
+                ensure!(
+                    !expiries.is_empty() && expiries.iter().all(|&e| e > joined_by + ttl),
+                    "TURN expiries {expiries:?}, joined by {joined_by}"
+                );
+                Ok(())
+            })
+            .await?;
+        }
+        for (page, other, colour) in [(&alice, "bob", BOB.0), (&bob, "alice", ALICE.0)] {
+            let state =
+                wait_for_page(page, "still playing", |s| tiles_playing(s, &[other])).await?;
+            let id = tile_id(&state, other).ok_or_else(|| anyhow!("no {other} tile"))?;
+            wait_for_page_colour(page, &id, 0.5, 0.5, colour).await?;
+            wait_for_rising_frames(page).await?;
+        }
+        Ok(())
+    };
+    or_screenshots(check.await, "turn-renewal", &pages).await;
+    alice.close().await;
+    bob.close().await;
+    server.shut_down().await;
+}

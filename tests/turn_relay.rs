@@ -236,3 +236,83 @@ async fn with_the_wrong_secret_the_relay_refuses_and_no_media_flows() {
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
+
+/// The expiry of the TURN username a bot holds now ("expiry:identity").
+fn turn_expiry(bot: &Bot) -> u64 {
+    bot.state()
+        .ice_servers
+        .iter()
+        .find_map(|s| s.username.as_deref()?.split_once(':')?.0.parse().ok())
+        .expect("TURN credentials")
+}
+
+/// A long call: by the time a relay-only participant opens its next peer
+/// connection (to a mesh newcomer), the credentials it got in "joined" have
+/// expired and coturn would refuse them; it relays with the ones the server
+/// renewed meanwhile ("ice-servers").
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_opened_late_in_a_call_relay_with_renewed_credentials() {
+    let coturn = Coturn::start(SECRET).await;
+    let server = start_server(ServeArgs {
+        turn_ttl: Duration::from_secs(2),
+        ..server_args(&coturn, SECRET)
+    })
+    .await;
+    let relayed_config = |name: &str, colour: u32, tone: f64| {
+        let mut config = bot_config(&server, "turn-renew", name, colour, tone);
+        config.mode = gridmix::protocol::Mode::Mesh;
+        config.relay_only = true;
+        config
+    };
+    let early = Bot::join(relayed_config("early", 0xff0000, 400.0))
+        .await
+        .unwrap();
+    let joined_expiry = turn_expiry(&early);
+    eventually(TIMEOUT, || async {
+        let now = gridmix::auth::unix_now();
+        anyhow::ensure!(
+            now > joined_expiry,
+            "{now}: joined's credentials still valid"
+        );
+        anyhow::ensure!(turn_expiry(&early) > now, "no valid renewal yet");
+        Ok(())
+    })
+    .await
+    .expect("joined's credentials expired, renewed ones held");
+    let late = Bot::join(relayed_config("late", 0x0000ff, 900.0))
+        .await
+        .unwrap();
+    wait_for_colour_from(&early, late.id(), 0x0000ff, TIMEOUT)
+        .await
+        .expect("early sees late, through the relay");
+    wait_for_colour_from(&late, early.id(), 0xff0000, TIMEOUT)
+        .await
+        .expect("late sees early, through the relay");
+    // early's allocation was made with a renewed username, and none with
+    // the one "joined" gave it.
+    let early_id = early.id().to_owned();
+    let renewed = move |line: &str| {
+        allocated_by(&early_id)(line)
+            && line
+                .split_once("user <")
+                .and_then(|(_, rest)| rest.split_once(':'))
+                .and_then(|(expiry, _)| expiry.parse::<u64>().ok())
+                .is_some_and(|expiry| expiry > joined_expiry)
+    };
+    coturn
+        .wait_for_log(renewed, "early's allocation with renewed credentials")
+        .await;
+    assert!(
+        !coturn
+            .has_line(|l| l.contains(&format!("<{joined_expiry}:{}>", early.id()))
+                && l.contains("success")),
+        "joined's credentials were never used"
+    );
+    for bot in [&early, &late] {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+    }
+    early.leave().await;
+    late.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}

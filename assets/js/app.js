@@ -9,7 +9,7 @@ import { Signaling } from "./signaling.js";
 import { StatsMeter, describeStats } from "./stats.js";
 import { openDevices, stopDevices } from "./media.js";
 import { CallView, describeVideo, sampleColour } from "./view.js";
-import { peerConnectionsMade } from "./ice.js";
+import { peerConnectionsMade, renewIceServers, turnUsernames } from "./ice.js";
 
 const $ = (selector) => document.querySelector(selector);
 const SESSIONS = { mcu: McuSession, sfu: SfuSession, mesh: MeshSession };
@@ -149,6 +149,15 @@ async function onMessage(message) {
       setStatus("joined", `In the call as ${call.settings.name} (${call.signaling.transport})`);
       view.say("Reconnected; the call went on.");
       break;
+    case "ice-servers":
+      // Fresh TURN credentials: for the connections opened from now on
+      // (each session makes new ones from its iceServers) and for any
+      // gathering the open ones do.
+      if (call.session) {
+        call.session.iceServers = message.iceServers;
+        for (const pc of call.session.peerConnections()) renewIceServers(pc, message.iceServers);
+      }
+      break;
     case "participant-joined":
       call.participants = [...call.participants.filter((p) => p.id !== message.participant.id), message.participant];
       view.setParticipants(call.participants);
@@ -285,6 +294,7 @@ window.gridmix = {
       audioStreamsIn: stats?.audioStreamsIn ?? 0,
       audioPacketsIn: stats?.audioPacketsIn ?? 0,
       peerConnectionsMade,
+      turnUsernames: call.session?.peerConnections().map(turnUsernames) ?? [],
       reconnectDelays: call.signaling?.delays ?? [],
       messages: [...document.querySelectorAll("#messages p")].map((p) => ({ code: p.dataset.code, text: p.textContent })),
     };

@@ -53,3 +53,19 @@ export function newPeerConnection(iceServers) {
   peerConnectionsMade += 1;
   return new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
 }
+
+// Renewed TURN credentials ("ice-servers") for an open connection: any
+// gathering it does from now on (an ICE restart) uses them. Connections
+// already relayed keep their allocations.
+export function renewIceServers(pc, iceServers) {
+  try {
+    pc.setConfiguration({ ...pc.getConfiguration(), iceServers });
+  } catch (error) {
+    console.warn("gridmix: renewed ICE servers refused", error);
+  }
+}
+
+// The TURN usernames ("expiry:participant") a connection holds now.
+export function turnUsernames(pc) {
+  return (pc.getConfiguration().iceServers ?? []).map((s) => s.username).filter(Boolean);
+}

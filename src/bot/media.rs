@@ -262,6 +262,12 @@ impl BotMedia {
         &self.settings
     }
 
+    /// Renewed TURN credentials, for the webrtcbins made from now on
+    /// (those already connected keep their allocations).
+    pub fn set_ice_servers(&mut self, ice_servers: &[crate::protocol::IceServer]) {
+        self.settings.turn_uris = turn_uris(ice_servers);
+    }
+
     pub fn sends_anything(&self) -> bool {
         self.video_tee.is_some() || self.audio_tee.is_some()
     }

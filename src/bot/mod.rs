@@ -170,6 +170,9 @@ pub struct BotState {
     /// The local ICE candidates it sent, as candidate lines; an empty one
     /// when a connection finished gathering (the end-of-candidates it sends).
     pub local_candidates: Vec<String>,
+    /// The ICE servers it uses for connections it opens from now on: those
+    /// of "joined", then each renewal ("ice-servers").
+    pub ice_servers: Vec<crate::protocol::IceServer>,
 }
 
 impl BotState {
@@ -231,6 +234,7 @@ impl Bot {
             .context("starting the bot pipeline")?;
         let (state_tx, state) = watch::channel(BotState {
             others: others.clone(),
+            ice_servers: ice_servers.clone(),
             ..BotState::default()
         });
         let session =

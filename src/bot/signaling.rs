@@ -451,6 +451,10 @@ impl Session {
                 }
             }),
             ServerMessage::Resumed { .. } => {}
+            ServerMessage::IceServers { ice_servers } => {
+                self.media.set_ice_servers(&ice_servers);
+                self.state.send_modify(|s| s.ice_servers = ice_servers);
+            }
         }
     }
 

@@ -30,6 +30,8 @@ struct Member {
     name: String,
     /// False for a viewer's token: it may receive, not send.
     can_publish: bool,
+    /// When its TURN credentials are renewed (unix seconds), if it has any.
+    renew_credentials_at: Option<u64>,
 }
 
 impl Member {
@@ -113,15 +115,17 @@ impl RoomCore {
                 "The server could not add you to the room's media.",
             )
         })?;
-        let mut ice_servers = self.admission.ice_servers.clone();
-        if let Some(turn) = &self.admission.turn {
-            ice_servers.push(turn.ice_server(id.as_str(), now_unix));
-        }
         let newcomer = Member {
             id: id.clone(),
             name,
             can_publish,
+            renew_credentials_at: self
+                .admission
+                .turn
+                .as_ref()
+                .map(|turn| now_unix.saturating_add(turn.renew_after_secs())),
         };
+        let ice_servers = self.ice_servers_for(&id, now_unix);
         let mut effects = vec![Effect::Send(
             id.clone(),
             ServerMessage::Joined {
@@ -143,6 +147,41 @@ impl RoomCore {
         self.members.push(newcomer);
         effects.extend(self.media_outputs(media));
         Ok(effects)
+    }
+
+    /// The ICE servers for one participant: the shared ones, and TURN with
+    /// credentials of its own valid from `now_unix`.
+    fn ice_servers_for(&self, id: &ParticipantId, now_unix: u64) -> Vec<IceServer> {
+        let mut ice_servers = self.admission.ice_servers.clone();
+        if let Some(turn) = &self.admission.turn {
+            ice_servers.push(turn.ice_server(id.as_str(), now_unix));
+        }
+        ice_servers
+    }
+
+    /// Fresh TURN credentials, as "ice-servers", for everyone whose
+    /// credentials are half-way through their lifetime: a long call keeps
+    /// valid ones for the connections it opens later (a mesh newcomer, an
+    /// ICE restart), while those handed out stay short-lived.
+    pub fn renew_credentials(&mut self, now_unix: u64) -> Vec<Effect> {
+        let Some(renew_after) = self.admission.turn.as_ref().map(|t| t.renew_after_secs()) else {
+            return Vec::new();
+        };
+        let due: Vec<ParticipantId> = self
+            .members
+            .iter_mut()
+            .filter(|m| m.renew_credentials_at.is_some_and(|at| at <= now_unix))
+            .map(|m| {
+                m.renew_credentials_at = Some(now_unix.saturating_add(renew_after));
+                m.id.clone()
+            })
+            .collect();
+        due.into_iter()
+            .map(|id| {
+                let ice_servers = self.ice_servers_for(&id, now_unix);
+                Effect::Send(id, ServerMessage::IceServers { ice_servers })
+            })
+            .collect()
     }
 
     /// A participant's signaling: relayed to a peer (mesh) or handed to the
@@ -509,6 +548,66 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
         assert_eq!(effects.len(), 2);
         assert_eq!(media.calls, ["add ada", "add bo"]);
         assert_eq!(core.participants().len(), 2);
+    }
+
+    /// The TURN username each renewal hands to `who` in `effects`.
+    fn renewed_usernames(effects: &[Effect]) -> Vec<(String, String)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(to, ServerMessage::IceServers { ice_servers }) => Some((
+                    to.to_string(),
+                    ice_servers.iter().find_map(|s| s.username.clone())?,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn turn_credentials_are_renewed_half_way_for_those_still_in_the_room() {
+        let mut core = room(Mode::Mesh, 4);
+        core.admission.turn = Some(TurnSettings {
+            url: "turn:turn.example.org:3478".into(),
+            secret: "s".into(),
+            ttl: std::time::Duration::from_secs(600),
+        });
+        let mut media = FakeMedia::default();
+        core.join(&mut media, id("ada"), "ada".into(), true, 1000)
+            .unwrap();
+        core.join(&mut media, id("bo"), "bo".into(), false, 1100)
+            .unwrap();
+        // Nothing before half of Ada's ten minutes.
+        assert!(core.renew_credentials(1299).is_empty());
+        let at_1300 = core.renew_credentials(1300);
+        assert_eq!(
+            renewed_usernames(&at_1300),
+            [("ada".into(), "1900:ada".into())]
+        );
+        // The shared servers come along, as in "joined".
+        let Effect::Send(_, ServerMessage::IceServers { ice_servers }) = &at_1300[0] else {
+            panic!("{at_1300:?}")
+        };
+        assert_eq!(ice_servers[0].urls, ["stun:stun.example.org:3478"]);
+        assert_eq!(ice_servers.len(), 2);
+        // Once per half-life each; a viewer too (it receives through TURN).
+        assert!(core.renew_credentials(1301).is_empty());
+        assert_eq!(
+            renewed_usernames(&core.renew_credentials(1400)),
+            [("bo".into(), "2000:bo".into())]
+        );
+        core.leave(&mut media, &id("ada"));
+        // Whoever left gets no more.
+        assert_eq!(
+            renewed_usernames(&core.renew_credentials(1700)),
+            [("bo".into(), "2300:bo".into())]
+        );
+        // A room without TURN never sends any.
+        let mut plain = room(Mode::Mesh, 4);
+        plain
+            .join(&mut media, id("cy"), "cy".into(), true, 0)
+            .unwrap();
+        assert!(plain.renew_credentials(u64::MAX).is_empty());
     }
 
     #[test]

@@ -116,7 +116,8 @@ pub(super) async fn run_room(
             Some(message) = next_bus_message(&mut bus) => room.handle_bus_message(&message),
             _ = tick.tick() => {
                 room.media.tick();
-                let effects = room.core.media_outputs(room.media.as_mut());
+                let mut effects = room.core.media_outputs(room.media.as_mut());
+                effects.extend(room.core.renew_credentials(crate::auth::unix_now()));
                 room.apply(effects);
                 room.recordings.check_overdue();
                 room.recordings.sync_files(&mut room.last_sync);
