@@ -558,3 +558,87 @@ proptest! {
         prop_assert!(status.is_success() || json_error, "{status} without the error JSON");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(48)))]
+
+    #[test]
+    fn long_poll_queries_never_panic_and_leave_the_session_alive(
+        query in prop_oneof![
+            any::<u64>().prop_map(|n| format!("after={n}")),
+            Just(format!("after={}", u64::MAX)),
+            "[0-9]{19,30}".prop_map(|n| format!("after={n}")),
+            "-?[0-9]{1,5}".prop_map(|n| format!("after={n}")),
+            "[ -~]{0,40}",
+        ],
+    ) {
+        let fixture = fixture();
+        let _one = fixture.one_case();
+        let step = std::sync::Mutex::new("start");
+        let outcome = fixture.runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                poll_query_case(&fixture.server, &query, &step),
+            )
+            .await
+        });
+        prop_assert!(!PANICKED.load(Ordering::SeqCst), "a panic (see the log above)");
+        let step = *step.lock().unwrap();
+        prop_assert!(outcome.is_ok(), "?{query}: stuck for 60 s at: {step}");
+        let outcome = outcome.unwrap();
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+    }
+}
+
+/// One poll-query case: a long-poll session polled with `query`, then
+/// normally, then closed; the server must be idle again afterwards.
+async fn poll_query_case(
+    server: &gridmix::server::Server,
+    query: &str,
+    step: &std::sync::Mutex<&'static str>,
+) -> Result<(), String> {
+    let at = |s| *step.lock().unwrap() = s;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    at("join");
+    let opened: Value = http
+        .post(server.poll_url())
+        .json(&json!({"type":"join","room":"fuzz-poll","name":"poller","mode":"mesh"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let session = opened["session"].as_str().ok_or("no session")?.to_owned();
+    let url = format!("{}/{session}", server.poll_url());
+    // A poll may wait for messages that never come: not waited for.
+    at("fuzzed poll");
+    let fuzzed = http
+        .get(format!("{url}?{query}"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    if let Ok(response) = &fuzzed
+        && response.status().as_u16() >= 500
+    {
+        return Err(format!("?{query} answered {}", response.status()));
+    }
+    at("normal poll");
+    let again = http
+        .get(format!("{url}?after=0"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    if again.as_ref().is_ok_and(|r| r.status() == 404) {
+        return Err(format!("after ?{query} the session was gone"));
+    }
+    at("delete");
+    let _ = http.delete(&url).send().await;
+    at("idle");
+    wait_until_idle(server, Duration::from_secs(10))
+        .await
+        .map_err(|e| format!("after ?{query}: {e}"))
+}

@@ -229,12 +229,7 @@ impl Registry {
     pub async fn snapshot(&self) -> Vec<RoomSnapshot> {
         let mut rooms = Vec::new();
         for handle in self.handles() {
-            let (reply, answer) = oneshot::channel();
-            if handle.send(RoomCommand::Describe { reply }).await.is_ok()
-                && let Ok(snapshot) = answer.await
-            {
-                rooms.push(snapshot);
-            }
+            rooms.extend(describe(&handle).await);
         }
         rooms.sort_by(|a, b| a.id.cmp(&b.id));
         rooms
@@ -262,6 +257,33 @@ impl Registry {
             }
         }
     }
+}
+
+/// A room that has not answered "describe" after this long is reported.
+const SLOW_ROOM: Duration = Duration::from_secs(5);
+
+/// What one room says of itself (None once it has closed). A room whose
+/// task does not answer is stuck somewhere no other check would show: it is
+/// reported, and still waited for (an answer made up here would hide it).
+async fn describe(handle: &RoomHandle) -> Option<RoomSnapshot> {
+    let (reply, answer) = oneshot::channel();
+    let asked = async {
+        handle.send(RoomCommand::Describe { reply }).await.ok()?;
+        answer.await.ok()
+    };
+    tokio::pin!(asked);
+    tokio::select! {
+        snapshot = &mut asked => return snapshot,
+        _ = tokio::time::sleep(SLOW_ROOM) => {}
+    }
+    tracing::warn!(
+        room = %handle.id,
+        generation = handle.generation,
+        inbox_closed = handle.commands.is_closed(),
+        queued = ROOM_COMMAND_CAPACITY - handle.commands.capacity(),
+        "the room has not answered for {SLOW_ROOM:?}: its task is stuck"
+    );
+    asked.await
 }
 
 /// Lets a room task unregister itself without keeping the registry alive.
