@@ -11,9 +11,10 @@
 //!   written from the README, is the oracle), the session still answers
 //!   afterwards, and nothing is left behind once the client goes;
 //! - the long-poll endpoints, on arbitrary request bodies: an HTTP error
-//!   with the protocol's error JSON, never a server error. (Poll numbers at
-//!   and past the edge of u64 are in tests/attacks.rs; the numbered buffer
-//!   and token claims have proptests of their own in src.)
+//!   with the protocol's error JSON, never a server error; and on arbitrary
+//!   poll query strings (numbers at and past the edge of u64 included): an
+//!   answer, never a panic, and the session lives on. Each such case runs
+//!   under a timeout that names the step it was stuck at.
 
 mod common;
 
