@@ -126,6 +126,13 @@ impl RecordingBranch {
         let bin = gst::Bin::builder()
             .name(format!("{RECORDING_PREFIX}{id}"))
             .property("message-forward", true)
+            // Its sinks' asynchronous state changes stay inside it. Without
+            // this, the recording's muxer sink going to PLAYING makes the
+            // whole pipeline lose its state and change every element's
+            // again, and an MCU's graph is a cycle (each webrtcbin feeds the
+            // compositor and is fed by it): GstBin warns "loop detected in
+            // the graph" each time.
+            .property("async-handling", true)
             .build();
         let (video_tee, encoded_video) = match (format, &feeds.vp8_video) {
             (Format::Webm, Some(vp8)) => (vp8.clone(), true),
