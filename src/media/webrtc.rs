@@ -97,8 +97,10 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
     if settings.relay_only {
         webrtc.set_property_from_str("ice-transport-policy", "relay");
     }
+    let ice = webrtc.property::<glib::Object>("ice-agent");
+    disable_upnp(&ice);
     if !settings.ice_addresses.is_empty() {
-        let agent = webrtc.property::<glib::Object>("ice-agent");
+        let agent = ice;
         for address in &settings.ice_addresses {
             let added = agent.emit_by_name::<bool>("add-local-ip-address", &[address]);
             if !added {
@@ -107,6 +109,21 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
         }
     }
     Ok(webrtc)
+}
+
+/// No UPnP port mapping: libnice asks the local network's router for one by
+/// default, which a server (or a bot on loopback) has no use for, and every
+/// agent at once binding the same UPnP HTTP port fills the log with
+/// "Address already in use". The NiceAgent is webrtcbin's ICE object's
+/// "agent" (1.22's GstWebRTCNice); another ICE implementation may have none.
+fn disable_upnp(ice: &glib::Object) {
+    if ice.find_property("agent").is_none() {
+        return;
+    }
+    let agent = ice.property::<glib::Object>("agent");
+    if agent.find_property("upnp").is_some() {
+        agent.set_property("upnp", false);
+    }
 }
 
 /// Runs `start` with a fresh promise and awaits its reply; a reply carrying
