@@ -2,7 +2,7 @@
 //! loopback port, its log kept (in memory, and in a file for a person
 //! looking into a failure), signals sent with kill(1).
 
-use super::{LOOPBACK, eventually};
+use super::{LOOPBACK, eventually, known_upstream_message};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -18,6 +18,24 @@ pub struct ServeProcess {
     pub addr: String,
     log: Arc<Mutex<Vec<String>>>,
     pub log_path: PathBuf,
+    /// GLib warnings and criticals it printed that are not known upstream
+    /// ones: the test fails on them.
+    glib_messages: Arc<Mutex<Vec<String>>>,
+}
+
+/// A GLib warning, critical or error line as GLib prints it
+/// ("(prog:pid): DOMAIN-LEVEL **: hh:mm:ss.mmm: message", the domain left
+/// out when there is none), as (domain, message).
+fn glib_message(line: &str) -> Option<(&str, &str)> {
+    let (head, rest) = line.split_once(" **: ")?;
+    let label = head.rsplit(' ').next()?;
+    let (domain, level) = label.rsplit_once('-').unwrap_or(("", label));
+    if !matches!(level, "WARNING" | "CRITICAL" | "ERROR") {
+        return None;
+    }
+    // After the time stamp.
+    let message = rest.split_once(": ").map_or(rest, |(_, m)| m);
+    Some((domain, message))
 }
 
 impl ServeProcess {
@@ -36,9 +54,23 @@ impl ServeProcess {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("gridmix serve starts");
+        // Its stderr is passed on as it comes, and its GLib messages kept.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let glib_messages = Arc::new(Mutex::new(Vec::new()));
+        let unknown = glib_messages.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                if let Some((domain, message)) = glib_message(&line)
+                    && !known_upstream_message(domain, message)
+                {
+                    unknown.lock().unwrap().push(line);
+                }
+            }
+        });
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -69,6 +101,7 @@ impl ServeProcess {
             addr,
             log,
             log_path: log_path.to_owned(),
+            glib_messages,
         }
     }
 
@@ -127,5 +160,32 @@ impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let unknown = self.glib_messages.lock().unwrap();
+        if !unknown.is_empty() && !std::thread::panicking() {
+            panic!(
+                "gridmix serve printed GLib warnings or criticals: {:#?}",
+                *unknown
+            );
+        }
     }
+}
+
+#[test]
+fn glib_lines_are_read_with_and_without_a_domain() {
+    assert_eq!(
+        glib_message(
+            "(gridmix:77): GStreamer-CRITICAL **: 16:40:01.123: gst_x: assertion 'y' failed"
+        ),
+        Some(("GStreamer", "gst_x: assertion 'y' failed"))
+    );
+    assert_eq!(
+        glib_message(
+            "** (gridmix:77): WARNING **: 16:40:01.123: (a.c:3):f: code should not be reached"
+        ),
+        Some(("", "(a.c:3):f: code should not be reached"))
+    );
+    assert_eq!(
+        glib_message("2026-12-01T16:40:01Z  INFO gridmix: serving on http://x"),
+        None
+    );
 }
