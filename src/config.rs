@@ -89,12 +89,25 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub public_hosts: Vec<String>,
+    /// Reverse proxies in front of this server (repeatable): a request from
+    /// one of these addresses is counted for the address its
+    /// X-Forwarded-For names, and its own connections are not capped per
+    /// address. Anyone else's X-Forwarded-For is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "GRIDMIX_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Most rooms open at once.
     #[arg(long, default_value_t = 100)]
     pub max_rooms: usize,
     /// Most rooms open at once that joins from one client address opened.
     #[arg(long, default_value_t = 10)]
     pub max_rooms_per_ip: usize,
+    /// Most rooms joins from one client address may open in a minute.
+    #[arg(long, default_value_t = 30)]
+    pub room_creations_per_ip: usize,
     /// Largest client message in bytes, SDP included.
     #[arg(long, default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
@@ -187,8 +200,10 @@ impl Default for ServeArgs {
             recording_url_ttl: Duration::from_secs(24 * 3600),
             allowed_origins: Vec::new(),
             public_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
             max_rooms: 100,
             max_rooms_per_ip: 10,
+            room_creations_per_ip: 30,
             max_message_bytes: limits.max_message_bytes,
             messages_per_second: limits.messages_per_second,
             message_burst: limits.message_burst,
@@ -285,6 +300,7 @@ impl ServeArgs {
                 max_participants: self.max_participants,
                 max_rooms: self.max_rooms.max(1),
                 max_rooms_per_ip: self.max_rooms_per_ip.max(1),
+                room_creations_per_ip: self.room_creations_per_ip.max(1),
                 ice_servers,
                 recording: RecordingSettings {
                     dir: self.record_dir.clone(),
@@ -304,6 +320,7 @@ impl ServeArgs {
                 auth_secret: self.auth_secret.filter(|s| !s.is_empty()),
                 allowed_origins: self.allowed_origins,
                 public_hosts: self.public_hosts,
+                trusted_proxies: self.trusted_proxies.clone(),
                 recording_urls,
             },
             record_dir: self.record_dir,
@@ -311,6 +328,7 @@ impl ServeArgs {
                 header_timeout: self.header_timeout,
                 body_timeout: self.body_timeout,
                 max_connections_per_ip: self.max_connections_per_ip.max(1),
+                trusted_proxies: self.trusted_proxies,
             },
         })
     }

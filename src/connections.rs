@@ -26,6 +26,8 @@ pub struct HttpSettings {
     pub body_timeout: Duration,
     /// Most connections open at once from one client address.
     pub max_connections_per_ip: usize,
+    /// Reverse proxies, whose connections carry many clients: not capped.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for HttpSettings {
@@ -34,6 +36,7 @@ impl Default for HttpSettings {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_connections_per_ip: 64,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -127,10 +130,15 @@ pub async fn serve(
                 continue;
             }
         };
+        let cap = if settings.trusted_proxies.contains(&remote.ip()) {
+            usize::MAX
+        } else {
+            settings.max_connections_per_ip
+        };
         let admitted = table
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .try_open(remote.ip(), settings.max_connections_per_ip);
+            .try_open(remote.ip(), cap);
         if !admitted {
             tracing::debug!("{} has too many connections open; refused", remote.ip());
             // Best effort, never waiting on the client.

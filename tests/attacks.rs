@@ -394,6 +394,90 @@ async fn one_address_opening_every_room() {
     server.shut_down().await;
 }
 
+/// One address opening and closing rooms one after another (each MCU room
+/// builds a compositor and an encoder): past its share a minute, a new
+/// room is `too-many-rooms` for it, though it has none open beyond the one
+/// it keeps; joining an open room still works.
+async fn one_address_opening_rooms_quickly() {
+    let server = start_server(ServeArgs {
+        room_creations_per_ip: 3,
+        ..ServeArgs::default()
+    })
+    .await;
+    let mut keeper = WsClient::connect(&server).await;
+    keeper.join("kept", "keeper", "mesh").await;
+    for room in ["churn-1", "churn-2"] {
+        let mut client = WsClient::connect(&server).await;
+        client.join(room, "churner", "mesh").await;
+        client.leave().await;
+    }
+    eventually(TIMEOUT, || async {
+        let open = server.registry().snapshot().await.len();
+        anyhow::ensure!(open == 1, "{open} rooms open");
+        Ok(())
+    })
+    .await
+    .unwrap();
+    let mut churner = WsClient::connect(&server).await;
+    churner
+        .send(r#"{"type":"join","room":"churn-3","name":"churner","mode":"mesh"}"#)
+        .await;
+    let said = churner.expect_error(ErrorCode::TooManyRooms).await;
+    assert!(said.contains("in the last 60 s"), "{said}");
+    let mut guest = WsClient::connect(&server).await;
+    guest.join("kept", "guest", "mesh").await;
+    guest.leave().await;
+    keeper.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// Behind a trusted reverse proxy, each client's X-Forwarded-For address
+/// gets its own share of rooms, and the proxy's connections are not capped
+/// as one address's; from anyone else, X-Forwarded-For is ignored (a client
+/// cannot pick a fresh address for each room).
+async fn forwarded_addresses() {
+    for trusted in [true, false] {
+        let server = start_server(ServeArgs {
+            max_rooms_per_ip: 1,
+            max_connections_per_ip: 2,
+            trusted_proxies: if trusted {
+                vec![LOOPBACK.parse().unwrap()]
+            } else {
+                vec![]
+            },
+            ..ServeArgs::default()
+        })
+        .await;
+        let mut first = WsClient::connect_forwarded_for(&server, "198.51.100.1").await;
+        first.join("xff-1", "first", "mesh").await;
+        // What a client writes left of the proxy's entry proves nothing.
+        let mut other =
+            WsClient::connect_forwarded_for(&server, "198.51.100.1, 198.51.100.2").await;
+        if trusted {
+            other.join("xff-2", "other", "mesh").await;
+            // A third connection from the proxy, over the per-address cap
+            // of 2: the proxy is not one client.
+            let mut again = WsClient::connect_forwarded_for(&server, "198.51.100.1").await;
+            again
+                .send(r#"{"type":"join","room":"xff-3","name":"again","mode":"mesh"}"#)
+                .await;
+            let said = again.expect_error(ErrorCode::TooManyRooms).await;
+            assert!(said.contains("Your address"), "{said}");
+            other.leave().await;
+        } else {
+            other
+                .send(r#"{"type":"join","room":"xff-2","name":"other","mode":"mesh"}"#)
+                .await;
+            let said = other.expect_error(ErrorCode::TooManyRooms).await;
+            assert!(said.contains("Your address"), "{said}");
+        }
+        first.leave().await;
+        wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+        server.shut_down().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attacks_are_bounded_and_leave_nothing_behind() {
     let server = start_server(ServeArgs {
@@ -434,6 +518,8 @@ async fn attacks_are_bounded_and_leave_nothing_behind() {
     dns_rebinding().await;
     cross_site_api_requests().await;
     one_address_opening_every_room().await;
+    one_address_opening_rooms_quickly().await;
+    forwarded_addresses().await;
 
     let (threads_after, fds_after) = settled_counts().await;
     eprintln!(

@@ -433,6 +433,8 @@ fn fixture() -> &'static Fixture {
             resume_grace: Duration::from_millis(100),
             max_participants: 3,
             max_rooms: 4,
+            // Every case opens rooms from this one address.
+            room_creations_per_ip: usize::MAX,
             ..ServeArgs::default()
         }));
         Fixture {

@@ -3,6 +3,7 @@
 
 mod bus;
 pub mod core;
+mod creation_rate;
 mod recording_control;
 mod recordings;
 pub mod registry;
@@ -25,6 +26,8 @@ pub struct RoomSettings {
     pub max_rooms: usize,
     /// Most rooms open at once that one client address opened.
     pub max_rooms_per_ip: usize,
+    /// Most rooms one client address may open a minute.
+    pub room_creations_per_ip: usize,
     /// Sent to clients in "joined", in RTCIceServer form.
     pub ice_servers: Vec<IceServer>,
     pub recording: RecordingSettings,

@@ -2,6 +2,7 @@
 //! lives in its own task (room.rs).
 
 use super::RoomSettings;
+use super::creation_rate::{self, CreationRate};
 use super::task::run_room;
 use super::{Membership, Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::RoomId;
@@ -30,6 +31,8 @@ pub struct Registry {
     /// not stop when shut down is still counted.
     live_rooms: LiveCount,
     next_generation: AtomicU64,
+    /// Rooms opened per client address in the last minute.
+    creations: Mutex<CreationRate>,
     settings: RoomSettings,
 }
 
@@ -41,6 +44,7 @@ impl Registry {
             tasks: Mutex::new(Vec::new()),
             live_rooms: LiveCount::default(),
             next_generation: AtomicU64::new(1),
+            creations: Mutex::new(CreationRate::new(settings.room_creations_per_ip)),
             settings,
         })
     }
@@ -145,6 +149,21 @@ impl Registry {
                     self.settings.max_rooms_per_ip
                 ),
             ));
+        }
+        // Nor open and close rooms as fast as it likes (each MCU room builds
+        // a compositor and an encoder).
+        if let Some(ip) = client {
+            let mut creations = self.creations.lock().unwrap_or_else(|e| e.into_inner());
+            if !creations.try_open(ip, std::time::Instant::now()) {
+                return Err(ProtocolError::new(
+                    ErrorCode::TooManyRooms,
+                    format!(
+                        "Your address has opened {} rooms in the last {} s; join an existing room or wait a little.",
+                        creations.max_per_window(),
+                        creation_rate::WINDOW.as_secs()
+                    ),
+                ));
+            }
         }
         let (commands, inbox) = mpsc::channel(ROOM_COMMAND_CAPACITY);
         let handle = RoomHandle {

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api;
+pub mod client_address;
 pub mod identities;
 pub mod limits;
 pub mod poll;
@@ -33,6 +34,8 @@ pub struct SignalingSettings {
     pub allowed_origins: Vec<String>,
     /// Host header values this server answers; empty: any.
     pub public_hosts: Vec<String>,
+    /// Reverse proxies whose X-Forwarded-For says who the client is.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// With auth: recordings are reached through signed URLs, valid this long.
     pub recording_urls: Option<RecordingUrls>,
 }

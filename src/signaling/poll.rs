@@ -14,6 +14,7 @@
 
 use super::AppState;
 use super::access::{error_response, forbidden_origin, origin_allowed};
+use super::client_address::client_address;
 use super::sequence::SeqBuffer;
 use super::session::{Inbound, random_token, too_large};
 use super::{Signaling, open_session};
@@ -173,8 +174,10 @@ async fn open(
         }
         Err(e) => return error_response(e),
     }
-    let (inbound, outgoing) =
-        open_session(&signaling, client.map(|Extension(ConnectInfo(a))| a.ip()));
+    let client = client.map(|Extension(ConnectInfo(a))| {
+        client_address(a.ip(), &headers, &signaling.settings.trusted_proxies)
+    });
+    let (inbound, outgoing) = open_session(&signaling, client);
     let id = random_token();
     let (requests, requests_rx) = mpsc::channel(16);
     let handle = PollHandle { requests, inbound };

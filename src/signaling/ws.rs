@@ -3,6 +3,7 @@
 use super::AppState;
 use super::Signaling;
 use super::access::{forbidden_origin, origin_allowed};
+use super::client_address::client_address;
 use super::session::{Inbound, parse_limited};
 use crate::connections::ConnectionSlot;
 use crate::protocol::{ErrorCode, ProtocolError, ServerMessage};
@@ -35,8 +36,10 @@ pub async fn upgrade(
     slot: Option<Extension<ConnectionSlot>>,
     State(state): State<AppState>,
 ) -> Response {
-    let client = client.map(|Extension(ConnectInfo(addr))| addr.ip());
     let signaling = state.signaling.clone();
+    let client = client.map(|Extension(ConnectInfo(addr))| {
+        client_address(addr.ip(), &headers, &signaling.settings.trusted_proxies)
+    });
     if !origin_allowed(&signaling.settings.allowed_origins, &headers) {
         return forbidden_origin();
     }

@@ -36,7 +36,21 @@ impl WsClient {
     }
 
     pub async fn connect_url(url: &str) -> WsClient {
-        let request = url.into_client_request().expect("a WebSocket URL");
+        Self::connect_with_headers(url, &[]).await
+    }
+
+    /// As a client behind a reverse proxy appears: with `X-Forwarded-For`.
+    pub async fn connect_forwarded_for(server: &Server, forwarded_for: &str) -> WsClient {
+        Self::connect_with_headers(&server.ws_url(), &[("x-forwarded-for", forwarded_for)]).await
+    }
+
+    pub async fn connect_with_headers(url: &str, headers: &[(&'static str, &str)]) -> WsClient {
+        let mut request = url.into_client_request().expect("a WebSocket URL");
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("a header value"));
+        }
         let (ws, _) = tokio::time::timeout(RAW_TIMEOUT, tokio_tungstenite::connect_async(request))
             .await
             .expect("the WebSocket connects in time")
