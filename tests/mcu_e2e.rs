@@ -231,3 +231,45 @@ async fn a_keyframe_request_flood_is_rate_limited_before_the_shared_encoder() {
     sender.leave().await;
     server.shut_down().await;
 }
+
+/// The composite's encoders running in `room`, as `/api/rooms` says.
+async fn encoders_in(server: &gridmix::server::Server, room: &str) -> Option<usize> {
+    let rooms = server.registry().snapshot().await;
+    rooms.iter().find(|r| r.id == room).map(|r| r.encoders)
+}
+
+/// An MCU room encodes its composite only while someone can receive it:
+/// joins that never connect media cost no encoder (ten such rooms used to
+/// keep two cores busy); the first connected participant starts it, on a
+/// picture it decodes, and it stops again when the last one has left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_composite_is_encoded_only_while_someone_receives_it() {
+    let server = start_server(ServeArgs::default()).await;
+    let room = "mcu-lazy";
+    let mut idle = WsClient::connect(&server).await;
+    idle.join(room, "signaling only", "mcu").await;
+    assert_eq!(encoders_in(&server, room).await, Some(0), "a join alone");
+
+    let bot = Bot::join(bot_config(&server, room, "red", COLOURS[0], TONES[0]))
+        .await
+        .unwrap();
+    wait_for_tiles(&bot, &[PLACEHOLDER, COLOURS[0]], TIMEOUT)
+        .await
+        .expect("the bot sees the grid: the silent joiner's placeholder and itself");
+    assert_eq!(
+        encoders_in(&server, room).await,
+        Some(1),
+        "while the bot receives"
+    );
+    bot.leave().await;
+    eventually(TIMEOUT, || async {
+        let encoders = encoders_in(&server, room).await;
+        anyhow::ensure!(encoders == Some(0), "encoders {encoders:?}");
+        Ok(())
+    })
+    .await
+    .expect("no encoder once nobody receives");
+    idle.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}

@@ -59,6 +59,11 @@ pub trait RoomMedia: Send {
     fn recording_feeds(&mut self) -> anyhow::Result<Feeds>;
     /// The last recording ended: what fed recordings goes.
     fn close_recording_feeds(&mut self);
+    /// Video encoders of the call running now (the MCU's composite; not a
+    /// recording's own).
+    fn call_encoders_running(&self) -> usize {
+        0
+    }
 }
 
 /// A mesh room's media: none. Peers send to each other.

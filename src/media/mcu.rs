@@ -104,6 +104,10 @@ pub struct McuMixer {
     compositor: gst::Element,
     /// The composite before encoding, for recordings that encode their own.
     raw_tee: gst::Element,
+    /// Open while the composite is encoded (see `update_encoding`).
+    encode_valve: gst::Element,
+    /// Participants whose connection is up: they receive the composite.
+    connected: std::collections::HashSet<ParticipantId>,
     video_tee: gst::Element,
     settings: McuSettings,
     /// The full mix, while any recording runs.
@@ -153,6 +157,13 @@ impl McuMixer {
             .property("max-size-bytes", 0u32)
             .property("max-size-time", 0u64)
             .build()?;
+        // Shut until someone can receive the composite (or a recording
+        // wants it): a room of joins that never connect media costs no
+        // encoding (ten of them used to keep two cores busy).
+        let encode_valve = gst::ElementFactory::make("valve")
+            .name("encode-valve")
+            .property("drop", true)
+            .build()?;
         let encoder = settings.templates.build(Chain::VideoEncode)?;
         encoder.set_property("name", "video-encode");
         let video_tee = tee("video-tee")?;
@@ -160,6 +171,7 @@ impl McuMixer {
             &compositor,
             &canvas_caps,
             &raw_tee,
+            &encode_valve,
             &encode_queue,
             encoder.upcast_ref(),
             &video_tee,
@@ -174,6 +186,7 @@ impl McuMixer {
             &compositor,
             &canvas_caps,
             &raw_tee,
+            &encode_valve,
             &encode_queue,
             encoder.upcast_ref(),
             &video_tee,
@@ -194,6 +207,8 @@ impl McuMixer {
             pipeline,
             compositor,
             raw_tee,
+            encode_valve,
+            connected: Default::default(),
             video_tee,
             settings,
             program: None,
@@ -573,6 +588,8 @@ impl McuMixer {
             return;
         };
         let member = self.members.remove(index);
+        self.connected.remove(id);
+        self.update_encoding();
         let mut removed = match self.program.as_mut() {
             Some(program) => program.mix.remove(&self.pipeline, id),
             None => Vec::new(),
@@ -640,6 +657,7 @@ impl McuMixer {
                 }
             }
         }
+        self.update_encoding();
         // Now, not when the limiter allows: the recording starts at this
         // keyframe, and one more keyframe, made rarely, cannot be a storm.
         self.force_keyframe();
@@ -649,6 +667,21 @@ impl McuMixer {
             vp8_video: Some(self.video_tee.clone()),
             audio: program.mix.tee().clone(),
         })
+    }
+
+    /// The composite is encoded while anyone's connection is up or a
+    /// recording runs, and not otherwise. Encoding starts on a keyframe.
+    fn update_encoding(&mut self) {
+        let wanted = !self.connected.is_empty() || self.program.is_some();
+        let encoding = !self.encode_valve.property::<bool>("drop");
+        if wanted == encoding {
+            return;
+        }
+        self.encode_valve.set_property("drop", !wanted);
+        tracing::info!(room = %self.room, "composite encoding {}", if wanted { "on" } else { "off" });
+        if wanted {
+            self.force_keyframe();
+        }
     }
 
     fn force_keyframe(&self) {
@@ -700,8 +733,18 @@ impl RoomMedia for McuMixer {
                 ..
             } => {
                 tracing::info!(participant = %participant, "publish connection up");
+                self.connected.insert(participant);
+                self.update_encoding();
                 // Its first picture of the composite.
                 self.keyframes.ask();
+            }
+            MediaEvent::ConnectionState {
+                participant,
+                state: WebRTCPeerConnectionState::Failed | WebRTCPeerConnectionState::Closed,
+                ..
+            } => {
+                self.connected.remove(&participant);
+                self.update_encoding();
             }
             MediaEvent::StreamStarted { participant, media } => {
                 tracing::info!(participant = %participant, "receiving {media}");
@@ -735,11 +778,16 @@ impl RoomMedia for McuMixer {
         self.feeds()
     }
 
+    fn call_encoders_running(&self) -> usize {
+        usize::from(!self.encode_valve.property::<bool>("drop"))
+    }
+
     /// No recording runs any more: the full mix goes.
     fn close_recording_feeds(&mut self) {
         if let Some(program) = self.program.take() {
             members::stop_off_thread(program.close(&self.pipeline));
         }
+        self.update_encoding();
     }
 }
 

@@ -93,6 +93,9 @@ pub struct RoomSnapshot {
     pub participants: Vec<crate::protocol::ParticipantInfo>,
     /// Whether a media pipeline exists for the room.
     pub pipeline: bool,
+    /// Video encoders of the call running now: an MCU room encodes its
+    /// composite only while someone's connection is up or it records.
+    pub encoders: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -210,6 +210,7 @@ impl Room {
                     mode: self.handle.mode,
                     participants: self.core.participants(),
                     pipeline: self.media.pipeline().is_some(),
+                    encoders: self.media.call_encoders_running(),
                 });
             }
             RoomCommand::StartRecording { format, reply } => {
