@@ -731,7 +731,7 @@ async fn a_newer_join_with_the_same_identity_replaces_the_oldest() {
         assert!(said.contains("same identity"), "{said}");
         assert_eq!(oldest.ending().await, Ending::CloseFrame);
         eventually(TIMEOUT, || async {
-            let rooms = server.registry().snapshot().await;
+            let rooms = open_rooms(&server).await?;
             let alices = rooms.iter().map(|r| r.participants.len()).sum::<usize>();
             anyhow::ensure!(alices == cap, "{alices} participants, want {cap}");
             Ok(())

@@ -379,7 +379,7 @@ async fn one_address_opening_every_room() {
     // Once one of its rooms closes, it may open another.
     openers.remove(0).leave().await;
     eventually(TIMEOUT, || async {
-        let open = server.registry().snapshot().await.len();
+        let open = open_rooms(&server).await?.len();
         anyhow::ensure!(open == 2, "{open} rooms open");
         Ok(())
     })
@@ -412,7 +412,7 @@ async fn one_address_opening_rooms_quickly() {
         client.leave().await;
     }
     eventually(TIMEOUT, || async {
-        let open = server.registry().snapshot().await.len();
+        let open = open_rooms(&server).await?.len();
         anyhow::ensure!(open == 1, "{open} rooms open");
         Ok(())
     })

@@ -974,7 +974,7 @@ async fn a_token_in_the_link_admits_the_page_and_a_refusal_is_said_in_words() {
         let state = alice.state().await?;
         ensure!(state["status"] == "left", "status {}", state["status"]);
         wait_for_tiles(&elsewhere, &[0x00ff00], TIMEOUT).await?;
-        let rooms = server.registry().snapshot().await;
+        let rooms = open_rooms(&server).await?;
         let names: Vec<&str> = rooms
             .iter()
             .flat_map(|r| r.participants.iter().map(|p| p.name.as_str()))

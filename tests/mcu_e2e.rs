@@ -234,7 +234,7 @@ async fn a_keyframe_request_flood_is_rate_limited_before_the_shared_encoder() {
 
 /// The composite's encoders running in `room`, as `/api/rooms` says.
 async fn encoders_in(server: &gridmix::server::Server, room: &str) -> Option<usize> {
-    let rooms = server.registry().snapshot().await;
+    let rooms = open_rooms(server).await.expect("rooms described");
     rooms.iter().find(|r| r.id == room).map(|r| r.encoders)
 }
 
@@ -250,9 +250,13 @@ async fn the_composite_is_encoded_only_while_someone_receives_it() {
     idle.join(room, "signaling only", "mcu").await;
     assert_eq!(encoders_in(&server, room).await, Some(0), "a join alone");
 
-    let bot = Bot::join(bot_config(&server, room, "red", COLOURS[0], TONES[0]))
-        .await
-        .unwrap();
+    let bot = within(
+        "the bot joins",
+        TIMEOUT,
+        Bot::join(bot_config(&server, room, "red", COLOURS[0], TONES[0])),
+    )
+    .await
+    .unwrap();
     wait_for_tiles(&bot, &[PLACEHOLDER, COLOURS[0]], TIMEOUT)
         .await
         .expect("the bot sees the grid: the silent joiner's placeholder and itself");
@@ -261,7 +265,7 @@ async fn the_composite_is_encoded_only_while_someone_receives_it() {
         Some(1),
         "while the bot receives"
     );
-    bot.leave().await;
+    within("the bot leaves", TIMEOUT, bot.leave()).await;
     eventually(TIMEOUT, || async {
         let encoders = encoders_in(&server, room).await;
         anyhow::ensure!(encoders == Some(0), "encoders {encoders:?}");
@@ -269,7 +273,7 @@ async fn the_composite_is_encoded_only_while_someone_receives_it() {
     })
     .await
     .expect("no encoder once nobody receives");
-    idle.leave().await;
+    within("the silent joiner leaves", TIMEOUT, idle.leave()).await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
-    server.shut_down().await;
+    within("the server shuts down", TIMEOUT, server.shut_down()).await;
 }

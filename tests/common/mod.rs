@@ -147,6 +147,15 @@ pub fn bot_config(server: &Server, room: &str, name: &str, colour: u32, tone_hz:
     config
 }
 
+/// `step` must finish within `limit`: a wait inside it that never ends
+/// fails the test, naming the step, instead of hanging it (a hung test says
+/// nothing; a failed one prints its log).
+pub async fn within<T>(what: &str, limit: Duration, step: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, step)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
+}
+
 /// Polls `check` every POLL_INTERVAL until it returns Ok or `timeout`
 /// passes; the last error is returned so a failure says what was seen.
 pub async fn eventually<T, F, Fut>(timeout: Duration, check: F) -> Result<T>
@@ -593,9 +602,19 @@ pub async fn settled_counts() -> (usize, usize) {
 
 /// Waits until the server holds no room, room task, session or long-poll
 /// session.
+/// Every open room as its task describes it. A room that does not answer
+/// is a wedged room task: the server logs which one after 5 s, and this
+/// fails after 20 s instead of waiting with it (a test that hangs says
+/// nothing; one that fails prints the server's log).
+pub async fn open_rooms(server: &Server) -> Result<Vec<gridmix::room::RoomSnapshot>> {
+    tokio::time::timeout(Duration::from_secs(20), server.registry().snapshot())
+        .await
+        .map_err(|_| anyhow!("a room did not describe itself within 20 s: its task is stuck"))
+}
+
 pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {
     eventually(timeout, || async {
-        let rooms = server.registry().snapshot().await;
+        let rooms = open_rooms(server).await?;
         let running = server.registry().running_rooms();
         let sessions = server.signaling().sessions.running();
         let polls = server.signaling().polls.open();
