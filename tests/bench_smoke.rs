@@ -273,3 +273,55 @@ fn check_ranges(mode: &str, run: &Value) {
         }
     }
 }
+
+/// The churn soak runs and reports the server once each room is gone: RSS,
+/// threads and descriptors per cycle, after a baseline. What a room leaves
+/// behind shows there; threads and descriptors (counts, not a measurement)
+/// must come back to the first cycle's.
+#[test]
+fn the_churn_soak_reports_the_server_after_every_room() {
+    let out = std::env::temp_dir().join(format!("gridmix-churn-smoke-{}", std::process::id()));
+    let status = Command::new(env!("CARGO_BIN_EXE_gridmix"))
+        .args([
+            "bench",
+            "--churn",
+            "3",
+            "--modes",
+            "mcu",
+            "--participants",
+            "2",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .expect("gridmix bench --churn runs");
+    assert!(status.success(), "gridmix bench --churn failed: {status}");
+    let churn: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("churn.json")).expect("churn.json"))
+            .expect("JSON");
+    let cycles = churn["cycles"].as_array().expect("cycles");
+    assert_eq!(cycles.len(), 3, "{churn}");
+    for cycle in cycles.iter().chain([&churn["baseline"]]) {
+        assert!(
+            cycle["rss_mib"].as_f64().is_some_and(|r| r > 1.0),
+            "{cycle}"
+        );
+        assert!(cycle["threads"].as_u64().is_some_and(|t| t > 0), "{cycle}");
+    }
+    let first = &cycles[0];
+    for later in &cycles[1..] {
+        for field in ["threads", "descriptors"] {
+            let (a, b) = (first[field].as_u64(), later[field].as_u64());
+            assert!(
+                matches!((a, b), (Some(a), Some(b)) if b <= a + 4),
+                "{field}: {a:?} after the first room, {b:?} later"
+            );
+        }
+    }
+    let table = std::fs::read_to_string(out.join("churn.md")).expect("churn.md");
+    assert!(
+        table.contains("| cycle | RSS MiB | threads | descriptors |"),
+        "{table}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -302,23 +302,31 @@ async fn a_forward_one_subscriber_refuses_leaves_the_publisher_and_everyone_else
         .await
         .expect("three senders");
     let refuser = join_member_with(&server, room, "refuser", Mode::Sfu, (0, 0.0), true, |c| {
-        c.refuse_first_subscribe_video = true;
+        c.refuse_last_subscribe_video = true;
     })
     .await;
-    let first_video = refuser
+    let refused_video = refuser
         .bot
         .wait_for_state(TIMEOUT, |s| s.subscribe_offers > 0)
         .await
         .expect("the refuser's first offer")
         .tracks
         .iter()
-        .find(|t| t.kind == MediaKind::Video)
+        .rfind(|t| t.kind == MediaKind::Video)
         .map(|t| t.stream.clone())
         .expect("a video m-line");
     let refused = members
         .iter()
-        .position(|m| m.id() == first_video)
+        .position(|m| m.id() == refused_video)
         .expect("the refused video is a sender's");
+    // The others' pictures arrive before anything renegotiates.
+    for (i, sender) in members.iter().enumerate() {
+        if i != refused {
+            wait_for_colour_from(&refuser.bot, sender.id(), sender.colour, TIMEOUT)
+                .await
+                .unwrap_or_else(|e| panic!("the refuser sees {} before: {e:#}", sender.id()));
+        }
+    }
 
     // A fourth sender renegotiates everyone, the refuser included.
     members.push(join_member(&server, room, "bot3", Mode::Sfu, SENDERS[3], false).await);
@@ -340,7 +348,7 @@ async fn a_forward_one_subscriber_refuses_leaves_the_publisher_and_everyone_else
     assert_eq!(
         traffic
             .received
-            .get(&(first_video.clone(), true))
+            .get(&(refused_video.clone(), true))
             .map_or(0, |t| t.packets),
         0,
         "video arrived on the m-line the refuser refused"

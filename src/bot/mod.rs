@@ -66,9 +66,10 @@ pub struct BotConfig {
     /// SFU: payload types its subscribe answers renumber, (offered, answered),
     /// as a client with its own payload type numbering would.
     pub subscribe_payload_renumbering: Vec<(u8, u8)>,
-    /// SFU: refuse (port 0) the first video m-line of its first subscribe
-    /// offer, as a client that cannot take one more video does.
-    pub refuse_first_subscribe_video: bool,
+    /// SFU: refuse (port 0) the last video m-line of its first subscribe
+    /// offer, as a client that cannot take one more video does. (Not the
+    /// first m-line: that one tags the BUNDLE group, see README.)
+    pub refuse_last_subscribe_video: bool,
     /// WebSocket (default) or long-poll.
     pub transport: TransportKind,
     /// A room token for servers that want one.
@@ -120,7 +121,7 @@ impl BotConfig {
             keyframe_requests_every: None,
             payload_types: PayloadTypes::default(),
             subscribe_payload_renumbering: Vec::new(),
-            refuse_first_subscribe_video: false,
+            refuse_last_subscribe_video: false,
             timecode_origin: None,
             av_pulses: false,
             decode: true,

@@ -74,7 +74,7 @@ pub struct Session {
     state: watch::Sender<BotState>,
     /// (offered, answered) payload types renumbered in subscribe answers.
     subscribe_payload_renumbering: Vec<(u8, u8)>,
-    refuse_first_subscribe_video: bool,
+    refuse_last_subscribe_video: bool,
 }
 
 impl Session {
@@ -91,7 +91,7 @@ impl Session {
         let mode = config.mode;
         let mut session = Session {
             subscribe_payload_renumbering: subscribe_renumbering(config),
-            refuse_first_subscribe_video: config.refuse_first_subscribe_video,
+            refuse_last_subscribe_video: config.refuse_last_subscribe_video,
             connection: Some(connection),
             unsent: Vec::new(),
             received: 1,
@@ -533,9 +533,9 @@ impl Session {
             text = renumber_payload_types(&text, &self.subscribe_payload_renumbering);
         }
         let first = self.state.borrow().subscribe_offers == 0;
-        if self.refuse_first_subscribe_video
+        if self.refuse_last_subscribe_video
             && first
-            && let Some(video) = offered.media.iter().find(|m| m.kind == MediaKind::Video)
+            && let Some(video) = offered.media.iter().rfind(|m| m.kind == MediaKind::Video)
         {
             text = refuse_mline(&text, video.index);
         }
