@@ -135,17 +135,24 @@ pub async fn run(spec: ChurnSpec, context: &BenchContext, stamp: u64) -> Result<
     })
 }
 
-/// The server's figures once its threads and descriptors hold still: a
-/// room's pipeline is still being taken down for a moment after the room is
-/// no longer listed.
+/// The server's figures once its threads and descriptors hold still for a
+/// second: a room's pipeline is still being taken down for a while after
+/// the room is no longer listed (longer on a loaded machine, where a
+/// quarter of a second without change was seen mid-teardown).
 async fn settled(context: &BenchContext, cycle: usize) -> Result<ChurnCycle> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    const STILL_READS: usize = 4;
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = read(context, cycle)?;
+    let mut still = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = read(context, cycle)?;
-        let still = now.threads == last.threads && now.descriptors == last.descriptors;
-        if still || Instant::now() > deadline {
+        if now.threads == last.threads && now.descriptors == last.descriptors {
+            still += 1;
+        } else {
+            still = 0;
+        }
+        if still >= STILL_READS || Instant::now() > deadline {
             return Ok(now);
         }
         last = now;
