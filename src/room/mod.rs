@@ -109,14 +109,36 @@ pub struct RoomHandle {
     commands: mpsc::Sender<RoomCommand>,
 }
 
+fn room_closed() -> ProtocolError {
+    ProtocolError::new(
+        crate::protocol::ErrorCode::NotJoined,
+        "The room has closed.",
+    )
+}
+
 impl RoomHandle {
     pub async fn send(&self, command: RoomCommand) -> Result<(), ProtocolError> {
-        self.commands.send(command).await.map_err(|_| {
-            ProtocolError::new(
-                crate::protocol::ErrorCode::NotJoined,
-                "The room has closed.",
-            )
-        })
+        self.commands.send(command).await.map_err(|_| room_closed())
+    }
+
+    /// Sends a command that carries `reply` and waits for the answer; an
+    /// error once the room has closed. Also when it closes after taking the
+    /// command in: a command sent just as the room's task ends can stay in
+    /// the channel (tokio drops what was sent concurrently with the
+    /// receiver's drop only with the channel, when the last sender goes), and
+    /// its reply then neither comes nor fails. Waiting on the reply alone
+    /// hung `describe` that way.
+    pub async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> RoomCommand,
+    ) -> Result<T, ProtocolError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(command(reply)).await?;
+        tokio::select! {
+            biased;
+            answer = answer => answer.map_err(|_| room_closed()),
+            () = self.commands.closed() => Err(room_closed()),
+        }
     }
 }
 
@@ -144,5 +166,62 @@ impl Membership {
                 participant: self.participant,
             })
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn handle(commands: mpsc::Sender<RoomCommand>) -> RoomHandle {
+        RoomHandle {
+            id: RoomId::parse("r").unwrap(),
+            mode: crate::protocol::Mode::Mesh,
+            generation: 1,
+            opened_by: None,
+            commands,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_the_room_will_never_read_is_not_waited_for() {
+        // A room task that stops reading with a command still in its
+        // channel: the command is neither answered nor dropped.
+        let (commands, mut inbox) = mpsc::channel(4);
+        let room = handle(commands);
+        let asked = tokio::spawn({
+            let room = room.clone();
+            async move { room.ask(|reply| RoomCommand::Describe { reply }).await }
+        });
+        while room.commands.capacity() == 4 {
+            tokio::task::yield_now().await;
+        }
+        inbox.close();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), asked)
+            .await
+            .expect("ask gives up once the room's inbox closes")
+            .unwrap();
+        assert_eq!(
+            outcome.unwrap_err().code,
+            crate::protocol::ErrorCode::NotJoined
+        );
+        // The command is still there, its reply never sent.
+        assert!(matches!(inbox.try_recv(), Ok(RoomCommand::Describe { .. })));
+    }
+
+    #[tokio::test]
+    async fn an_answer_comes_back() {
+        let (commands, mut inbox) = mpsc::channel(4);
+        let room = handle(commands);
+        tokio::spawn(async move {
+            if let Some(RoomCommand::ListRecordings { reply }) = inbox.recv().await {
+                let _ = reply.send(Vec::new());
+            }
+        });
+        let listed = room
+            .ask(|reply| RoomCommand::ListRecordings { reply })
+            .await;
+        assert!(listed.unwrap().is_empty());
     }
 }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -89,18 +89,15 @@ impl Registry {
                     ),
                 ));
             }
-            let (reply, answer) = oneshot::channel();
-            let command = RoomCommand::Join {
-                name: name.to_owned(),
-                can_publish,
-                outbox: outbox.clone(),
-                reply,
-            };
-            if handle.send(command).await.is_err() {
-                self.forget(&room_id, handle.generation);
-                continue;
-            }
-            match answer.await {
+            let joined = handle
+                .ask(|reply| RoomCommand::Join {
+                    name: name.to_owned(),
+                    can_publish,
+                    outbox: outbox.clone(),
+                    reply,
+                })
+                .await;
+            match joined {
                 Ok(Ok(participant)) => {
                     return Ok(Membership {
                         room: handle,
@@ -285,10 +282,11 @@ const SLOW_ROOM: Duration = Duration::from_secs(5);
 /// task does not answer is stuck somewhere no other check would show: it is
 /// reported, and still waited for (an answer made up here would hide it).
 async fn describe(handle: &RoomHandle) -> Option<RoomSnapshot> {
-    let (reply, answer) = oneshot::channel();
     let asked = async {
-        handle.send(RoomCommand::Describe { reply }).await.ok()?;
-        answer.await.ok()
+        handle
+            .ask(|reply| RoomCommand::Describe { reply })
+            .await
+            .ok()
     };
     tokio::pin!(asked);
     tokio::select! {

@@ -78,12 +78,7 @@ async fn ask<T>(
     handle: &RoomHandle,
     command: impl FnOnce(oneshot::Sender<T>) -> RoomCommand,
 ) -> Result<T, ApiError> {
-    let (reply, answer) = oneshot::channel();
-    handle
-        .send(command(reply))
-        .await
-        .map_err(|_| unknown_room(&handle.id))?;
-    match tokio::time::timeout(REPLY_TIMEOUT, answer).await {
+    match tokio::time::timeout(REPLY_TIMEOUT, handle.ask(command)).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(_)) => Err(unknown_room(&handle.id)),
         Err(_) => Err(error(

@@ -400,7 +400,16 @@ impl Session {
             self.outbox = Some(attach.transport.outbox);
             return self.emit_error(refused());
         }
-        match answer.await {
+        // Or the session ended as we asked: an Attach sent just as it ended
+        // can stay in its channel, never answered nor dropped, until the
+        // last sender (`target`, once this returns) goes; the connection
+        // inside it is let go then, and the client's next resume is refused.
+        let answer = tokio::select! {
+            biased;
+            answer = answer => answer,
+            () = target.closed() => return Flow::End,
+        };
+        match answer {
             Ok(Ok(())) => Flow::End,
             Ok(Err((e, transport))) => {
                 self.inbound = Some(transport.inbound);
