@@ -352,6 +352,34 @@ async fn cross_site_api_requests() {
     server.shut_down().await;
 }
 
+/// A join from a new connection that would open `room`: refused with
+/// `too-many-rooms` and a sentence saying `words`. Returns the connection.
+async fn refused_room(
+    server: &gridmix::server::Server,
+    room: &str,
+    name: &str,
+    words: &str,
+) -> WsClient {
+    let mut client = WsClient::connect(server).await;
+    client
+        .send(&serde_json::json!({"type":"join","room":room,"name":name,"mode":"mesh"}).to_string())
+        .await;
+    let said = client.expect_error(ErrorCode::TooManyRooms).await;
+    assert!(said.contains(words), "{said}");
+    client
+}
+
+/// Waits until exactly `count` rooms are open.
+async fn wait_for_open_rooms(server: &gridmix::server::Server, count: usize) {
+    eventually(TIMEOUT, || async {
+        let open = open_rooms(server).await?.len();
+        anyhow::ensure!(open == count, "{open} rooms open");
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
 /// One address opening room after room: once it has its share open, a
 /// new room is `too-many-rooms` for it, while joining an open room (its own
 /// or anyone's) still works.
@@ -367,24 +395,13 @@ async fn one_address_opening_every_room() {
         client.join(room, "opener", "mesh").await;
         openers.push(client);
     }
-    let mut greedy = WsClient::connect(&server).await;
-    greedy
-        .send(r#"{"type":"join","room":"mine-4","name":"opener","mode":"mesh"}"#)
-        .await;
-    let said = greedy.expect_error(ErrorCode::TooManyRooms).await;
-    assert!(said.contains("Your address"), "{said}");
+    let mut greedy = refused_room(&server, "mine-4", "opener", "Your address").await;
     let mut guest = WsClient::connect(&server).await;
     guest.join("mine-2", "guest", "mesh").await;
     guest.leave().await;
     // Once one of its rooms closes, it may open another.
     openers.remove(0).leave().await;
-    eventually(TIMEOUT, || async {
-        let open = open_rooms(&server).await?.len();
-        anyhow::ensure!(open == 2, "{open} rooms open");
-        Ok(())
-    })
-    .await
-    .unwrap();
+    wait_for_open_rooms(&server, 2).await;
     greedy.join("mine-4", "opener", "mesh").await;
     greedy.leave().await;
     for client in openers {
@@ -411,19 +428,8 @@ async fn one_address_opening_rooms_quickly() {
         client.join(room, "churner", "mesh").await;
         client.leave().await;
     }
-    eventually(TIMEOUT, || async {
-        let open = open_rooms(&server).await?.len();
-        anyhow::ensure!(open == 1, "{open} rooms open");
-        Ok(())
-    })
-    .await
-    .unwrap();
-    let mut churner = WsClient::connect(&server).await;
-    churner
-        .send(r#"{"type":"join","room":"churn-3","name":"churner","mode":"mesh"}"#)
-        .await;
-    let said = churner.expect_error(ErrorCode::TooManyRooms).await;
-    assert!(said.contains("in the last 60 s"), "{said}");
+    wait_for_open_rooms(&server, 1).await;
+    refused_room(&server, "churn-3", "churner", "in the last 60 s").await;
     let mut guest = WsClient::connect(&server).await;
     guest.join("kept", "guest", "mesh").await;
     guest.leave().await;

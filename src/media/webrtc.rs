@@ -99,13 +99,9 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
     }
     let ice = webrtc.property::<glib::Object>("ice-agent");
     disable_upnp(&ice);
-    if !settings.ice_addresses.is_empty() {
-        let agent = ice;
-        for address in &settings.ice_addresses {
-            let added = agent.emit_by_name::<bool>("add-local-ip-address", &[address]);
-            if !added {
-                bail!("ICE agent refused local address {address}");
-            }
+    for address in &settings.ice_addresses {
+        if !ice.emit_by_name::<bool>("add-local-ip-address", &[address]) {
+            bail!("ICE agent refused local address {address}");
         }
     }
     Ok(webrtc)
