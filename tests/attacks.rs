@@ -361,12 +361,18 @@ async fn refused_room(
     words: &str,
 ) -> WsClient {
     let mut client = WsClient::connect(server).await;
+    refused_room_on(&mut client, room, name, words).await;
+    client
+}
+
+/// `client` asks to open `room` and is refused with `too-many-rooms` and a
+/// sentence saying `words`.
+async fn refused_room_on(client: &mut WsClient, room: &str, name: &str, words: &str) {
     client
         .send(&serde_json::json!({"type":"join","room":room,"name":name,"mode":"mesh"}).to_string())
         .await;
     let said = client.expect_error(ErrorCode::TooManyRooms).await;
     assert!(said.contains(words), "{said}");
-    client
 }
 
 /// Waits until exactly `count` rooms are open.
@@ -465,18 +471,10 @@ async fn forwarded_addresses() {
             // A third connection from the proxy, over the per-address cap
             // of 2: the proxy is not one client.
             let mut again = WsClient::connect_forwarded_for(&server, "198.51.100.1").await;
-            again
-                .send(r#"{"type":"join","room":"xff-3","name":"again","mode":"mesh"}"#)
-                .await;
-            let said = again.expect_error(ErrorCode::TooManyRooms).await;
-            assert!(said.contains("Your address"), "{said}");
+            refused_room_on(&mut again, "xff-3", "again", "Your address").await;
             other.leave().await;
         } else {
-            other
-                .send(r#"{"type":"join","room":"xff-2","name":"other","mode":"mesh"}"#)
-                .await;
-            let said = other.expect_error(ErrorCode::TooManyRooms).await;
-            assert!(said.contains("Your address"), "{said}");
+            refused_room_on(&mut other, "xff-2", "other", "Your address").await;
         }
         first.leave().await;
         wait_until_idle(&server, TIMEOUT).await.expect("all gone");
