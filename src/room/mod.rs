@@ -8,6 +8,7 @@ mod recording_control;
 mod recordings;
 pub mod registry;
 mod task;
+mod task_phases;
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::mcu::McuSettings;

@@ -4,9 +4,9 @@
 use super::RoomSettings;
 use super::creation_rate::{self, CreationRate};
 use super::task::run_room;
+use super::task_phases::RoomTasks;
 use super::{Membership, Outbox, RoomCommand, RoomHandle, RoomSnapshot};
 use crate::ids::RoomId;
-use crate::live_count::LiveCount;
 use crate::protocol::{ErrorCode, Mode, ProtocolError};
 use crate::recording::RecordingInfo;
 use std::collections::HashMap;
@@ -27,9 +27,9 @@ pub struct Registry {
     /// can still list them. Written once per room, when its task ends.
     archive: Mutex<HashMap<RoomId, Vec<RecordingInfo>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-    /// Room tasks alive, counted by the tasks themselves: a room that did
-    /// not stop when shut down is still counted.
-    live_rooms: LiveCount,
+    /// Room tasks alive, counted by the tasks themselves (a room that did
+    /// not stop when shut down is still counted), each with its phase.
+    room_tasks: RoomTasks,
     next_generation: AtomicU64,
     /// Rooms opened per client address in the last minute.
     creations: Mutex<CreationRate>,
@@ -42,7 +42,7 @@ impl Registry {
             rooms: Mutex::new(HashMap::new()),
             archive: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
-            live_rooms: LiveCount::default(),
+            room_tasks: RoomTasks::default(),
             next_generation: AtomicU64::new(1),
             creations: Mutex::new(CreationRate::new(settings.room_creations_per_ip)),
             settings,
@@ -171,20 +171,15 @@ impl Registry {
             commands,
         };
         let span = tracing::info_span!("room", room = %id);
-        let alive = self.live_rooms.hold();
+        let alive = self.room_tasks.start(id.clone(), handle.generation);
         let room = run_room(
             handle.clone(),
             self.settings.clone(),
             inbox,
             Arc::downgrade(self),
+            alive,
         );
-        let task = tokio::spawn(
-            async move {
-                let _alive = alive;
-                room.await;
-            }
-            .instrument(span),
-        );
+        let task = tokio::spawn(room.instrument(span));
         let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|t| !t.is_finished());
         tasks.push(task);
@@ -254,7 +249,13 @@ impl Registry {
     /// Number of room tasks still running (closing rooms included, and
     /// rooms that did not stop when the server shut down).
     pub fn running_rooms(&self) -> usize {
-        self.live_rooms.get()
+        self.room_tasks.len()
+    }
+
+    /// Each running room task and the step it is in ("id#generation:
+    /// phase"), to tell where a room that does not end is stuck.
+    pub fn room_tasks(&self) -> Vec<String> {
+        self.room_tasks.describe()
     }
 
     /// Stops every room: pipelines to NULL, participants' outboxes dropped.

@@ -10,6 +10,7 @@ use super::core::{Admission, Effect, RoomCore};
 use super::recording_control::recording_message;
 use super::recordings::{self, Recordings};
 use super::registry::RegistryRef;
+use super::task_phases::{Phase, RoomTaskGuard};
 use super::{Outbox, RoomCommand, RoomHandle, RoomSettings, RoomSnapshot};
 use crate::ids::ParticipantId;
 use crate::media::backend::{NoMedia, RoomMedia};
@@ -61,6 +62,7 @@ pub(super) async fn run_room(
     settings: RoomSettings,
     mut commands: mpsc::Receiver<RoomCommand>,
     registry: RegistryRef,
+    alive: RoomTaskGuard,
 ) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let media = match start_media(handle.mode, &handle, &settings, events_tx) {
@@ -133,6 +135,7 @@ pub(super) async fn run_room(
         }
     }
     drop(commands);
+    alive.enter(Phase::FinishingRecordings);
     room.finish_recordings(&mut bus).await;
     if let Some(registry) = registry.upgrade() {
         registry.archive(&room.handle.id, room.recordings.list());
@@ -143,10 +146,12 @@ pub(super) async fn run_room(
     // the whole pipeline with them in it can deadlock on 1.22: a payloader's
     // pad deactivation waits on a streaming thread stuck inside a webrtcbin
     // whose peer is gone.
+    alive.enter(Phase::ReleasingParticipants);
     let effects = room
         .core
         .remove_everyone(room.media.as_mut(), None, "room closed");
     room.apply(effects);
+    alive.enter(Phase::DroppingMedia);
     let media = room.media;
     // Dropping the media stops its pipeline, which blocks. What the room's
     // threads freed goes back to the system then, not at some later

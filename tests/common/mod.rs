@@ -622,7 +622,8 @@ pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {
             Ok(())
         } else {
             Err(anyhow!(
-                "rooms {rooms:?}, room tasks {running}, sessions {sessions}, long-poll sessions {polls}"
+                "rooms {rooms:?}, room tasks {running} {:?}, sessions {sessions}, long-poll sessions {polls}",
+                server.registry().room_tasks()
             ))
         }
     })
