@@ -104,8 +104,7 @@ async fn room_tokens_admit_to_their_room_only() {
         .delete(format!("{}/{}", server.poll_url(), opened.session))
         .send()
         .await;
-    ws.send(r#"{"type":"leave"}"#).await;
-    drop(ws);
+    ws.leave().await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
@@ -287,10 +286,9 @@ async fn a_viewer_token_receives_but_cannot_publish() {
         "only the recvonly offer reaches the peer: {relayed:?}"
     );
 
-    for client in [&mut raw, &mut sfu, &mut mesh, &mut peer] {
-        client.send(r#"{"type":"leave"}"#).await;
+    for client in [raw, sfu, mesh, peer] {
+        client.leave().await;
     }
-    drop((raw, sfu, mesh, peer));
     viewer.leave().await;
     speaker.leave().await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
@@ -491,10 +489,10 @@ async fn candidate_storms_full_rooms_and_too_many_rooms_are_refused() {
         |m| matches!(m, ServerMessage::Offer { sdp, .. } if sdp == "v=0 hi"),
     )
     .await;
-    for client in [&mut a, &mut b, &mut d] {
-        client.send(r#"{"type":"leave"}"#).await;
+    for client in [a, b, d] {
+        client.leave().await;
     }
-    drop((a, b, c, d));
+    drop(c);
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }

@@ -373,8 +373,7 @@ async fn a_long_poll_client_that_stops_polling_is_removed() {
             matches!(m, ServerMessage::ParticipantLeft { participant: left } if left == participant)
         })
         .await;
-    watcher.send(r#"{"type":"leave"}"#).await;
-    drop(watcher);
+    watcher.leave().await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
@@ -578,10 +577,10 @@ async fn a_resume_replays_exactly_the_messages_the_dropped_socket_missed() {
     b.expect_error(ErrorCode::AlreadyJoined).await;
     // A refused resume leaves the connection usable for a join.
     stranger.join("replay", "s", "mesh").await;
-    for client in [&mut thief, &mut b, &mut stranger] {
-        client.send(r#"{"type":"leave"}"#).await;
+    for client in [thief, b, stranger] {
+        client.leave().await;
     }
-    drop((thief, b, stranger, c));
+    drop(c);
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
@@ -607,8 +606,8 @@ async fn after_the_grace_period_the_participant_is_gone_and_resume_fails() {
     late.send(&format!(r#"{{"type":"resume","token":"{token}"}}"#))
         .await;
     late.expect_error(ErrorCode::ResumeFailed).await;
-    stayer.send(r#"{"type":"leave"}"#).await;
-    drop((stayer, late));
+    stayer.leave().await;
+    drop(late);
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }

@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+/// How long a closing bot waits for the server to answer its close.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(5);
+
 pub type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -78,11 +81,18 @@ impl Connection {
         }
     }
 
-    /// Leaves politely: a WebSocket close, or DELETE for long-poll.
+    /// Leaves politely: a WebSocket close, or DELETE for long-poll. The
+    /// close handshake is finished (the server's close awaited) before the
+    /// socket goes: closing it with the server's messages still unread makes
+    /// the kernel reset the connection, and a reset can discard what was
+    /// sent just before it, "leave" included (the server then keeps the
+    /// participant for the resume grace, as for any cut connection).
     pub async fn close(&mut self) {
         match self {
             Connection::Ws(ws) => {
                 let _ = SinkExt::close(ws).await;
+                let drained = async { while let Some(Ok(_)) = ws.next().await {} };
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE, drained).await;
             }
             Connection::Poll(poll) => poll.close().await,
         }

@@ -183,8 +183,15 @@ impl WsClient {
             .await
     }
 
+    /// Leaves as a browser does: "leave", a close frame, and the server's
+    /// close awaited. Dropping the socket right after "leave" with messages
+    /// still unread makes the kernel reset the connection, which can discard
+    /// the leave before the server reads it (seen under load): the server
+    /// then rightly keeps the participant for the resume grace.
     pub async fn leave(mut self) {
         self.send(r#"{"type":"leave"}"#).await;
+        let _ = self.ws.send(Message::Close(None)).await;
+        self.ending().await;
     }
 }
 
