@@ -140,7 +140,12 @@ pub fn stop_off_thread(elements: Vec<gst::Element>) {
 /// Stops a whole room pipeline. Media can flow in a loop (webrtcbin ->
 /// decode -> composite -> encode -> webrtcbin), so the pipeline has no
 /// sink-to-source order to stop in; the webrtcbins go first, which releases
-/// every thread blocked in them. Blocking: call from a blocking thread.
+/// every thread blocked in them. Each is locked in NULL then: otherwise the
+/// pipeline's own way down (to PAUSED, then READY) takes it back up to
+/// PAUSED on the way, its sink pads active again with their stream-start
+/// gone, and a buffer still arriving from upstream makes GStreamer warn
+/// "Got data flow before stream-start event" (seen in a test run).
+/// Blocking: call from a blocking thread.
 pub fn stop_pipeline(pipeline: &gst::Pipeline) {
     let mut webrtcbins: Vec<gst::Element> = pipeline
         .children()
@@ -149,6 +154,7 @@ pub fn stop_pipeline(pipeline: &gst::Pipeline) {
         .collect();
     sort_for_stopping(&mut webrtcbins);
     for webrtc in webrtcbins {
+        webrtc.set_locked_state(true);
         let _ = webrtc.set_state(gst::State::Null);
     }
     let _ = pipeline.set_state(gst::State::Null);
@@ -180,5 +186,39 @@ pub fn discard_pad(
     if added && let Some(sink_pad) = sink.static_pad("sink") {
         let _ = pad.link(&sink_pad);
         let _ = sink.sync_state_with_parent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_stopped_webrtcbin_is_not_taken_back_up_by_its_pipeline() {
+        gst::init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let webrtc = gst::ElementFactory::make("webrtcbin").build().unwrap();
+        pipeline.add(&webrtc).unwrap();
+        // The states the webrtcbin goes to, as they happen (a pipeline
+        // going to NULL flushes its bus, so they are not read off it later).
+        let states = Arc::new(Mutex::new(Vec::new()));
+        let seen = states.clone();
+        let watched = webrtc.clone();
+        pipeline.bus().unwrap().set_sync_handler(move |_, message| {
+            if let gst::MessageView::StateChanged(changed) = message.view()
+                && message.src() == Some(watched.upcast_ref())
+            {
+                seen.lock().unwrap().push(changed.current());
+            }
+            gst::BusSyncReply::Drop
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let (reached, _, _) = pipeline.state(gst::ClockTime::from_seconds(5));
+        reached.unwrap();
+        states.lock().unwrap().clear();
+        stop_pipeline(&pipeline);
+        use gst::State::{Null, Paused, Ready};
+        assert_eq!(*states.lock().unwrap(), [Paused, Ready, Null]);
     }
 }
