@@ -24,9 +24,10 @@ const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// matters as much as the message limit: tungstenite buffers a whole frame
 /// (16 MiB by default) before it looks at the message size.
 const FRAME_SLACK: usize = 16;
-/// A writer that has not finished this long after its session let go of it
-/// (a client that stopped reading, its socket buffers full) is aborted,
-/// which closes the socket.
+/// How long a connection's end may take once its session let go of it:
+/// the writer's last messages and close, then the client's close. A writer
+/// still blocked then (a client that stopped reading, its socket buffers
+/// full) is aborted, which closes the socket.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
 
 pub async fn upgrade(
@@ -111,12 +112,22 @@ async fn serve_socket(socket: WebSocket, state: AppState, client: Option<IpAddr>
         }
     }
     // Reader done: the session leaves the room, or waits for a resume; once
-    // it lets go of this connection's outbox the writer ends.
+    // it lets go of this connection's outbox the writer ends, with a close.
     drop(inbound);
-    if tokio::time::timeout(WRITER_GRACE, &mut writer)
-        .await
-        .is_err()
-    {
+    let closed = async {
+        let _ = (&mut writer).await;
+        // Then the client's frames are read, and dropped, until it closes
+        // too. A socket closed with data still unread is reset, not closed,
+        // and the reset can discard what the client has not read yet: the
+        // error that says why it was let go (seen: a media-failed removal
+        // whose bot never got the error).
+        while let Some(Ok(frame)) = stream.next().await {
+            if matches!(frame, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(WRITER_GRACE, closed).await.is_err() && !writer.is_finished() {
         // Dropping a JoinHandle would leave it blocked in `send` for good.
         tracing::debug!("websocket writer did not finish in time; closing the socket");
         writer.abort();
