@@ -1,5 +1,5 @@
 //! Everything GStreamer. `layout`, `sdp`, `keyframe`, `negotiation`,
-//! `candidates` and `rtp` are pure logic.
+//! `candidates`, `rtp` and `speakers` are pure logic.
 
 pub mod backend;
 pub mod candidates;
@@ -22,5 +22,6 @@ pub mod recorder;
 pub mod rtp;
 pub mod sdp;
 pub mod sfu;
+pub mod speakers;
 pub mod templates;
 pub mod webrtc;
