@@ -140,12 +140,13 @@ pub fn stop_off_thread(elements: Vec<gst::Element>) {
 /// Stops a whole room pipeline. Media can flow in a loop (webrtcbin ->
 /// decode -> composite -> encode -> webrtcbin), so the pipeline has no
 /// sink-to-source order to stop in; the webrtcbins go first, which releases
-/// every thread blocked in them. Each is locked in NULL then: otherwise the
-/// pipeline's own way down (to PAUSED, then READY) takes it back up to
-/// PAUSED on the way, its sink pads active again with their stream-start
-/// gone, and a buffer still arriving from upstream makes GStreamer warn
-/// "Got data flow before stream-start event" (seen in a test run).
-/// Blocking: call from a blocking thread.
+/// every thread blocked in them. Each is then taken out of the pipeline:
+/// left in, the pipeline's own way down (to PAUSED, then READY) took it back
+/// up to PAUSED, its sink pads active again with their stream-start gone,
+/// and a buffer still arriving from upstream made GStreamer warn "Got data
+/// flow before stream-start event"; and a pipeline whose participants were
+/// still in it (a room task dropped unfinished) warned "loop detected in the
+/// graph" over the cycle through them. Blocking: call from a blocking thread.
 pub fn stop_pipeline(pipeline: &gst::Pipeline) {
     let mut webrtcbins: Vec<gst::Element> = pipeline
         .children()
@@ -154,8 +155,8 @@ pub fn stop_pipeline(pipeline: &gst::Pipeline) {
         .collect();
     sort_for_stopping(&mut webrtcbins);
     for webrtc in webrtcbins {
-        webrtc.set_locked_state(true);
         let _ = webrtc.set_state(gst::State::Null);
+        let _ = pipeline.remove(&webrtc);
     }
     let _ = pipeline.set_state(gst::State::Null);
 }
