@@ -113,7 +113,12 @@ fn fail_on_glib_criticals() {
             }
             let domain = domain.unwrap_or("");
             let known = known_upstream_message(domain, message);
-            eprintln!(
+            use std::io::Write;
+            // Straight to the process's stderr: from a test's own thread,
+            // eprintln! goes to the test's captured output, which the
+            // abort below throws away.
+            let _ = writeln!(
+                std::io::stderr(),
                 "{domain}-{level:?}: {message}{}\n{}",
                 if known { " (known upstream)" } else { "" },
                 std::backtrace::Backtrace::force_capture()
