@@ -174,6 +174,13 @@ pub enum ServerMessage {
         #[serde(rename = "iceServers")]
         ice_servers: Vec<IceServer>,
     },
+    /// Who is speaking, sent to everyone when it changes (MCU rooms): the
+    /// active speakers, longest first, and the dominant one (the last to
+    /// have been, while nobody speaks; none before anyone has).
+    Speakers {
+        active: Vec<String>,
+        dominant: Option<String>,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -583,6 +590,20 @@ mod tests {
                     url: None,
                 },
                 json!({"type":"recording","state":"stopped","id":"20250301-141503-9f3c"}),
+            ),
+            (
+                ServerMessage::Speakers {
+                    active: vec!["p1-aaaa".into(), "p2-bbbb".into()],
+                    dominant: Some("p2-bbbb".into()),
+                },
+                json!({"type":"speakers","active":["p1-aaaa","p2-bbbb"],"dominant":"p2-bbbb"}),
+            ),
+            (
+                ServerMessage::Speakers {
+                    active: vec![],
+                    dominant: None,
+                },
+                json!({"type":"speakers","active":[],"dominant":null}),
             ),
             (
                 ServerMessage::Error {

@@ -277,3 +277,45 @@ async fn the_composite_is_encoded_only_while_someone_receives_it() {
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     within("the server shuts down", TIMEOUT, server.shut_down()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn everyone_hears_that_the_loud_participant_speaks_and_that_it_left() {
+    let server = start_server(ServeArgs::default()).await;
+    // Red speaks up; green's tone is below speech level (-53.5 dBov, like
+    // room noise) and blue sends silence.
+    let mut bots = Vec::new();
+    for (i, volume) in [0.3, 0.003, 0.0].into_iter().enumerate() {
+        let mut config = bot_config(&server, "talk", &format!("bot{i}"), COLOURS[i], TONES[i]);
+        config.tone_volume = volume;
+        bots.push(Bot::join(config).await.expect("bot joins"));
+    }
+    let red = bots[0].id().to_owned();
+    for bot in &bots {
+        let state = bot
+            .wait_for_state(TIMEOUT, |s| !s.speakers.active.is_empty())
+            .await
+            .expect("someone is heard speaking");
+        assert_eq!(
+            state.speakers.active,
+            std::slice::from_ref(&red),
+            "only red speaks"
+        );
+        assert_eq!(state.speakers.dominant.as_deref(), Some(red.as_str()));
+    }
+    // Red leaves: nobody speaks, and the one who spoke is gone.
+    let mut bots = bots.into_iter();
+    bots.next().unwrap().leave().await;
+    let rest: Vec<Bot> = bots.collect();
+    for bot in &rest {
+        let state = bot
+            .wait_for_state(TIMEOUT, |s| s.speakers.dominant.is_none())
+            .await
+            .expect("the speaker who left is no longer dominant");
+        assert!(state.speakers.active.is_empty(), "{:?}", state.speakers);
+    }
+    for bot in rest {
+        bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}

@@ -158,6 +158,9 @@ async function onMessage(message) {
         for (const pc of call.session.peerConnections()) renewIceServers(pc, message.iceServers);
       }
       break;
+    case "speakers":
+      view.setSpeakers(message.active, message.dominant);
+      break;
     case "participant-joined":
       call.participants = [...call.participants.filter((p) => p.id !== message.participant.id), message.participant];
       view.setParticipants(call.participants);

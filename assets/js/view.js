@@ -43,11 +43,28 @@ export class CallView {
         return li;
       }),
     );
+    this.markSpeakers();
     if (this.mode !== "mcu") {
       for (const p of list) this.tile(p.id);
       for (const tile of [...this.tiles.children]) {
         if (!this.names.has(tile.dataset.participant)) tile.remove();
       }
+    }
+  }
+
+  // Who speaks ("speakers"): marked in the list of people, the dominant
+  // speaker most.
+  setSpeakers(active, dominant) {
+    this.speakers = { active: new Set(active), dominant };
+    this.markSpeakers();
+  }
+
+  markSpeakers() {
+    const { active, dominant } = this.speakers ?? { active: new Set(), dominant: null };
+    for (const li of this.people.children) {
+      const id = li.dataset.participant;
+      li.classList.toggle("speaking", active.has(id));
+      li.classList.toggle("dominant", id === dominant);
     }
   }
 

@@ -138,11 +138,16 @@ pub(super) fn video_encoding(pattern: &str, keyframe_interval: u32, pt: u8) -> S
     )
 }
 
-/// The launch description of a bot's audio: a `tone_hz` sine, through an
-/// identity named "sound" (where pulses are cut), in Opus.
-pub(super) fn audio_encoding(tone_hz: f64, pt: u8) -> String {
+/// How loud a bot's tone is unless told otherwise (about -13.5 dBov: a
+/// voice close to the microphone).
+pub const TONE_VOLUME: f64 = 0.3;
+
+/// The launch description of a bot's audio: a `tone_hz` sine at `volume`
+/// (0 to 1), through an identity named "sound" (where pulses are cut), in
+/// Opus.
+pub(super) fn audio_encoding(tone_hz: f64, volume: f64, pt: u8) -> String {
     format!(
-        "audiotestsrc is-live=true wave=sine freq={tone_hz} volume=0.3 samplesperbuffer=960 \
+        "audiotestsrc is-live=true wave=sine freq={tone_hz} volume={volume} samplesperbuffer=960 \
          ! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! identity name=sound \
          ! audioconvert ! audioresample ! opusenc frame-size=20 \
          ! rtpopuspay pt={pt} ! capsfilter caps=\"{}\"",
@@ -224,7 +229,11 @@ impl BotMedia {
             )?)
         } else {
             let chain = gst::parse::bin_from_description(
-                &audio_encoding(config.tone_hz, config.payload_types.opus),
+                &audio_encoding(
+                    config.tone_hz,
+                    config.tone_volume,
+                    config.payload_types.opus,
+                ),
                 true,
             )?;
             if config.av_pulses {

@@ -45,6 +45,8 @@ pub struct BotConfig {
     pub colour: u32,
     /// Frequency of the tone it sends, Hz.
     pub tone_hz: f64,
+    /// The tone's volume, 0 (silence) to 1.
+    pub tone_volume: f64,
     pub send_video: bool,
     pub send_audio: bool,
     /// Local addresses its ICE may use (empty: all).
@@ -113,6 +115,7 @@ impl BotConfig {
             mode: Mode::Mcu,
             colour,
             tone_hz,
+            tone_volume: media::TONE_VOLUME,
             send_video: true,
             send_audio: true,
             ice_addresses: Vec::new(),
@@ -174,6 +177,8 @@ pub struct BotState {
     /// The ICE servers it uses for connections it opens from now on: those
     /// of "joined", then each renewal ("ice-servers").
     pub ice_servers: Vec<crate::protocol::IceServer>,
+    /// Who the room last said is speaking.
+    pub speakers: crate::media::speakers::Speakers<String>,
 }
 
 impl BotState {

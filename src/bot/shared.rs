@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use std::sync::{Arc, Mutex};
 
-use super::media::{AUDIO_PT, VIDEO_PT, audio_encoding, video_encoding};
+use super::media::{AUDIO_PT, TONE_VOLUME, VIDEO_PT, audio_encoding, video_encoding};
 
 /// The bots fed by one kind of the shared encoding: (their source, SSRC).
 type Outputs = Arc<Mutex<Vec<(gst_app::AppSrc, u32)>>>;
@@ -59,7 +59,7 @@ impl SharedEncoding {
                 ),
                 &video,
             ),
-            (audio_encoding(tone_hz, AUDIO_PT), &audio),
+            (audio_encoding(tone_hz, TONE_VOLUME, AUDIO_PT), &audio),
         ] {
             let chain = gst::parse::bin_from_description(
                 &format!("{description} ! appsink name=out sync=false"),

@@ -12,6 +12,7 @@ use crate::media::sdp::{
     MID_EXTENSION, MediaKind, accept_extension, refuse_mline, renumber_payload_types,
     summarize_offer,
 };
+use crate::media::speakers::Speakers;
 use crate::media::webrtc;
 use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, Mode, ParticipantInfo, PeerConnection, RecordingState,
@@ -455,6 +456,9 @@ impl Session {
                 self.media.set_ice_servers(&ice_servers);
                 self.state.send_modify(|s| s.ice_servers = ice_servers);
             }
+            ServerMessage::Speakers { active, dominant } => self
+                .state
+                .send_modify(|s| s.speakers = Speakers { active, dominant }),
         }
     }
 

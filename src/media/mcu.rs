@@ -24,6 +24,7 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
 use crate::media::events::MediaEvent;
 use crate::media::keyframes::LimitedRequests;
+use crate::media::levels;
 use crate::media::members::{self, Owners};
 use crate::media::mixing::{self, PLACEHOLDER_ARGB, raw_audio_caps, solid_video_source};
 use crate::media::pads;
@@ -275,6 +276,8 @@ impl McuMixer {
         video_decode.set_property("name", name("video-decode"));
         let audio_decode = self.settings.templates.build(Chain::AudioDecode)?;
         audio_decode.set_property("name", name("audio-decode"));
+        // How loud the voice is, for who speaks.
+        let level = levels::level_meter(&name("level"))?;
         let audio_tee = gst::ElementFactory::make("tee")
             .name(name("audio-tee"))
             .property("allow-not-linked", true)
@@ -286,11 +289,12 @@ impl McuMixer {
             placeholder_caps.clone(),
             video_decode.clone().upcast(),
             audio_decode.clone().upcast(),
+            level.clone(),
             audio_tee.clone(),
         ];
         self.owners.add(self.pipeline.upcast_ref(), id, &elements)?;
         placeholder.link(&placeholder_caps)?;
-        audio_decode.link(&audio_tee)?;
+        gst::Element::link_many([audio_decode.upcast_ref(), &level, &audio_tee])?;
 
         let placeholder_pad = self.request_compositor_pad(1)?;
         placeholder_caps

@@ -9,6 +9,7 @@ pub mod forward;
 pub mod keyframe;
 pub mod keyframes;
 pub mod layout;
+pub mod levels;
 pub mod lipsync;
 pub mod mcu;
 pub mod members;

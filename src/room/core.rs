@@ -8,6 +8,7 @@
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia};
 use crate::media::sdp::{CheckedOffer, summarize_offer};
+use crate::media::speakers::{SpeakerDetector, SpeakerSettings, Speakers};
 use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, IceServer, Mode, ParticipantInfo, ProtocolError,
     ServerMessage,
@@ -59,6 +60,8 @@ pub struct RoomCore {
     admission: Admission,
     /// In join order, which is also tile order.
     members: Vec<Member>,
+    /// Who speaks, from the audio levels the media measures.
+    speakers: SpeakerDetector<ParticipantId>,
 }
 
 impl RoomCore {
@@ -68,6 +71,7 @@ impl RoomCore {
             mode,
             admission,
             members: Vec::new(),
+            speakers: SpeakerDetector::new(SpeakerSettings::default()),
         }
     }
 
@@ -316,6 +320,7 @@ impl RoomCore {
             effects.push(Effect::Send(id.clone(), told.to_message()));
         }
         self.members.remove(index);
+        self.speakers.remove(id);
         media.remove_participant(id);
         tracing::info!(participant = %id, count = self.members.len(), "{why}");
         effects.push(Effect::Release(id.clone()));
@@ -369,6 +374,22 @@ impl RoomCore {
         }
     }
 
+    /// One audio level of a participant's voice (dBov), as the media
+    /// measured it at `at`.
+    pub fn audio_level(&mut self, id: &ParticipantId, at: std::time::Instant, dbov: f64) {
+        if self.contains(id) {
+            self.speakers.add_level(id, at, dbov);
+        }
+    }
+
+    /// Re-decides who speaks; everyone hears of a change.
+    pub fn update_speakers(&mut self, now: std::time::Instant) -> Vec<Effect> {
+        match self.speakers.update(now) {
+            Some(speakers) => self.tell_everyone(speakers_message(&speakers)),
+            None => Vec::new(),
+        }
+    }
+
     /// A message to everyone in the room.
     pub fn tell_everyone(&self, message: ServerMessage) -> Vec<Effect> {
         self.members
@@ -383,6 +404,13 @@ impl RoomCore {
             .filter(|m| &m.id != except)
             .map(|m| Effect::Send(m.id.clone(), message.clone()))
             .collect()
+    }
+}
+
+fn speakers_message(speakers: &Speakers<ParticipantId>) -> ServerMessage {
+    ServerMessage::Speakers {
+        active: speakers.active.iter().map(ToString::to_string).collect(),
+        dominant: speakers.dominant.as_ref().map(ToString::to_string),
     }
 }
 
@@ -512,6 +540,52 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
             }
             _ => None,
         })
+    }
+
+    #[test]
+    fn everyone_hears_who_speaks_and_a_leaver_stops_counting() {
+        let (mut core, mut media) = (room(Mode::Mcu, 4), FakeMedia::default());
+        for who in ["ada", "bo", "cy"] {
+            join(&mut core, &mut media, who, true);
+        }
+        let start = std::time::Instant::now();
+        let mut told = Vec::new();
+        for step in 1..=30u32 {
+            let at = start + std::time::Duration::from_millis(50 * u64::from(step));
+            core.audio_level(&id("ada"), at, -20.0);
+            core.audio_level(&id("bo"), at, -90.0);
+            // Levels of someone not in the room are not anyone's.
+            core.audio_level(&id("ghost"), at, -5.0);
+            told.extend(core.update_speakers(at));
+        }
+        let expected = ServerMessage::Speakers {
+            active: vec!["ada".into()],
+            dominant: Some("ada".into()),
+        };
+        let mut heard: Vec<&str> = told
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(to, message) if *message == expected => Some(to.as_str()),
+                _ => None,
+            })
+            .collect();
+        heard.sort();
+        assert_eq!(heard, ["ada", "bo", "cy"], "{told:?}");
+        assert_eq!(told.len(), 3, "one change, told once each: {told:?}");
+        // Ada leaves: she is no longer active nor dominant.
+        core.leave(&mut media, &id("ada"));
+        let after = core.update_speakers(start + std::time::Duration::from_secs(2));
+        let none = ServerMessage::Speakers {
+            active: vec![],
+            dominant: None,
+        };
+        assert!(
+            after
+                .iter()
+                .all(|e| matches!(e, Effect::Send(_, m) if *m == none))
+                && after.len() == 2,
+            "{after:?}"
+        );
     }
 
     #[test]

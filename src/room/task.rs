@@ -15,6 +15,7 @@ use super::{Outbox, RoomCommand, RoomHandle, RoomSettings, RoomSnapshot};
 use crate::ids::ParticipantId;
 use crate::media::backend::{NoMedia, RoomMedia};
 use crate::media::events::MediaEvent;
+use crate::media::levels;
 use crate::media::mcu::McuMixer;
 use crate::media::recorder;
 use crate::media::sfu::SfuRouter;
@@ -120,6 +121,7 @@ pub(super) async fn run_room(
                 room.media.tick();
                 let mut effects = room.core.media_outputs(room.media.as_mut());
                 effects.extend(room.core.renew_credentials(crate::auth::unix_now()));
+                effects.extend(room.core.update_speakers(Instant::now()));
                 room.apply(effects);
                 room.recordings.check_overdue();
                 room.recordings.sync_files(&mut room.last_sync);
@@ -339,6 +341,12 @@ impl Room {
         use gst::MessageView;
         if let Some(id) = recorder::finished_recording(message) {
             self.recordings.finished(&id);
+            return;
+        }
+        if let Some(dbov) = levels::reported_level(message) {
+            if let Some(owner) = message.src().and_then(|s| self.media.owner_of(s)) {
+                self.core.audio_level(&owner, Instant::now(), dbov);
+            }
             return;
         }
         match message.view() {
