@@ -215,6 +215,9 @@ async fn open(
     });
     if let Some(e) = refused {
         // Nothing to keep open: the client starts again with a new POST.
+        // Unlisted before the answer goes (the session's task would do it
+        // a moment later), so a refused join leaves nothing behind it.
+        signaling.polls.map().remove(&id);
         let _ = handle.requests.send(PollRequest::Close).await;
         return error_response(&e);
     }
