@@ -274,7 +274,7 @@ impl Peer {
         let webrtc = self.webrtc.clone();
         let settings = self.settings.clone();
         self.run(async move {
-            let offer = webrtc::create_offer(&webrtc, &settings)
+            let offer = create_offer_once_caps_are_set(&webrtc, &settings)
                 .await
                 .map_err(|e| server_failure(&e))?;
             webrtc::set_local_description(&webrtc, &offer)
@@ -307,6 +307,34 @@ impl Peer {
                 result,
             });
         });
+    }
+}
+
+/// How often, and how far apart, an offer is made again while a new
+/// transceiver has no codec preferences yet.
+const OFFER_RETRIES: u32 = 5;
+const OFFER_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Creates an offer, again if webrtcbin 1.22 refused it because a
+/// transceiver it has just made for a requested sink pad has no caps yet
+/// ("... a transceiver with a locked mline for this line which doesn't have
+/// caps"). The room task gives it its codec preferences right after
+/// requesting the pad, but this runs off the room's task and can come in
+/// between; the SFU removed a late joiner for it in 2 of 5 suite runs.
+async fn create_offer_once_caps_are_set(
+    webrtc: &gst::Element,
+    settings: &WebrtcSettings,
+) -> Result<WebRTCSessionDescription> {
+    let mut attempt = 0;
+    loop {
+        match webrtc::create_offer(webrtc, settings).await {
+            Err(e) if attempt < OFFER_RETRIES && format!("{e:#}").contains("locked mline") => {
+                attempt += 1;
+                tracing::debug!("offer made before a transceiver had its caps ({e:#}); again");
+                tokio::time::sleep(OFFER_RETRY_DELAY).await;
+            }
+            made => return made,
+        }
     }
 }
 

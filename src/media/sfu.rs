@@ -444,12 +444,14 @@ impl SfuRouter {
         let sink = subscribe
             .request_pad_simple(&format!("sink_{mline}"))
             .ok_or_else(|| anyhow!("webrtcbin gave no sink_{mline} pad"))?;
-        pads::static_pad(&gate.element, "src")?.link(&sink)?;
+        // Its caps at once, before anything else: an offer made meanwhile
+        // (off this task) fails on a transceiver without them (peer.rs).
         let transceiver = webrtc::pad_transceiver(&sink)
             .ok_or_else(|| anyhow!("sink_{mline} has no transceiver"))?;
-        transceiver.set_direction(WebRTCRTPTransceiverDirection::Sendonly);
         let ssrc = caps.structure(0).and_then(|s| s.get::<u32>("ssrc").ok());
         transceiver.set_codec_preferences(Some(&subscribe_preferences(kind, offered, ssrc)));
+        transceiver.set_direction(WebRTCRTPTransceiverDirection::Sendonly);
+        pads::static_pad(&gate.element, "src")?.link(&sink)?;
         gate.element.sync_state_with_parent()?;
         let tee_pad = pads::branch_tee(&tee, &gate.element)?;
         let sub = self
