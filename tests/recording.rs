@@ -64,6 +64,9 @@ async fn call(server: &Server, room: &str, mode: Mode) -> Vec<Member> {
 
 /// How long the WebM tests record, by the API's count.
 const RECORDED_MS: u64 = 5000;
+/// When an SFU recording's tiles all show their pictures at the latest: one
+/// keyframe interval of the bots (3 s), and some slack.
+const SFU_PICTURES_FROM: Duration = Duration::from_millis(3500);
 
 /// Records five seconds of the call in WebM and checks the file: VP8 and
 /// Opus in WebM, a duration that its own content fills and that matches what
@@ -114,9 +117,10 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
     let duration = probed.duration.expect("a finished WebM has a duration");
     // An SFU recording decodes the forwarded tracks, so each tile starts at
     // its publisher's first keyframe after the recording starts: asked for at
-    // once, it has been seen to take a little over a second on a busy machine.
+    // once, it has been seen to take over two seconds on a busy machine; the
+    // bots send one every 3 s anyway.
     let pictures_from = match mode {
-        Mode::Sfu => Duration::from_secs(2),
+        Mode::Sfu => SFU_PICTURES_FROM,
         _ => Duration::from_secs(1),
     };
     let decoded = check_recording(
@@ -317,7 +321,7 @@ async fn a_join_and_a_leave_mid_recording_change_the_recorded_grid_without_a_gap
     let info = api.start(room, "webm").await;
     let id = info["id"].as_str().unwrap().to_owned();
     // Two tiles for a while, then three, then two again.
-    wait_recorded(&api, room, &id, 4000).await;
+    wait_recorded(&api, room, &id, 5500).await;
     let before_join = recorded_ms(&api, room, &id).await;
     let green = join_member(&server, room, "green", Mode::Sfu, GREEN, false).await;
     members[0]
@@ -356,9 +360,14 @@ async fn a_join_and_a_leave_mid_recording_change_the_recorded_grid_without_a_gap
     let ms = Duration::from_millis;
     // Times are the API's clock; each window keeps half a second from the
     // moment the layout changed.
-    // From 2 s: the tiles start at each publisher's first keyframe (see
+    // The tiles start at each publisher's first keyframe (see
     // record_webm_and_check).
-    check_frames(&decoded, ms(2000), ms(before_join - 500), &[RED.0, BLUE.0]);
+    check_frames(
+        &decoded,
+        SFU_PICTURES_FROM,
+        ms(before_join - 500),
+        &[RED.0, BLUE.0],
+    );
     check_frames(
         &decoded,
         ms(joined_at + 500),
