@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Most participants in one room.
     #[arg(long, default_value_t = 25)]
     pub max_participants: usize,
+    /// Most participants on an MCU room's composite at once; with more, the
+    /// pinned one and the most recent speakers are shown.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_visible: u16,
     /// STUN server for the server's own ICE and for clients, host:port.
     #[arg(long, env = "GRIDMIX_STUN")]
     pub stun: Option<String>,
@@ -186,6 +190,7 @@ impl Default for ServeArgs {
             canvas: Canvas::default(),
             jitter_latency_ms: 60,
             max_participants: 25,
+            max_visible: 16,
             stun: None,
             ice_addresses: Vec::new(),
             record_dir: PathBuf::from("recordings"),
@@ -283,6 +288,7 @@ impl ServeArgs {
             webrtc,
             templates: Arc::new(templates),
             keyframe_interval: Duration::from_millis(500),
+            max_visible: usize::from(self.max_visible),
         };
         let recording_urls = self
             .auth_secret

@@ -181,10 +181,107 @@ pub enum ServerMessage {
         active: Vec<String>,
         dominant: Option<String>,
     },
+    /// Where each participant is on the MCU composite, sent to everyone on
+    /// every change (joins, leaves, speaker switches, a new layout), so a
+    /// client can draw names and rings over the one video it receives.
+    /// Participants not listed are not on the composite.
+    Layout(Layout),
     Error {
         code: ErrorCode,
         message: String,
     },
+}
+
+/// How an MCU room arranges its composite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayoutKind {
+    /// Everyone the same size, in join order.
+    #[default]
+    Grid,
+    /// The dominant (or pinned) speaker large, the others in a strip.
+    Speaker,
+    /// Rectangles the room's admin chose.
+    Custom,
+}
+
+impl LayoutKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LayoutKind::Grid => "grid",
+            LayoutKind::Speaker => "speaker",
+            LayoutKind::Custom => "custom",
+        }
+    }
+}
+
+/// A share of the canvas's width or height, kept to four decimals (so
+/// messages compare exactly); on the wire a number from 0 to 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Fraction(u32);
+
+impl Fraction {
+    const SCALE: f64 = 10_000.0;
+
+    /// `part` of `whole`, clamped to 0..=1.
+    pub fn of(part: i32, whole: u32) -> Fraction {
+        if whole == 0 {
+            return Fraction(0);
+        }
+        Fraction::from_f64(f64::from(part) / f64::from(whole))
+    }
+
+    pub fn from_f64(value: f64) -> Fraction {
+        Fraction((value.clamp(0.0, 1.0) * Self::SCALE).round() as u32)
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / Self::SCALE
+    }
+}
+
+impl Serialize for Fraction {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.as_f64())
+    }
+}
+
+impl<'de> Deserialize<'de> for Fraction {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(deserializer)?;
+        if !(0.0..=1.0).contains(&value) {
+            return Err(serde::de::Error::custom(
+                "a fraction of the canvas is 0 to 1",
+            ));
+        }
+        Ok(Fraction::from_f64(value))
+    }
+}
+
+/// An MCU composite's layout, as a "layout" message and the layout API
+/// give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layout {
+    pub layout: LayoutKind,
+    /// Who holds the main tile whoever speaks.
+    pub pin: Option<String>,
+    /// Whether the server draws names on the tiles.
+    pub captions: bool,
+    pub tiles: Vec<LayoutTile>,
+}
+
+/// One participant's tile on the composite, in shares of the canvas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutTile {
+    pub participant: String,
+    pub x: Fraction,
+    pub y: Fraction,
+    pub width: Fraction,
+    pub height: Fraction,
+    /// Higher is drawn over lower.
+    pub z: u32,
+    /// The main tile of a speaker layout (or a pinned one).
+    pub main: bool,
 }
 
 /// What a "recording" message announces.
@@ -597,6 +694,25 @@ mod tests {
                     dominant: Some("p2-bbbb".into()),
                 },
                 json!({"type":"speakers","active":["p1-aaaa","p2-bbbb"],"dominant":"p2-bbbb"}),
+            ),
+            (
+                ServerMessage::Layout(Layout {
+                    layout: LayoutKind::Speaker,
+                    pin: None,
+                    captions: true,
+                    tiles: vec![LayoutTile {
+                        participant: "p1-aaaa".into(),
+                        x: Fraction::of(160, 1280),
+                        y: Fraction::of(0, 720),
+                        width: Fraction::of(960, 1280),
+                        height: Fraction::of(540, 720),
+                        z: 1,
+                        main: true,
+                    }],
+                }),
+                json!({"type":"layout","layout":"speaker","pin":null,"captions":true,"tiles":[
+                    {"participant":"p1-aaaa","x":0.125,"y":0.0,"width":0.75,"height":0.75,"z":1,"main":true}
+                ]}),
             ),
             (
                 ServerMessage::Speakers {

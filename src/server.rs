@@ -53,6 +53,10 @@ impl Server {
                 get(api::list).post(api::start),
             )
             .route(
+                "/api/rooms/{room}/layout",
+                get(crate::signaling::layout_api::show).put(crate::signaling::layout_api::set),
+            )
+            .route(
                 "/api/rooms/{room}/recordings/{id}",
                 get(api::show).delete(api::stop),
             )

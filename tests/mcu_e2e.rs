@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::recording_api::Api;
 use common::*;
 use gridmix::bot::Bot;
 use gridmix::config::ServeArgs;
@@ -314,6 +315,156 @@ async fn everyone_hears_that_the_loud_participant_speaks_and_that_it_left() {
         assert!(state.speakers.active.is_empty(), "{:?}", state.speakers);
     }
     for bot in rest {
+        bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// The colour of the bot whose id is `id`, among `bots` joined with COLOURS.
+fn colour_of(bots: &[Bot], id: &str) -> u32 {
+    bots.iter()
+        .position(|b| b.id() == id)
+        .map(|i| COLOURS[i])
+        .unwrap_or_else(|| panic!("no bot {id}"))
+}
+
+/// Sets a room's layout through the API; returns it as the room announced it.
+async fn put_layout(api: &Api, room: &str, body: &str) -> gridmix::protocol::Layout {
+    let reply = api
+        .put(&format!("/api/rooms/{room}/layout"), body)
+        .await
+        .expect("PUT layout");
+    assert_eq!(reply.status, 200, "{body}: {}", reply.body);
+    serde_json::from_value(reply.body).expect("a layout")
+}
+
+/// Waits until `bot`'s composite matches `layout` tile by tile.
+async fn wait_for_layout(
+    bot: &Bot,
+    bots: &[Bot],
+    layout: &gridmix::protocol::Layout,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    eventually(timeout, || async {
+        let frame = bot.latest_frame(Duration::from_secs(1)).await?;
+        check_layout(&frame, layout, |id| colour_of(bots, id))
+    })
+    .await
+}
+
+fn main_tile(layout: &gridmix::protocol::Layout) -> Option<&str> {
+    layout
+        .tiles
+        .iter()
+        .find(|t| t.main)
+        .map(|t| t.participant.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_speaker_layout_shows_the_loud_participant_large_and_a_pin_holds_the_main_tile() {
+    let server = start_server(ServeArgs::default()).await;
+    let api = Api::new(server.local_addr());
+    let room = "layouts";
+    // Red speaks; green is below speech level; blue is silent.
+    let mut bots = Vec::new();
+    for (i, volume) in [0.3, 0.003, 0.0].into_iter().enumerate() {
+        let mut config = bot_config(&server, room, &format!("bot{i}"), COLOURS[i], TONES[i]);
+        config.tone_volume = volume;
+        bots.push(Bot::join(config).await.expect("bot joins"));
+    }
+    let (red, green) = (bots[0].id().to_owned(), bots[1].id().to_owned());
+    let watcher = &bots[2];
+    // The grid, as announced and as seen.
+    let grid = watcher
+        .wait_for_state(TIMEOUT, |s| {
+            s.layout.as_ref().is_some_and(|l| l.tiles.len() == 3)
+        })
+        .await
+        .expect("the grid of three is announced")
+        .layout
+        .unwrap();
+    assert_eq!(grid.layout, gridmix::protocol::LayoutKind::Grid);
+    wait_for_layout(watcher, &bots, &grid, TIMEOUT)
+        .await
+        .expect("the composite is the announced grid");
+    watcher
+        .wait_for_state(TIMEOUT, |s| {
+            s.speakers.dominant.as_deref() == Some(red.as_str())
+        })
+        .await
+        .expect("red is the dominant speaker");
+
+    // Speaker layout: red large, within a second of the switch.
+    let speaker = put_layout(&api, room, r#"{"layout":"speaker"}"#).await;
+    assert_eq!(main_tile(&speaker), Some(red.as_str()), "{speaker:?}");
+    assert_eq!(speaker.tiles.len(), 3);
+    wait_for_layout(watcher, &bots, &speaker, Duration::from_secs(1))
+        .await
+        .expect("red fills the main tile within a second");
+    for bot in &bots {
+        bot.wait_for_state(TIMEOUT, |s| s.layout.as_ref() == Some(&speaker))
+            .await
+            .expect("everyone is told the new layout");
+    }
+
+    // Green pinned: green keeps the main tile while red goes on speaking.
+    let body = format!(r#"{{"layout":"speaker","pin":"{green}"}}"#);
+    let pinned = put_layout(&api, room, &body).await;
+    assert_eq!(main_tile(&pinned), Some(green.as_str()));
+    assert_eq!(pinned.pin.as_deref(), Some(green.as_str()));
+    wait_for_layout(watcher, &bots, &pinned, Duration::from_secs(1))
+        .await
+        .expect("green fills the main tile within a second");
+    // Longer than a dominant speaker's hold, frame after frame.
+    let watched_until = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < watched_until {
+        let frame = watcher
+            .latest_frame(Duration::from_secs(2))
+            .await
+            .expect("a frame");
+        check_layout(&frame, &pinned, |id| colour_of(&bots, id)).expect("the pin holds");
+        let state = watcher.state();
+        assert_eq!(state.speakers.dominant.as_deref(), Some(red.as_str()));
+        assert_eq!(state.layout.as_ref(), Some(&pinned));
+    }
+    let shown = api
+        .get(&format!("/api/rooms/{room}/layout"))
+        .await
+        .expect("GET layout");
+    assert_eq!(shown.status, 200);
+    assert_eq!(
+        serde_json::from_value::<gridmix::protocol::Layout>(shown.body).unwrap(),
+        pinned
+    );
+
+    // Bad requests get a code and a sentence; the layout stays.
+    for (body, status, code) in [
+        (r#"{"layout":"mosaic"}"#, 400, "bad-layout"),
+        (
+            r#"{"layout":"grid","pin":"nobody"}"#,
+            404,
+            "unknown-participant",
+        ),
+        ("{", 400, "bad-json"),
+    ] {
+        let reply = api
+            .put(&format!("/api/rooms/{room}/layout"), body)
+            .await
+            .unwrap();
+        assert_eq!((reply.status, reply.code()), (status, code), "{body}");
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let missing = api.get("/api/rooms/no-such-room/layout").await.unwrap();
+    assert_eq!((missing.status, missing.code()), (404, "unknown-room"));
+    assert_eq!(watcher.state().layout.as_ref(), Some(&pinned));
+
+    for bot in bots {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
         bot.leave().await;
     }
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");

@@ -179,6 +179,8 @@ pub struct BotState {
     pub ice_servers: Vec<crate::protocol::IceServer>,
     /// Who the room last said is speaking.
     pub speakers: crate::media::speakers::Speakers<String>,
+    /// The composite's layout, as last announced (MCU rooms).
+    pub layout: Option<crate::protocol::Layout>,
 }
 
 impl BotState {

@@ -459,6 +459,7 @@ impl Session {
             ServerMessage::Speakers { active, dominant } => self
                 .state
                 .send_modify(|s| s.speakers = Speakers { active, dominant }),
+            ServerMessage::Layout(layout) => self.state.send_modify(|s| s.layout = Some(layout)),
         }
     }
 

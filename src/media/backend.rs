@@ -10,6 +10,7 @@ use crate::media::events::MediaEvent;
 use crate::media::program::Feeds;
 use crate::media::sdp::CheckedOffer;
 use crate::protocol::{ErrorCode, IceCandidate, PeerConnection, ProtocolError, ServerMessage};
+use crate::room::layout::Placement;
 use gst_webrtc::WebRTCPeerConnectionState;
 
 /// A client's signaling for the media of its room.
@@ -59,6 +60,9 @@ pub trait RoomMedia: Send {
     fn recording_feeds(&mut self) -> anyhow::Result<Feeds>;
     /// The last recording ended: what fed recordings goes.
     fn close_recording_feeds(&mut self);
+    /// Moves the composite's tiles: each participant in `placements` where
+    /// it says, everyone else off the composite (MCU rooms).
+    fn arrange(&mut self, _placements: &[Placement<ParticipantId>]) {}
     /// Video encoders of the call running now (the MCU's composite; not a
     /// recording's own).
     fn call_encoders_running(&self) -> usize {

@@ -1,4 +1,5 @@
-//! Grid math for the MCU composite. Pure: no GStreamer.
+//! Tile math for the MCU composite (the grid, the speaker layout). Pure: no
+//! GStreamer.
 //!
 //! Tiles keep the tiles' aspect ratio (16:9 by default) and are as large as
 //! possible on the canvas; the grid is centred, and an incomplete last row is
@@ -33,6 +34,20 @@ pub const TILE_ASPECT: (u32, u32) = (16, 9);
 impl GridLayout {
     /// The layout for `count` tiles on a `width` x `height` canvas.
     pub fn for_count(count: usize, width: u32, height: u32) -> GridLayout {
+        GridLayout::in_region(
+            count,
+            Rect {
+                x: 0,
+                y: 0,
+                width: width as i32,
+                height: height as i32,
+            },
+        )
+    }
+
+    /// The layout for `count` tiles inside `region` of the canvas.
+    pub fn in_region(count: usize, region: Rect) -> GridLayout {
+        let (width, height) = (region.width.max(0) as u32, region.height.max(0) as u32);
         if count == 0 || width == 0 || height == 0 {
             return GridLayout {
                 columns: 0,
@@ -63,13 +78,13 @@ impl GridLayout {
         let (_, columns, rows, tw, th) = best;
         // Even sizes keep chroma subsampling exact at tile edges.
         let (tw, th) = ((tw & !1) as i32, (th & !1) as i32);
-        let top = (height as i32 - th * rows as i32) / 2;
+        let top = region.y + (height as i32 - th * rows as i32) / 2;
         let mut tiles = Vec::with_capacity(count);
         for index in 0..count as u32 {
             let row = index / columns;
             let col = index % columns;
             let in_this_row = (count as u32 - row * columns).min(columns) as i32;
-            let left = (width as i32 - tw * in_this_row) / 2;
+            let left = region.x + (width as i32 - tw * in_this_row) / 2;
             tiles.push(Rect {
                 x: left + col as i32 * tw,
                 y: top + row as i32 * th,
@@ -81,6 +96,56 @@ impl GridLayout {
             columns,
             rows,
             tiles,
+        }
+    }
+}
+
+/// The speaker layout: one large tile, the others small in a strip below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerLayout {
+    pub main: Rect,
+    pub strip: Vec<Rect>,
+}
+
+/// The share of the canvas height the main tile gets when others are shown.
+const MAIN_SHARE: (i32, i32) = (3, 4);
+
+impl SpeakerLayout {
+    /// The main tile and `others` strip tiles on a `width` x `height` canvas:
+    /// alone, the main tile is the whole canvas; otherwise it takes the top
+    /// three quarters and the others share the bottom quarter as a grid.
+    pub fn for_others(others: usize, width: u32, height: u32) -> SpeakerLayout {
+        let (width, height) = (width as i32, height as i32);
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            width,
+            height,
+        };
+        if others == 0 {
+            let main = GridLayout::in_region(1, whole).tiles.first().copied();
+            return SpeakerLayout {
+                main: main.unwrap_or(whole),
+                strip: Vec::new(),
+            };
+        }
+        let main_height = height * MAIN_SHARE.0 / MAIN_SHARE.1;
+        let top = Rect {
+            height: main_height,
+            ..whole
+        };
+        let bottom = Rect {
+            y: main_height,
+            height: height - main_height,
+            ..whole
+        };
+        SpeakerLayout {
+            main: GridLayout::in_region(1, top)
+                .tiles
+                .first()
+                .copied()
+                .unwrap_or(top),
+            strip: GridLayout::in_region(others, bottom).tiles,
         }
     }
 }
@@ -150,6 +215,38 @@ mod tests {
                     for b in &l.tiles[i + 1..] {
                         assert!(!overlaps(a, b), "{a:?} overlaps {b:?}");
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_speaker_sits_large_above_a_strip_of_the_others() {
+        let l = SpeakerLayout::for_others(3, 1280, 720);
+        assert_eq!(l.main, rect(160, 0, 960, 540));
+        assert_eq!(l.strip.len(), 3);
+        for tile in &l.strip {
+            assert_eq!((tile.y, tile.width, tile.height), (540, 320, 180));
+        }
+        // Centred: 3 x 320 = 960 wide, starting at 160.
+        assert_eq!(l.strip[0].x, 160);
+        assert_eq!(
+            SpeakerLayout::for_others(0, 1280, 720).main,
+            rect(0, 0, 1280, 720)
+        );
+    }
+
+    #[test]
+    fn a_strip_of_many_stays_below_the_main_tile_without_overlap() {
+        for others in 1..=49 {
+            let l = SpeakerLayout::for_others(others, 1280, 720);
+            assert_eq!(l.strip.len(), others);
+            for (i, a) in l.strip.iter().enumerate() {
+                assert!(a.y >= l.main.y + l.main.height, "{others}: {a:?}");
+                assert!(a.y + a.height <= 720 && a.x >= 0 && a.x + a.width <= 1280);
+                assert!(a.width > 0 && a.height > 0, "{others}: {a:?}");
+                for b in &l.strip[i + 1..] {
+                    assert!(!overlaps(a, b), "{a:?} overlaps {b:?}");
                 }
             }
         }

@@ -34,6 +34,7 @@ use crate::media::sdp::{CheckedOffer, MediaKind, MediaLine};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
+use crate::room::layout::Placement;
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection};
@@ -67,6 +68,8 @@ pub struct McuSettings {
     pub templates: Arc<PipelineTemplates>,
     /// Minimum time between two keyframes forced on the shared encoder.
     pub keyframe_interval: Duration,
+    /// Most participants on the composite at once (`--max-visible`).
+    pub max_visible: usize,
 }
 
 /// One speaker's audio entering one listener's mixer.
@@ -252,7 +255,6 @@ impl McuMixer {
             // The recording misses this voice; the call does not.
             tracing::warn!(participant = %id, "could not add to the recording mix: {e:#}");
         }
-        self.relayout();
         Ok(())
     }
 
@@ -296,12 +298,14 @@ impl McuMixer {
         placeholder.link(&placeholder_caps)?;
         gst::Element::link_many([audio_decode.upcast_ref(), &level, &audio_tee])?;
 
+        // Off the composite until the room's layout places it.
         let placeholder_pad = self.request_compositor_pad(1)?;
         placeholder_caps
             .static_pad("src")
             .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
             .link(&placeholder_pad)?;
         let video_pad = self.request_compositor_pad(2)?;
+        mixing::hide_tile([&placeholder_pad, &video_pad]);
         video_decode
             .static_pad("src")
             .ok_or_else(|| anyhow!("video-decode chain has no src pad"))?
@@ -625,20 +629,23 @@ impl McuMixer {
         }
         self.compositor.release_request_pad(&member.placeholder_pad);
         self.compositor.release_request_pad(&member.video_pad);
-        self.relayout();
         members::sort_for_stopping(&mut removed);
         members::stop_off_thread(removed);
     }
 
-    /// Puts every participant's tiles where the grid says, in join order.
-    fn relayout(&self) {
-        let tiles = mixing::place_tiles(
-            self.members
-                .iter()
-                .map(|m| [&m.placeholder_pad, &m.video_pad]),
-            self.settings.canvas,
-        );
-        tracing::debug!(room = %self.room, tiles, "layout updated");
+    /// Moves every participant's tiles where the room's layout says; those
+    /// not placed leave the composite. The encoder is asked for a keyframe,
+    /// so the new picture is clean at once.
+    fn arrange_tiles(&mut self, placements: &[Placement<ParticipantId>]) {
+        for member in &self.members {
+            let pads = [&member.placeholder_pad, &member.video_pad];
+            match placements.iter().find(|p| p.participant == member.id) {
+                Some(placement) => mixing::show_tile(pads, placement.rect, placement.z),
+                None => mixing::hide_tile(pads),
+            }
+        }
+        tracing::debug!(room = %self.room, tiles = placements.len(), "layout updated");
+        self.keyframes.ask();
     }
 
     /// What recordings tap, building the full mix if no recording runs yet.
@@ -764,6 +771,10 @@ impl RoomMedia for McuMixer {
 
     fn tick(&mut self) {
         self.keyframes.poll();
+    }
+
+    fn arrange(&mut self, placements: &[Placement<ParticipantId>]) {
+        self.arrange_tiles(placements);
     }
 
     fn take_outputs(&mut self) -> Vec<MediaOutput> {

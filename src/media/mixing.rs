@@ -3,7 +3,7 @@
 //! live compositor and audiomixer settings, tiles and sources, so both look
 //! and sound alike.
 
-use crate::media::layout::GridLayout;
+use crate::media::layout::{GridLayout, Rect};
 use crate::media::mcu::Canvas;
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
@@ -149,14 +149,30 @@ pub fn place_tiles<'a>(
 ) -> usize {
     let layout = GridLayout::for_count(tiles.len(), canvas.width, canvas.height);
     for (pads, rect) in tiles.zip(&layout.tiles) {
-        for pad in pads {
-            pad.set_property("xpos", rect.x);
-            pad.set_property("ypos", rect.y);
-            pad.set_property("width", rect.width);
-            pad.set_property("height", rect.height);
-        }
+        show_tile(pads, *rect, 1);
     }
     layout.tiles.len()
+}
+
+/// Shows a participant's pads (placeholder, then picture over it) at
+/// `rect`, at layer `z` (0 up; the background is below every layer).
+pub fn show_tile(pads: [&gst::Pad; 2], rect: Rect, z: u32) {
+    for (pad, zorder) in pads.into_iter().zip([2 * z + 1, 2 * z + 2]) {
+        pad.set_property("xpos", rect.x);
+        pad.set_property("ypos", rect.y);
+        pad.set_property("width", rect.width);
+        pad.set_property("height", rect.height);
+        pad.set_property("zorder", zorder);
+        pad.set_property("alpha", 1.0f64);
+    }
+}
+
+/// Takes a participant's pads off the composite: the compositor skips a
+/// pad of alpha 0 without converting or blending its frames.
+pub fn hide_tile(pads: [&gst::Pad; 2]) {
+    for pad in pads {
+        pad.set_property("alpha", 0.0f64);
+    }
 }
 
 /// A live black canvas source that keeps a compositor ticking at the canvas

@@ -10,8 +10,11 @@ use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia};
 use crate::media::sdp::{CheckedOffer, summarize_offer};
 use crate::media::speakers::{SpeakerDetector, SpeakerSettings, Speakers};
 use crate::protocol::{
-    ClientMessage, ErrorCode, IceCandidate, IceServer, Mode, ParticipantInfo, ProtocolError,
-    ServerMessage,
+    ClientMessage, ErrorCode, IceCandidate, IceServer, Layout, Mode, ParticipantInfo,
+    ProtocolError, ServerMessage,
+};
+use crate::room::layout::{
+    self, LayoutError, LayoutErrorCode, LayoutSpec, Placement, SpeakerOrder,
 };
 use crate::turn::TurnSettings;
 
@@ -54,24 +57,55 @@ pub struct Admission {
     pub turn: Option<TurnSettings>,
 }
 
+/// An MCU room's composite, as far as who is shown where goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Composite {
+    /// The canvas, in pixels.
+    pub canvas: (u32, u32),
+    /// Most participants shown at once.
+    pub max_visible: usize,
+}
+
+/// Who is shown where, in a room with a composite.
+struct Arrangement {
+    composite: Composite,
+    spec: LayoutSpec<ParticipantId>,
+    order: SpeakerOrder<ParticipantId>,
+    /// As the media was last told.
+    placements: Vec<Placement<ParticipantId>>,
+}
+
 pub struct RoomCore {
     room: RoomId,
     mode: Mode,
     admission: Admission,
-    /// In join order, which is also tile order.
+    /// In join order.
     members: Vec<Member>,
     /// Who speaks, from the audio levels the media measures.
     speakers: SpeakerDetector<ParticipantId>,
+    /// MCU rooms: the layout of the composite.
+    arrangement: Option<Arrangement>,
 }
 
 impl RoomCore {
-    pub fn new(room: RoomId, mode: Mode, admission: Admission) -> Self {
+    pub fn new(
+        room: RoomId,
+        mode: Mode,
+        admission: Admission,
+        composite: Option<Composite>,
+    ) -> Self {
         RoomCore {
             room,
             mode,
             admission,
             members: Vec::new(),
             speakers: SpeakerDetector::new(SpeakerSettings::default()),
+            arrangement: composite.map(|composite| Arrangement {
+                composite,
+                spec: LayoutSpec::default(),
+                order: SpeakerOrder::default(),
+                placements: Vec::new(),
+            }),
         }
     }
 
@@ -149,6 +183,15 @@ impl RoomCore {
         ));
         tracing::info!(participant = %id, name = %newcomer.name, count = self.members.len() + 1, "joined");
         self.members.push(newcomer);
+        let rearranged = self.rearrange(media, false);
+        // The newcomer learns the layout even when its joining changed
+        // nothing on the composite (it is not visible).
+        if rearranged.is_empty()
+            && let Some(message) = self.layout_message()
+        {
+            effects.push(Effect::Send(id, message));
+        }
+        effects.extend(rearranged);
         effects.extend(self.media_outputs(media));
         Ok(effects)
     }
@@ -322,6 +365,12 @@ impl RoomCore {
         self.members.remove(index);
         self.speakers.remove(id);
         media.remove_participant(id);
+        if let Some(arrangement) = self.arrangement.as_mut() {
+            arrangement.order.forget(id);
+            if arrangement.spec.pin.as_ref() == Some(id) {
+                arrangement.spec.pin = None;
+            }
+        }
         tracing::info!(participant = %id, count = self.members.len(), "{why}");
         effects.push(Effect::Release(id.clone()));
         effects.extend(self.tell_others(
@@ -330,6 +379,7 @@ impl RoomCore {
                 participant: id.to_string(),
             },
         ));
+        effects.extend(self.rearrange(media, false));
         effects.extend(self.media_outputs(media));
         effects
     }
@@ -382,10 +432,97 @@ impl RoomCore {
         }
     }
 
-    /// Re-decides who speaks; everyone hears of a change.
-    pub fn update_speakers(&mut self, now: std::time::Instant) -> Vec<Effect> {
-        match self.speakers.update(now) {
-            Some(speakers) => self.tell_everyone(speakers_message(&speakers)),
+    /// Re-decides who speaks; everyone hears of a change, and of the
+    /// composite's new layout if it changes with it.
+    pub fn update_speakers(
+        &mut self,
+        media: &mut dyn RoomMedia,
+        now: std::time::Instant,
+    ) -> Vec<Effect> {
+        let Some(speakers) = self.speakers.update(now) else {
+            return Vec::new();
+        };
+        if let Some(arrangement) = self.arrangement.as_mut() {
+            arrangement.order.heard(&speakers);
+        }
+        let mut effects = self.tell_everyone(speakers_message(&speakers));
+        effects.extend(self.rearrange(media, false));
+        effects
+    }
+
+    /// A new layout for the composite, from the room's admin: applied at
+    /// once and announced to everyone. Returns it as announced.
+    pub fn set_layout(
+        &mut self,
+        media: &mut dyn RoomMedia,
+        spec: &LayoutSpec<String>,
+    ) -> Result<(Layout, Vec<Effect>), LayoutError> {
+        let members = &self.members;
+        let Some(arrangement) = self.arrangement.as_mut() else {
+            return Err(layout::not_composited(self.mode));
+        };
+        let spec = spec
+            .map(|name| {
+                members
+                    .iter()
+                    .find(|m| m.id.as_str() == name)
+                    .map(|m| m.id.clone())
+                    .ok_or_else(|| name.chars().take(40).collect())
+            })
+            .map_err(|name| {
+                LayoutError::new(
+                    LayoutErrorCode::UnknownParticipant,
+                    format!("There is no participant \"{name}\" in this room."),
+                )
+            })?;
+        arrangement.spec = spec;
+        let effects = self.rearrange(media, true);
+        let layout = self.layout().expect("a room with a composite");
+        Ok((layout, effects))
+    }
+
+    /// The composite's layout as everyone was last told it (none in rooms
+    /// without a composite).
+    pub fn layout(&self) -> Option<Layout> {
+        let arrangement = self.arrangement.as_ref()?;
+        Some(Layout {
+            layout: arrangement.spec.kind,
+            pin: arrangement.spec.pin.as_ref().map(ToString::to_string),
+            captions: arrangement.spec.captions,
+            tiles: layout::tiles_message(&arrangement.placements, arrangement.composite.canvas),
+        })
+    }
+
+    fn layout_message(&self) -> Option<ServerMessage> {
+        self.layout().map(ServerMessage::Layout)
+    }
+
+    /// Works out who is shown where; if that changed (or `announce`), the
+    /// media moves the tiles and everyone is told.
+    fn rearrange(&mut self, media: &mut dyn RoomMedia, announce: bool) -> Vec<Effect> {
+        let joined = self.ids();
+        let Some(arrangement) = self.arrangement.as_mut() else {
+            return Vec::new();
+        };
+        let precedence = arrangement
+            .order
+            .precedence(arrangement.spec.pin.as_ref(), &joined);
+        let placements = layout::arrange(
+            &arrangement.spec,
+            &joined,
+            &precedence,
+            arrangement.composite.canvas,
+            arrangement.composite.max_visible,
+        );
+        if placements == arrangement.placements && !announce {
+            return Vec::new();
+        }
+        if placements != arrangement.placements {
+            media.arrange(&placements);
+            arrangement.placements = placements;
+        }
+        match self.layout_message() {
+            Some(message) => self.tell_everyone(message),
             None => Vec::new(),
         }
     }
@@ -491,9 +628,20 @@ mod tests {
             anyhow::bail!("not here")
         }
         fn close_recording_feeds(&mut self) {}
+        fn arrange(&mut self, placements: &[Placement<ParticipantId>]) {
+            let shown: Vec<String> = placements
+                .iter()
+                .map(|p| format!("{}{}", p.participant, if p.main { "*" } else { "" }))
+                .collect();
+            self.calls.push(format!("arrange {}", shown.join(",")));
+        }
     }
 
     fn room(mode: Mode, max: usize) -> RoomCore {
+        room_with(mode, max, None)
+    }
+
+    fn room_with(mode: Mode, max: usize, composite: Option<Composite>) -> RoomCore {
         RoomCore::new(
             RoomId::parse("test").unwrap(),
             mode,
@@ -506,6 +654,7 @@ mod tests {
                 }],
                 turn: None,
             },
+            composite,
         )
     }
 
@@ -556,7 +705,7 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
             core.audio_level(&id("bo"), at, -90.0);
             // Levels of someone not in the room are not anyone's.
             core.audio_level(&id("ghost"), at, -5.0);
-            told.extend(core.update_speakers(at));
+            told.extend(core.update_speakers(&mut media, at));
         }
         let expected = ServerMessage::Speakers {
             active: vec!["ada".into()],
@@ -574,7 +723,7 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
         assert_eq!(told.len(), 3, "one change, told once each: {told:?}");
         // Ada leaves: she is no longer active nor dominant.
         core.leave(&mut media, &id("ada"));
-        let after = core.update_speakers(start + std::time::Duration::from_secs(2));
+        let after = core.update_speakers(&mut media, start + std::time::Duration::from_secs(2));
         let none = ServerMessage::Speakers {
             active: vec![],
             dominant: None,
@@ -586,6 +735,106 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
                 && after.len() == 2,
             "{after:?}"
         );
+    }
+
+    fn layouts_sent(effects: &[Effect]) -> Vec<(String, Layout)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send(to, ServerMessage::Layout(layout)) => {
+                    Some((to.to_string(), layout.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    const COMPOSITE: Composite = Composite {
+        canvas: (1280, 720),
+        max_visible: 16,
+    };
+
+    #[test]
+    fn the_composite_follows_joins_leaves_speakers_and_the_layout_set() {
+        let mut core = room_with(Mode::Mcu, 8, Some(COMPOSITE));
+        let mut media = FakeMedia::default();
+        join(&mut core, &mut media, "ada", true);
+        let effects = join(&mut core, &mut media, "bo", true);
+        let told = layouts_sent(&effects);
+        assert_eq!(told.len(), 2, "both hear of the new tile: {told:?}");
+        assert_eq!(told[0].1.tiles.len(), 2);
+        assert_eq!(media.calls.last().unwrap(), "arrange ada,bo");
+        join(&mut core, &mut media, "cy", true);
+
+        let speaker = layout::parse_layout_request(br#"{"layout":"speaker"}"#).unwrap();
+        let (layout, effects) = core.set_layout(&mut media, &speaker).unwrap();
+        assert_eq!(layouts_sent(&effects).len(), 3);
+        assert_eq!(layout.tiles.iter().filter(|t| t.main).count(), 1);
+        assert_eq!(media.calls.last().unwrap(), "arrange ada*,bo,cy");
+
+        // Cy speaks: the main tile goes to cy.
+        let start = std::time::Instant::now();
+        let mut effects = Vec::new();
+        for step in 1..=30u32 {
+            let at = start + std::time::Duration::from_millis(50 * u64::from(step));
+            core.audio_level(&id("cy"), at, -20.0);
+            effects.extend(core.update_speakers(&mut media, at));
+        }
+        assert_eq!(media.calls.last().unwrap(), "arrange cy*,ada,bo");
+        assert!(
+            layouts_sent(&effects)
+                .iter()
+                .all(|(_, l)| l.tiles[0].participant == "cy")
+        );
+
+        // A pin holds the main tile though cy speaks; unknown names are refused.
+        let pin_bo = layout::parse_layout_request(br#"{"layout":"speaker","pin":"bo"}"#).unwrap();
+        let (layout, _) = core.set_layout(&mut media, &pin_bo).unwrap();
+        assert_eq!(layout.pin.as_deref(), Some("bo"));
+        assert_eq!(media.calls.last().unwrap(), "arrange bo*,ada,cy");
+        let ghost = layout::parse_layout_request(br#"{"layout":"grid","pin":"ghost"}"#).unwrap();
+        assert_eq!(
+            core.set_layout(&mut media, &ghost).unwrap_err().code,
+            LayoutErrorCode::UnknownParticipant
+        );
+        // The pinned one leaves: the pin goes with them, the speaker is main.
+        let effects = core.leave(&mut media, &id("bo"));
+        let told = layouts_sent(&effects);
+        assert_eq!(told.len(), 2);
+        assert_eq!(told[0].1.pin, None);
+        assert_eq!(media.calls.last().unwrap(), "arrange cy*,ada");
+        // Setting the same layout again still tells everyone.
+        let (_, effects) = core.set_layout(&mut media, &speaker).unwrap();
+        assert_eq!(layouts_sent(&effects).len(), 2);
+    }
+
+    #[test]
+    fn a_joiner_who_is_not_shown_still_learns_the_layout_and_other_rooms_have_none() {
+        let mut core = room_with(
+            Mode::Mcu,
+            8,
+            Some(Composite {
+                max_visible: 1,
+                ..COMPOSITE
+            }),
+        );
+        let mut media = FakeMedia::default();
+        join(&mut core, &mut media, "ada", true);
+        let effects = join(&mut core, &mut media, "bo", true);
+        let told = layouts_sent(&effects);
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert_eq!(told[0].0, "bo");
+        assert_eq!(told[0].1.tiles.len(), 1);
+
+        let mut sfu = room(Mode::Sfu, 8);
+        let effects = join(&mut sfu, &mut media, "cy", true);
+        assert!(layouts_sent(&effects).is_empty());
+        let grid = layout::parse_layout_request(br#"{"layout":"grid"}"#).unwrap();
+        assert_eq!(
+            sfu.set_layout(&mut media, &grid).unwrap_err().code,
+            LayoutErrorCode::NotComposited
+        );
+        assert!(sfu.layout().is_none());
     }
 
     #[test]

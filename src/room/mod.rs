@@ -4,6 +4,7 @@
 mod bus;
 pub mod core;
 mod creation_rate;
+pub mod layout;
 mod recording_control;
 mod recordings;
 pub mod registry;
@@ -82,6 +83,16 @@ pub enum RoomCommand {
     },
     ListRecordings {
         reply: oneshot::Sender<Vec<RecordingInfo>>,
+    },
+    /// A new layout for the composite; answered with the layout message
+    /// everyone was sent.
+    SetLayout {
+        spec: layout::LayoutSpec<String>,
+        reply: oneshot::Sender<Result<crate::protocol::Layout, layout::LayoutError>>,
+    },
+    /// The composite's layout (none: the room has no composite).
+    GetLayout {
+        reply: oneshot::Sender<Option<crate::protocol::Layout>>,
     },
     Shutdown,
 }

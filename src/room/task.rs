@@ -6,7 +6,7 @@
 //! (media/peer.rs).
 
 use super::bus;
-use super::core::{Admission, Effect, RoomCore};
+use super::core::{Admission, Composite, Effect, RoomCore};
 use super::recording_control::recording_message;
 use super::recordings::{self, Recordings};
 use super::registry::RegistryRef;
@@ -87,8 +87,13 @@ pub(super) async fn run_room(
         ice_servers: settings.ice_servers.clone(),
         turn: settings.turn.clone(),
     };
+    // Only an MCU room has a composite to lay out.
+    let composite = (handle.mode == Mode::Mcu).then_some(Composite {
+        canvas: (settings.mcu.canvas.width, settings.mcu.canvas.height),
+        max_visible: settings.mcu.max_visible,
+    });
     let mut room = Room {
-        core: RoomCore::new(handle.id.clone(), handle.mode, admission),
+        core: RoomCore::new(handle.id.clone(), handle.mode, admission, composite),
         recordings: Recordings::new(settings.recording.dir.clone(), handle.id.clone()),
         handle,
         settings,
@@ -121,7 +126,7 @@ pub(super) async fn run_room(
                 room.media.tick();
                 let mut effects = room.core.media_outputs(room.media.as_mut());
                 effects.extend(room.core.renew_credentials(crate::auth::unix_now()));
-                effects.extend(room.core.update_speakers(Instant::now()));
+                effects.extend(room.core.update_speakers(room.media.as_mut(), Instant::now()));
                 room.apply(effects);
                 room.recordings.check_overdue();
                 room.recordings.sync_files(&mut room.last_sync);
@@ -226,6 +231,19 @@ impl Room {
             RoomCommand::StopRecording { id, reply } => self.recordings.stop(&id, reply),
             RoomCommand::ListRecordings { reply } => {
                 let _ = reply.send(self.recordings.list());
+            }
+            RoomCommand::SetLayout { spec, reply } => {
+                let result =
+                    self.core
+                        .set_layout(self.media.as_mut(), &spec)
+                        .map(|(message, effects)| {
+                            self.apply(effects);
+                            message
+                        });
+                let _ = reply.send(result);
+            }
+            RoomCommand::GetLayout { reply } => {
+                let _ = reply.send(self.core.layout());
             }
             RoomCommand::Shutdown => {}
         }

@@ -1,11 +1,13 @@
 //! Transports only. Every transport feeds parsed client messages into the
 //! same `session::run_session`, so the protocol is implemented once; `api`
-//! is the recording REST API, which talks to rooms the same way.
+//! is the recording REST API and `layout_api` the layout one, which talk to
+//! rooms the same way.
 
 pub mod access;
 pub mod api;
 pub mod client_address;
 pub mod identities;
+pub mod layout_api;
 pub mod limits;
 pub mod poll;
 pub mod sequence;

@@ -215,13 +215,43 @@ pub fn check_tiles(frame: &VideoFrame, canvas: (u32, u32), colours: &[u32]) -> R
         ));
     }
     let layout = GridLayout::for_count(colours.len(), frame.width, frame.height);
+    let points: Vec<((i32, i32), u32)> = layout
+        .tiles
+        .iter()
+        .zip(colours)
+        .map(|(tile, &colour)| (tile.centre(), colour))
+        .collect();
+    check_points(frame, &points)
+}
+
+/// Checks that the centre of each tile of an announced `layout` has the
+/// colour of the participant it names (`colour_of`).
+pub fn check_layout(
+    frame: &VideoFrame,
+    layout: &gridmix::protocol::Layout,
+    colour_of: impl Fn(&str) -> u32,
+) -> Result<()> {
+    let points: Vec<((i32, i32), u32)> = layout
+        .tiles
+        .iter()
+        .map(|tile| {
+            let x = (tile.x.as_f64() + tile.width.as_f64() / 2.0) * f64::from(frame.width);
+            let y = (tile.y.as_f64() + tile.height.as_f64() / 2.0) * f64::from(frame.height);
+            ((x as i32, y as i32), colour_of(&tile.participant))
+        })
+        .collect();
+    check_points(frame, &points)
+}
+
+/// Checks the colour around each point; on a mismatch the frame is kept in
+/// test-output/failed-frame.ppm.
+fn check_points(frame: &VideoFrame, points: &[((i32, i32), u32)]) -> Result<()> {
     let mut seen = Vec::new();
     let mut ok = true;
-    for (tile, &colour) in layout.tiles.iter().zip(colours) {
-        let (x, y) = tile.centre();
+    for &((x, y), colour) in points {
         let actual = frame.mean_rgb(x, y, 8);
         ok &= colour_close(actual, rgb_of(colour), COLOUR_TOLERANCE);
-        seen.push(format!("{actual:?} (want {:06x})", colour));
+        seen.push(format!("({x},{y}) {actual:?} (want {:06x})", colour));
     }
     if !ok {
         let mut ppm = format!("P6 {} {} 255\n", frame.width, frame.height).into_bytes();

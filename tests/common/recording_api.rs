@@ -1,4 +1,4 @@
-//! The recording REST API as a client uses it.
+//! The REST API (recordings, layouts) as a client uses it.
 
 use anyhow::{Result, anyhow};
 use serde_json::Value;
@@ -56,8 +56,16 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Result<Reply> {
+        self.with_body(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: &str) -> Result<Reply> {
+        self.with_body(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn with_body(&self, method: reqwest::Method, path: &str, body: &str) -> Result<Reply> {
         let response = self
-            .request(reqwest::Method::POST, path)
+            .request(method, path)
             .body(body.to_owned())
             .send()
             .await?;
