@@ -186,6 +186,12 @@ pub enum ServerMessage {
     /// client can draw names and rings over the one video it receives.
     /// Participants not listed are not on the composite.
     Layout(Layout),
+    /// To one participant of an MCU room: its video is not on the
+    /// composite (more senders than visible tiles), and the server drops
+    /// it unread; the client may stop sending video until resumed.
+    VideoPaused,
+    /// Its video is on the composite again: the client sends it again.
+    VideoResumed,
     Error {
         code: ErrorCode,
         message: String,
@@ -714,6 +720,8 @@ mod tests {
                     {"participant":"p1-aaaa","x":0.125,"y":0.0,"width":0.75,"height":0.75,"z":1,"main":true}
                 ]}),
             ),
+            (ServerMessage::VideoPaused, json!({"type":"video-paused"})),
+            (ServerMessage::VideoResumed, json!({"type":"video-resumed"})),
             (
                 ServerMessage::Speakers {
                     active: vec![],

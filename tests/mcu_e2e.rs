@@ -239,6 +239,25 @@ async fn encoders_in(server: &gridmix::server::Server, room: &str) -> Option<usi
     rooms.iter().find(|r| r.id == room).map(|r| r.encoders)
 }
 
+/// Waits until `room` decodes `count` participants' videos, as
+/// `/api/rooms` says (read from the pipeline's gates).
+async fn wait_for_decoded(
+    server: &gridmix::server::Server,
+    room: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    eventually(TIMEOUT, || async {
+        let rooms = open_rooms(server).await?;
+        let decoded = rooms
+            .iter()
+            .find(|r| r.id == room)
+            .map(|r| r.videos_decoded);
+        anyhow::ensure!(decoded == Some(count), "videos decoded: {decoded:?}");
+        Ok(())
+    })
+    .await
+}
+
 /// An MCU room encodes its composite only while someone can receive it:
 /// joins that never connect media cost no encoder (ten such rooms used to
 /// keep two cores busy); the first connected participant starts it, on a
@@ -462,6 +481,120 @@ async fn the_speaker_layout_shows_the_loud_participant_large_and_a_pin_holds_the
     let missing = api.get("/api/rooms/no-such-room/layout").await.unwrap();
     assert_eq!((missing.status, missing.code()), (404, "unknown-room"));
     assert_eq!(watcher.state().layout.as_ref(), Some(&pinned));
+
+    for bot in bots {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+        bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// Whether a colour close to `colour` shows anywhere on a coarse grid of
+/// points over the frame.
+fn shows_colour(frame: &gridmix::bot::analysis::VideoFrame, colour: u32) -> bool {
+    let want = gridmix::bot::analysis::rgb_of(colour);
+    (8..frame.height as i32 - 8).step_by(24).any(|y| {
+        (8..frame.width as i32 - 8)
+            .step_by(24)
+            .any(|x| gridmix::bot::analysis::colour_close(frame.mean_rgb(x, y, 4), want, 40))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn beyond_max_visible_video_is_paused_and_speaking_brings_a_tile_back() {
+    let server = start_server(ServeArgs {
+        max_visible: 2,
+        ..ServeArgs::default()
+    })
+    .await;
+    let room = "last-n";
+    const FOUR: [u32; 4] = [COLOURS[0], COLOURS[1], COLOURS[2], 0xffff00];
+    // Everyone silent: the first two to join are shown.
+    let mut bots = Vec::new();
+    for (i, colour) in FOUR.into_iter().enumerate() {
+        let mut config = bot_config(
+            &server,
+            room,
+            &format!("bot{i}"),
+            colour,
+            300.0 + 150.0 * i as f64,
+        );
+        config.tone_volume = 0.0;
+        bots.push(Bot::join(config).await.expect("bot joins"));
+    }
+    let colour_of = |id: &str| FOUR[bots.iter().position(|b| b.id() == id).expect("a bot")];
+    for (i, bot) in bots.iter().enumerate() {
+        let paused = i >= 2;
+        bot.wait_for_state(TIMEOUT, |s| s.video_paused == paused && s.layout.is_some())
+            .await
+            .unwrap_or_else(|e| panic!("bot{i} paused {paused}: {e:#}"));
+    }
+    let watcher = &bots[0];
+    let layout = watcher.state().layout.unwrap();
+    let shown: Vec<&str> = layout
+        .tiles
+        .iter()
+        .map(|t| t.participant.as_str())
+        .collect();
+    assert_eq!(shown, [bots[0].id(), bots[1].id()]);
+    wait_for_decoded(&server, room, 2)
+        .await
+        .expect("only the two shown are decoded");
+    eventually(TIMEOUT, || async {
+        let frame = watcher.latest_frame(Duration::from_secs(1)).await?;
+        check_layout(&frame, &layout, colour_of)?;
+        for hidden in &FOUR[2..] {
+            anyhow::ensure!(
+                !shows_colour(&frame, *hidden),
+                "{hidden:06x} is on the composite"
+            );
+        }
+        Ok(())
+    })
+    .await
+    .expect("the first two tiles, and neither paused colour");
+
+    // The fourth speaks up: it takes the place of the one who joined last
+    // of those shown, whose video is paused in turn.
+    bots[3].set_tone_volume(0.3);
+    let (second, fourth) = (bots[1].id().to_owned(), bots[3].id().to_owned());
+    let resumed = watcher
+        .wait_for_state(TIMEOUT, |s| {
+            s.layout
+                .as_ref()
+                .is_some_and(|l| l.tiles.iter().any(|t| t.participant == fourth))
+        })
+        .await
+        .expect("the speaker is shown")
+        .layout
+        .unwrap();
+    let shown_at = std::time::Instant::now();
+    let shown: Vec<&str> = resumed
+        .tiles
+        .iter()
+        .map(|t| t.participant.as_str())
+        .collect();
+    assert_eq!(shown, [bots[0].id(), fourth.as_str()]);
+    eventually(TIMEOUT, || async {
+        let frame = watcher.latest_frame(Duration::from_secs(1)).await?;
+        check_layout(&frame, &resumed, colour_of)
+    })
+    .await
+    .expect("the speaker's own picture in its tile");
+    let shown_after = shown_at.elapsed();
+    bots[3]
+        .wait_for_state(TIMEOUT, |s| !s.video_paused)
+        .await
+        .expect("the speaker is told its video is back");
+    bots[1]
+        .wait_for_state(TIMEOUT, |s| s.video_paused)
+        .await
+        .unwrap_or_else(|e| panic!("{second} is paused in turn: {e:#}"));
+    wait_for_decoded(&server, room, 2)
+        .await
+        .expect("still two decoded: the speaker's, not the paused one's");
+    eprintln!("the speaker's tile showed its picture {shown_after:?} after the layout said so");
 
     for bot in bots {
         assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);

@@ -17,7 +17,7 @@ use anyhow::{Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCRTPTransceiverDirection, WebRTCSessionDescription};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub const VIDEO_PT: u8 = 96;
@@ -147,7 +147,7 @@ pub const TONE_VOLUME: f64 = 0.3;
 /// Opus.
 pub(super) fn audio_encoding(tone_hz: f64, volume: f64, pt: u8) -> String {
     format!(
-        "audiotestsrc is-live=true wave=sine freq={tone_hz} volume={volume} samplesperbuffer=960 \
+        "audiotestsrc name=tone is-live=true wave=sine freq={tone_hz} volume={volume} samplesperbuffer=960 \
          ! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! identity name=sound \
          ! audioconvert ! audioresample ! opusenc frame-size=20 \
          ! rtpopuspay pt={pt} ! capsfilter caps=\"{}\"",
@@ -160,6 +160,8 @@ pub struct BotMedia {
     pub pipeline: gst::Pipeline,
     video_tee: Option<gst::Element>,
     audio_tee: Option<gst::Element>,
+    /// While set, no video is sent (the server paused it).
+    video_paused: Arc<AtomicBool>,
     pub receivers: Receivers,
     pub traffic: Traffic,
     /// Decode what is received (false: only count it).
@@ -242,10 +244,15 @@ impl BotMedia {
             pipeline.add(&chain)?;
             Some(add_tee_after(&pipeline, chain.upcast(), "audio-tee")?)
         };
+        let video_paused = Arc::new(AtomicBool::new(false));
+        if let Some(tee) = &video_tee {
+            gate_buffers(tee, video_paused.clone())?;
+        }
         Ok(BotMedia {
             pipeline,
             video_tee,
             audio_tee,
+            video_paused,
             receivers: Receivers::new(
                 config.on_frame.clone().map(|o| o.0),
                 config.keyframe_requests_every,
@@ -275,6 +282,26 @@ impl BotMedia {
     /// (those already connected keep their allocations).
     pub fn set_ice_servers(&mut self, ice_servers: &[crate::protocol::IceServer]) {
         self.settings.turn_uris = turn_uris(ice_servers);
+    }
+
+    /// Stops or resumes sending video, as a browser sets its sender
+    /// inactive: the encoding goes on, its packets are not sent. Resumed,
+    /// it starts on a keyframe, as a browser's re-activated sender does.
+    pub fn set_video_paused(&self, paused: bool) {
+        self.video_paused.store(paused, Ordering::Relaxed);
+        if !paused && let Some(pad) = self.video_tee.as_ref().and_then(|t| t.static_pad("sink")) {
+            pad.push_event(webrtc::keyframe_request(None));
+        }
+    }
+
+    /// Its own tone at `volume` from now on.
+    pub fn set_tone_volume(&self, volume: f64) -> Result<()> {
+        let tone = self
+            .pipeline
+            .by_name("tone")
+            .ok_or_else(|| anyhow!("this bot sends no tone of its own"))?;
+        tone.set_property("volume", volume.clamp(0.0, 1.0));
+        Ok(())
     }
 
     pub fn sends_anything(&self) -> bool {
@@ -487,6 +514,24 @@ fn add_tee_after(
     pipeline.add(&tee)?;
     source.link(&tee)?;
     Ok(tee)
+}
+
+/// Drops what reaches `tee` while `shut` is set.
+fn gate_buffers(tee: &gst::Element, shut: Arc<AtomicBool>) -> Result<()> {
+    let pad = tee
+        .static_pad("sink")
+        .ok_or_else(|| anyhow!("tee has no sink pad"))?;
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| {
+            if shut.load(Ordering::Relaxed) {
+                pads::discard(info)
+            } else {
+                gst::PadProbeReturn::Ok
+            }
+        },
+    );
+    Ok(())
 }
 
 /// Draws, into every frame leaving the chain's "picture" element, the

@@ -181,6 +181,9 @@ pub struct BotState {
     pub speakers: crate::media::speakers::Speakers<String>,
     /// The composite's layout, as last announced (MCU rooms).
     pub layout: Option<crate::protocol::Layout>,
+    /// The server said its video is off the composite, and it stopped
+    /// sending it.
+    pub video_paused: bool,
 }
 
 impl BotState {
@@ -310,6 +313,12 @@ impl Bot {
     /// `BotState::answers`.
     pub fn offer_again(&self) {
         let _ = self.control.send(Control::OfferAgain);
+    }
+
+    /// Its tone at `volume` (0 to 1) from now on: it starts or stops
+    /// speaking.
+    pub fn set_tone_volume(&self, volume: f64) {
+        let _ = self.control.send(Control::ToneVolume(volume));
     }
 
     /// The streams the bot has received media from (participant ids, or

@@ -33,6 +33,8 @@ pub enum Control {
     Cut { until: oneshot::Receiver<()> },
     /// A new offer on the publish connection.
     OfferAgain,
+    /// The tone at this volume from now on (0 to 1).
+    ToneVolume(f64),
 }
 
 /// How long the bot keeps trying to resume after losing its connection.
@@ -352,6 +354,11 @@ impl Session {
                             self.record_error("offering again", e);
                         }
                     }
+                    Control::ToneVolume(volume) => {
+                        if let Err(e) = self.media.set_tone_volume(volume) {
+                            self.record_error("changing the tone's volume", e);
+                        }
+                    }
                     Control::Cut { until } => {
                         tracing::info!("bot: signaling cut");
                         self.connection = None;
@@ -460,6 +467,11 @@ impl Session {
                 .state
                 .send_modify(|s| s.speakers = Speakers { active, dominant }),
             ServerMessage::Layout(layout) => self.state.send_modify(|s| s.layout = Some(layout)),
+            ServerMessage::VideoPaused | ServerMessage::VideoResumed => {
+                let paused = matches!(message, ServerMessage::VideoPaused);
+                self.media.set_video_paused(paused);
+                self.state.send_modify(|s| s.video_paused = paused);
+            }
         }
     }
 

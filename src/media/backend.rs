@@ -68,6 +68,10 @@ pub trait RoomMedia: Send {
     fn call_encoders_running(&self) -> usize {
         0
     }
+    /// Participants' videos being decoded now (MCU rooms).
+    fn videos_decoded(&self) -> usize {
+        0
+    }
 }
 
 /// A mesh room's media: none. Peers send to each other.

@@ -91,6 +91,10 @@ struct Member {
     peer: Peer,
     placeholder_pad: gst::Pad,
     video_pad: gst::Pad,
+    /// Shut while the participant is off the composite: its video is
+    /// dropped before the decoder (last-N).
+    video_gate: gst::Element,
+    video_paused: bool,
     audio_tee: gst::Element,
     mix: Option<ListenerMix>,
     /// The video tee's pad feeding this participant's copy of the composite.
@@ -274,6 +278,9 @@ impl McuMixer {
 
         let (placeholder, placeholder_caps) =
             solid_video_source(&name("placeholder"), PLACEHOLDER_ARGB, 64, 36, fps)?;
+        let video_gate = gst::ElementFactory::make("valve")
+            .name(name("video-gate"))
+            .build()?;
         let video_decode = self.settings.templates.build(Chain::VideoDecode)?;
         video_decode.set_property("name", name("video-decode"));
         let audio_decode = self.settings.templates.build(Chain::AudioDecode)?;
@@ -289,6 +296,7 @@ impl McuMixer {
             webrtc.clone(),
             placeholder.clone(),
             placeholder_caps.clone(),
+            video_gate.clone(),
             video_decode.clone().upcast(),
             audio_decode.clone().upcast(),
             level.clone(),
@@ -296,6 +304,7 @@ impl McuMixer {
         ];
         self.owners.add(self.pipeline.upcast_ref(), id, &elements)?;
         placeholder.link(&placeholder_caps)?;
+        video_gate.link(&video_decode)?;
         gst::Element::link_many([audio_decode.upcast_ref(), &level, &audio_tee])?;
 
         // Off the composite until the room's layout places it.
@@ -311,7 +320,7 @@ impl McuMixer {
             .ok_or_else(|| anyhow!("video-decode chain has no src pad"))?
             .link(&video_pad)?;
 
-        self.watch_webrtcbin(id, &webrtc, &video_decode, &audio_decode);
+        self.watch_webrtcbin(id, &webrtc, &video_gate, &audio_decode);
         for element in elements.iter().rev() {
             element.sync_state_with_parent()?;
         }
@@ -320,6 +329,8 @@ impl McuMixer {
             peer,
             placeholder_pad,
             video_pad,
+            video_gate,
+            video_paused: false,
             audio_tee,
             mix: None,
             video_out: None,
@@ -337,7 +348,7 @@ impl McuMixer {
         &self,
         id: &ParticipantId,
         webrtc: &gst::Element,
-        video_decode: &gst::Bin,
+        video_in: &gst::Element,
         audio_decode: &gst::Bin,
     ) {
         // A src pad must be linked at once or webrtcbin fails "not-linked":
@@ -345,7 +356,7 @@ impl McuMixer {
         let events = self.events.clone();
         let owners = self.owners.clone();
         let participant = id.clone();
-        let video_sink = video_decode.static_pad("sink").map(|p| p.downgrade());
+        let video_sink = video_in.static_pad("sink").map(|p| p.downgrade());
         let audio_sink = audio_decode.static_pad("sink").map(|p| p.downgrade());
         webrtc.connect_pad_added(move |webrtc, pad| {
             if pad.direction() != gst::PadDirection::Src {
@@ -634,15 +645,38 @@ impl McuMixer {
     }
 
     /// Moves every participant's tiles where the room's layout says; those
-    /// not placed leave the composite. The encoder is asked for a keyframe,
-    /// so the new picture is clean at once.
+    /// not placed leave the composite, and their video is no longer decoded
+    /// (they are told, so they can stop sending it). The encoder is asked
+    /// for a keyframe, so the new picture is clean at once.
     fn arrange_tiles(&mut self, placements: &[Placement<ParticipantId>]) {
-        for member in &self.members {
+        for member in &mut self.members {
             let pads = [&member.placeholder_pad, &member.video_pad];
-            match placements.iter().find(|p| p.participant == member.id) {
+            let placement = placements.iter().find(|p| p.participant == member.id);
+            match placement {
                 Some(placement) => mixing::show_tile(pads, placement.rect, placement.z),
                 None => mixing::hide_tile(pads),
             }
+            let paused = placement.is_none();
+            if paused == member.video_paused {
+                continue;
+            }
+            member.video_paused = paused;
+            member.video_gate.set_property("drop", paused);
+            if !paused {
+                // Its tile shows its own picture at the next keyframe.
+                if let Some(pad) = member.video_gate.static_pad("sink") {
+                    pad.push_event(webrtc::keyframe_request(None));
+                }
+            }
+            tracing::info!(participant = %member.id, "video {}", if paused { "paused" } else { "resumed" });
+            self.outputs.push(MediaOutput::Send(
+                member.id.clone(),
+                if paused {
+                    ServerMessage::VideoPaused
+                } else {
+                    ServerMessage::VideoResumed
+                },
+            ));
         }
         tracing::debug!(room = %self.room, tiles = placements.len(), "layout updated");
         self.keyframes.ask();
@@ -795,6 +829,19 @@ impl RoomMedia for McuMixer {
 
     fn call_encoders_running(&self) -> usize {
         usize::from(!self.encode_valve.property::<bool>("drop"))
+    }
+
+    /// Read from the pipeline: gates open with a stream linked to them.
+    fn videos_decoded(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| {
+                !m.video_gate.property::<bool>("drop")
+                    && m.video_gate
+                        .static_pad("sink")
+                        .is_some_and(|p| p.is_linked())
+            })
+            .count()
     }
 
     /// No recording runs any more: the full mix goes.

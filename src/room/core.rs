@@ -184,12 +184,14 @@ impl RoomCore {
         tracing::info!(participant = %id, name = %newcomer.name, count = self.members.len() + 1, "joined");
         self.members.push(newcomer);
         let rearranged = self.rearrange(media, false);
-        // The newcomer learns the layout even when its joining changed
-        // nothing on the composite (it is not visible).
+        // Joining changed nothing on the composite (the newcomer is not
+        // shown): the media still learns where the newcomer is not, and
+        // the newcomer learns the layout.
         if rearranged.is_empty()
-            && let Some(message) = self.layout_message()
+            && let Some(arrangement) = &self.arrangement
         {
-            effects.push(Effect::Send(id, message));
+            media.arrange(&arrangement.placements);
+            effects.extend(self.layout_message().map(|m| Effect::Send(id, m)));
         }
         effects.extend(rearranged);
         effects.extend(self.media_outputs(media));
@@ -825,6 +827,11 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
         assert_eq!(told.len(), 1, "{told:?}");
         assert_eq!(told[0].0, "bo");
         assert_eq!(told[0].1.tiles.len(), 1);
+        assert_eq!(
+            media.calls.last().unwrap(),
+            "arrange ada",
+            "bo is off the composite"
+        );
 
         let mut sfu = room(Mode::Sfu, 8);
         let effects = join(&mut sfu, &mut media, "cy", true);

@@ -108,6 +108,9 @@ pub struct RoomSnapshot {
     /// Video encoders of the call running now: an MCU room encodes its
     /// composite only while someone's connection is up or it records.
     pub encoders: usize,
+    /// Participants' videos decoded now: in an MCU room, those on the
+    /// composite that send video (the others are dropped unread).
+    pub videos_decoded: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -223,6 +223,7 @@ impl Room {
                     participants: self.core.participants(),
                     pipeline: self.media.pipeline().is_some(),
                     encoders: self.media.call_encoders_running(),
+                    videos_decoded: self.media.videos_decoded(),
                 });
             }
             RoomCommand::StartRecording { format, reply } => {
