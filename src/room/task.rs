@@ -344,13 +344,15 @@ impl Room {
                     }
                 }
                 Effect::Release(id) => {
-                    self.outboxes.remove(&id);
                     if self.core.is_empty() {
-                        // Before the last session hears it is out, so that
-                        // a rejoin it sends makes a new room instead of
-                        // finding this closing one.
+                        // Before the last session hears it is out (when its
+                        // outbox goes, next), so that a rejoin it sends
+                        // makes a new room instead of finding this closing
+                        // one. The other way round, a rejoin in another
+                        // mode was once refused mode-mismatch.
                         forget(&self.registry, &self.handle);
                     }
+                    self.outboxes.remove(&id);
                 }
             }
         }
