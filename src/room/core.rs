@@ -509,13 +509,22 @@ impl RoomCore {
         let precedence = arrangement
             .order
             .precedence(arrangement.spec.pin.as_ref(), &joined);
-        let placements = layout::arrange(
+        let mut placements = layout::arrange(
             &arrangement.spec,
             &joined,
             &precedence,
             arrangement.composite.canvas,
             arrangement.composite.max_visible,
         );
+        if arrangement.spec.captions {
+            for placement in &mut placements {
+                placement.caption = self
+                    .members
+                    .iter()
+                    .find(|m| m.id == placement.participant)
+                    .map(|m| m.name.clone());
+            }
+        }
         if placements == arrangement.placements && !announce {
             return Vec::new();
         }

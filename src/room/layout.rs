@@ -308,6 +308,9 @@ pub struct Placement<K> {
     pub rect: Rect,
     pub z: u32,
     pub main: bool,
+    /// The name the server draws on the tile (captions on); `arrange`
+    /// leaves it to the caller, which knows names.
+    pub caption: Option<String>,
 }
 
 /// The tiles of everyone visible. `joined` in join order, `precedence`
@@ -326,6 +329,7 @@ pub fn arrange<K: Clone + PartialEq>(
         rect,
         z,
         main,
+        caption: None,
     };
     match spec.kind {
         LayoutKind::Grid => {
@@ -616,6 +620,7 @@ mod tests {
             },
             z: 1,
             main: true,
+            caption: None,
         }];
         let tiles = tiles_message(&placements, CANVAS);
         assert_eq!(tiles[0].x.as_f64(), 0.125);
