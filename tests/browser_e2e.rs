@@ -1066,3 +1066,206 @@ async fn pages_take_renewed_turn_credentials_and_the_call_goes_on() {
     bob.close().await;
     server.shut_down().await;
 }
+
+/// The page's composite layout and its overlay, as the page shows them.
+fn overlay_of(state: &Value) -> Vec<(String, Option<String>, bool)> {
+    state["overlay"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|slot| {
+            (
+                slot["participant"].as_str().unwrap_or("").to_owned(),
+                slot["name"].as_str().map(str::to_owned),
+                slot["dominant"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// The tile of `participant` in the page's layout, as (centre x, centre y)
+/// in shares of the composite.
+fn tile_centre(state: &Value, participant: &str) -> Option<(f64, f64)> {
+    state["layout"]["tiles"]
+        .as_array()?
+        .iter()
+        .find(|t| t["participant"] == participant)
+        .map(|t| {
+            let at = |k: &str| t[k].as_f64().unwrap_or(0.0);
+            (at("x") + at("width") / 2.0, at("y") + at("height") / 2.0)
+        })
+}
+
+/// Picks in the page's layout picker as a person would, then lets the form
+/// hear the change.
+async fn pick(page: &Page, field: &str, value: Value) -> Result<()> {
+    page.eval_with(
+        "const form = document.querySelector('#layout-picker');
+         const input = form.elements[arguments[0]];
+         if (input.type === 'checkbox') input.checked = arguments[1]; else input.value = arguments[1];
+         input.dispatchEvent(new Event('change', { bubbles: true }));",
+        vec![Value::from(field), value],
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_mcu_page_draws_the_layout_picks_one_and_pauses_its_video_off_the_composite() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start_server(ServeArgs::default()).await;
+    let base = format!("http://{}", server.local_addr());
+    let api = common::recording_api::Api::new(server.local_addr());
+    let room = "browser-layout";
+    let loud = Bot::join(bot_config(&server, room, "loud", BOT.0, BOT.1))
+        .await
+        .expect("loud bot joins");
+    let mut quiet_config = bot_config(&server, room, "quiet", BOB.0, BOB.1);
+    quiet_config.tone_volume = 0.0;
+    let quiet = Bot::join(quiet_config).await.expect("quiet bot joins");
+    let (loud_id, quiet_id) = (loud.id().to_owned(), quiet.id().to_owned());
+    let chromium = Chromium::start().await.expect("chromedriver");
+    let alice = chromium
+        .page_with_devices("alice", ALICE.0, ALICE.1)
+        .await
+        .expect("alice's browser");
+    let pages = [&alice];
+
+    // The overlay follows the announced grid: a box per tile, no names
+    // (the server draws them), a ring on the loud bot.
+    let check = async {
+        alice.join(&base, room, "mcu", false).await?;
+        wait_for_page(&alice, "the grid drawn over the composite", |s| {
+            let overlay = overlay_of(s);
+            let tiles: Vec<&str> = s["layout"]["tiles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["participant"].as_str())
+                .collect();
+            ensure!(tiles.len() == 3, "layout tiles {tiles:?}");
+            let boxes: Vec<&str> = overlay.iter().map(|(p, _, _)| p.as_str()).collect();
+            ensure!(boxes == tiles, "overlay {boxes:?}, layout {tiles:?}");
+            ensure!(
+                overlay.iter().all(|(_, name, _)| name.is_none()),
+                "names drawn twice"
+            );
+            ensure!(
+                overlay
+                    .iter()
+                    .any(|(p, _, dominant)| *dominant && *p == loud_id),
+                "the loud bot is not ringed: {overlay:?}"
+            );
+            Ok(())
+        })
+        .await?;
+        ensure!(
+            alice
+                .eval("return document.querySelector('#layout-picker').hidden")
+                .await?
+                == false,
+            "no layout picker in an MCU room"
+        );
+        wait_for_page(&alice, "composite playing", composite_playing).await
+    };
+    or_screenshots(check.await, "layout-grid", &pages).await;
+
+    // Speaker layout with the quiet bot pinned, from the picker: everyone is
+    // told, and the quiet bot's colour fills the main tile though the loud
+    // one speaks.
+    let check = async {
+        pick(&alice, "layout", Value::from("speaker")).await?;
+        pick(&alice, "pin", Value::from(quiet_id.as_str())).await?;
+        loud.wait_for_state(TIMEOUT, |s| {
+            s.layout.as_ref().is_some_and(|l| {
+                l.layout == gridmix::protocol::LayoutKind::Speaker
+                    && l.pin.as_deref() == Some(quiet_id.as_str())
+            })
+        })
+        .await?;
+        let state = wait_for_page(&alice, "the pinned layout", |s| {
+            ensure!(
+                s["layout"]["pin"] == quiet_id.as_str(),
+                "pin {}",
+                s["layout"]["pin"]
+            );
+            Ok(())
+        })
+        .await?;
+        let (x, y) = tile_centre(&state, &quiet_id).ok_or_else(|| anyhow!("no quiet tile"))?;
+        ensure!(y < 0.5, "the pinned tile is not the main one: {x}, {y}");
+        wait_for_page_colour(&alice, "composite", x, y, BOB.0).await
+    };
+    or_screenshots(check.await, "layout-pinned", &pages).await;
+
+    // Captions off: the page writes the names itself.
+    let check = async {
+        pick(&alice, "captions", Value::from(false)).await?;
+        wait_for_page(&alice, "names in the overlay", |s| {
+            let names: Vec<Option<String>> = overlay_of(s).into_iter().map(|(_, n, _)| n).collect();
+            for name in ["loud", "quiet", "alice (you)"] {
+                ensure!(names.contains(&Some(name.to_owned())), "names {names:?}");
+            }
+            Ok(())
+        })
+        .await
+    };
+    or_screenshots(check.await, "layout-names", &pages).await;
+    // For a person to look at: the speaker layout with the page's overlay.
+    let _ = alice.screenshot("mcu-speaker-layout").await;
+
+    // Off the composite, the page stops sending video; back on, it sends
+    // again and its colour is in its tile.
+    let only_loud = format!(
+        r#"{{"layout":"custom","tiles":[{{"x":0,"y":0,"width":1,"height":1,"participant":"{loud_id}"}}]}}"#
+    );
+    let reply = api
+        .put(&format!("/api/rooms/{room}/layout"), &only_loud)
+        .await
+        .expect("PUT layout");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let check = async {
+        let last = std::sync::Mutex::new(None::<u64>);
+        wait_for_page(&alice, "video paused, nothing sent", |s| {
+            ensure!(s["videoPaused"] == true, "not paused");
+            let sent = s["videoPacketsOut"].as_u64().unwrap_or(0);
+            let before = last.lock().unwrap().replace(sent);
+            ensure!(
+                before == Some(sent),
+                "video packets sent {before:?} -> {sent}"
+            );
+            Ok(())
+        })
+        .await?;
+        let grid = api
+            .put(&format!("/api/rooms/{room}/layout"), r#"{"layout":"grid"}"#)
+            .await?;
+        ensure!(grid.status == 200, "{}", grid.body);
+        let paused_at = wait_for_page(&alice, "resumed", |s| {
+            ensure!(s["videoPaused"] == false, "still paused");
+            Ok(())
+        })
+        .await?["videoPacketsOut"]
+            .as_u64()
+            .unwrap_or(0);
+        let state = wait_for_page(&alice, "sending again", |s| {
+            let sent = s["videoPacketsOut"].as_u64().unwrap_or(0);
+            ensure!(
+                sent > paused_at,
+                "video packets sent {sent}, {paused_at} when resumed"
+            );
+            Ok(())
+        })
+        .await?;
+        let me = state["participant"].as_str().unwrap_or_default().to_owned();
+        let (x, y) = tile_centre(&state, &me).ok_or_else(|| anyhow!("alice has no tile"))?;
+        wait_for_page_colour(&alice, "composite", x, y, ALICE.0).await
+    };
+    or_screenshots(check.await, "layout-paused", &pages).await;
+
+    alice.close().await;
+    loud.leave().await;
+    quiet.leave().await;
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}

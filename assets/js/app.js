@@ -30,6 +30,8 @@ const call = {
   participants: [],
   // Running recordings by id: { format, url }.
   recordings: new Map(),
+  // The composite's layout, as last announced (MCU).
+  layout: null,
   stats: null,
 };
 
@@ -128,8 +130,10 @@ async function onMessage(message) {
       call.received = 1;
       call.resumeToken = message.resumeToken ?? null;
       call.participant = message.participant;
+      view.setSelf(message.participant, call.settings.name);
       call.participants = message.participants;
       view.setParticipants(call.participants);
+      showLayoutPicker();
       setStatus("joined", `In the call as ${call.settings.name} (${call.signaling.transport})`);
       const Session = SESSIONS[message.mode];
       call.session = new Session({
@@ -161,15 +165,22 @@ async function onMessage(message) {
     case "speakers":
       view.setSpeakers(message.active, message.dominant);
       break;
+    case "layout":
+      call.layout = message;
+      view.setLayout(message);
+      showLayoutPicker();
+      break;
     case "participant-joined":
       call.participants = [...call.participants.filter((p) => p.id !== message.participant.id), message.participant];
       view.setParticipants(call.participants);
+      showLayoutPicker();
       view.say(`${message.participant.name} joined.`);
       break;
     case "participant-left": {
       const who = call.participants.find((p) => p.id === message.participant);
       call.participants = call.participants.filter((p) => p.id !== message.participant);
       view.setParticipants(call.participants);
+      showLayoutPicker();
       call.session?.handle(message);
       if (who) view.say(`${who.name} left.`);
       break;
@@ -228,6 +239,8 @@ function endSession() {
   view.setParticipants([]);
   call.recordings.clear();
   showRecordings();
+  call.layout = null;
+  showLayoutPicker();
 }
 
 function leave(reason) {
@@ -275,6 +288,54 @@ async function refreshStats() {
   );
 }
 
+// The layout picker (MCU rooms): the layout in force, and who may be pinned.
+// A change asks the server through the layout API, which needs no
+// credentials on a server without an API secret; with one, the API says
+// no and the picker says so.
+function showLayoutPicker() {
+  const form = $("#layout-picker");
+  form.hidden = call.settings?.mode !== "mcu" || !call.layout;
+  if (form.hidden) return;
+  const { layout, pin, captions } = call.layout;
+  if (layout !== "custom") form.elements.layout.value = layout;
+  form.elements.captions.checked = captions;
+  const pinSelect = form.elements.pin;
+  const choices = [{ id: "", name: "Whoever speaks" }, ...call.participants, { id: call.participant, name: `${call.settings.name} (you)` }];
+  pinSelect.replaceChildren(
+    ...choices.map(({ id, name }) => {
+      const option = document.createElement("option");
+      option.value = id;
+      option.textContent = name;
+      return option;
+    }),
+  );
+  pinSelect.value = pin ?? "";
+}
+
+async function pickLayout() {
+  const form = $("#layout-picker");
+  const body = { layout: form.elements.layout.value, captions: form.elements.captions.checked };
+  if (form.elements.pin.value) body.pin = form.elements.pin.value;
+  const message = $("#layout-message");
+  message.textContent = "";
+  try {
+    const response = await fetch(`/api/rooms/${encodeURIComponent(call.settings.room)}/layout`, {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const error = await response.json().catch(() => ({}));
+      message.textContent =
+        response.status === 401 || response.status === 403
+          ? "Changing the layout needs the server's API secret on this server."
+          : (error.message ?? `The server said ${response.status}.`);
+    }
+  } catch (error) {
+    message.textContent = `Could not reach the server: ${error.message}`;
+  }
+}
+
 // What the page shows, for tests and for anyone at the console.
 window.gridmix = {
   async state() {
@@ -288,6 +349,15 @@ window.gridmix = {
       recordings: [...call.recordings.keys()],
       watch: $("#watch").hidden ? null : $("#watch").getAttribute("href"),
       composite: call.settings?.mode === "mcu" ? describeVideo(view.composite) : null,
+      layout: call.layout,
+      overlay: [...document.querySelectorAll("#overlay .slot")].map((slot) => ({
+        participant: slot.dataset.participant,
+        name: slot.querySelector("span")?.textContent ?? null,
+        speaking: slot.classList.contains("speaking"),
+        dominant: slot.classList.contains("dominant"),
+      })),
+      videoPaused: call.session?.videoPaused ?? false,
+      videoPacketsOut: stats?.videoPacketsOut ?? 0,
       tiles: [...document.querySelectorAll("#tiles .tile")].map((tile) => ({
         participant: tile.dataset.participant,
         name: tile.querySelector("figcaption").textContent,
@@ -314,6 +384,7 @@ window.gridmix = {
 };
 
 $("#join-form").addEventListener("submit", join);
+$("#layout-picker").addEventListener("change", pickLayout);
 $("#leave").addEventListener("click", () => leave());
 $("#mic").addEventListener("click", () => toggle("audio"));
 $("#camera").addEventListener("click", () => toggle("video"));

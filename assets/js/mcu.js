@@ -32,12 +32,28 @@ export class McuSession {
   }
 
   async handle(message) {
-    if (message.type === "answer") {
+    if (message.type === "video-paused" || message.type === "video-resumed") {
+      await this.sendVideo(message.type === "video-resumed");
+    } else if (message.type === "answer") {
       await this.pc.setRemoteDescription({ type: "answer", sdp: message.sdp });
       this.candidates.flush();
     } else if (message.type === "ice") {
       this.candidates.add(message);
     }
+  }
+
+  // The server shows (or no longer shows) this participant's video on the
+  // composite: the video sender is set active or inactive, so a client off
+  // the composite neither encodes nor sends it. Re-activated, the browser
+  // starts on a keyframe.
+  async sendVideo(active) {
+    this.videoPaused = !active;
+    const sender = this.pc.getSenders().find((s) => s.track?.kind === "video");
+    if (!sender) return;
+    const parameters = sender.getParameters();
+    if (!parameters.encodings?.length) return;
+    for (const encoding of parameters.encodings) encoding.active = active;
+    await sender.setParameters(parameters);
   }
 
   peerConnections() {

@@ -15,6 +15,7 @@ export class StatsMeter {
       framesDecoded: 0,
       audioStreamsIn: 0,
       audioPacketsIn: 0,
+      videoPacketsOut: 0,
       fps: 0,
       width: 0,
       height: 0,
@@ -43,6 +44,7 @@ export class StatsMeter {
           }
         } else if (s.type === "outbound-rtp") {
           totals.bytesOut += s.bytesSent ?? 0;
+          if (s.kind === "video") totals.videoPacketsOut += s.packetsSent ?? 0;
         } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
           if (s.currentRoundTripTime != null) totals.rtts.push(s.currentRoundTripTime * 1000);
         }
@@ -58,6 +60,7 @@ export class StatsMeter {
       videoStreamsIn: totals.videoStreamsIn,
       framesDecoded: totals.framesDecoded,
       audioStreamsIn: totals.audioStreamsIn,
+      videoPacketsOut: totals.videoPacketsOut,
       audioPacketsIn: totals.audioPacketsIn,
       fps: totals.fps,
       width: totals.width,

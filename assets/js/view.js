@@ -7,6 +7,9 @@ const $ = (selector) => document.querySelector(selector);
 export class CallView {
   constructor() {
     this.composite = $("#composite");
+    this.compositeBox = $("#composite-box");
+    this.overlay = $("#overlay");
+    this.layout = null;
     this.tiles = $("#tiles");
     this.people = $("#people");
     this.messages = $("#messages");
@@ -14,16 +17,23 @@ export class CallView {
     this.connectionStates = new Map();
   }
 
+  // Who this page is in the room, to name its own tile.
+  setSelf(id, name) {
+    this.self = { id, name };
+  }
+
   // Resets the stage for a room of `mode`.
   enter(mode) {
     this.mode = mode;
-    this.composite.hidden = mode !== "mcu";
+    this.compositeBox.hidden = mode !== "mcu";
     this.tiles.hidden = mode === "mcu";
     this.clearRemote();
   }
 
   clearRemote() {
     this.composite.srcObject = null;
+    this.layout = null;
+    this.overlay.replaceChildren();
     this.tiles.replaceChildren();
     this.connectionStates.clear();
   }
@@ -44,6 +54,7 @@ export class CallView {
       }),
     );
     this.markSpeakers();
+    if (this.layout) this.setLayout(this.layout);
     if (this.mode !== "mcu") {
       for (const p of list) this.tile(p.id);
       for (const tile of [...this.tiles.children]) {
@@ -59,8 +70,43 @@ export class CallView {
     this.markSpeakers();
   }
 
+  // Where everyone is on the composite ("layout"): one box per tile over
+  // the video, in shares of it (the composite is 16:9, as its element), for
+  // the speaking ring, and the name unless the server draws names itself.
+  setLayout(layout) {
+    this.layout = layout;
+    this.overlay.replaceChildren(
+      ...layout.tiles.map((tile) => {
+        const slot = document.createElement("div");
+        slot.className = "slot";
+        slot.dataset.participant = tile.participant;
+        slot.classList.toggle("main", tile.main);
+        Object.assign(slot.style, {
+          left: `${tile.x * 100}%`,
+          top: `${tile.y * 100}%`,
+          width: `${tile.width * 100}%`,
+          height: `${tile.height * 100}%`,
+          zIndex: String(tile.z),
+        });
+        if (!layout.captions) {
+          const name = document.createElement("span");
+          name.textContent =
+            tile.participant === this.self?.id ? `${this.self.name} (you)` : (this.names.get(tile.participant) ?? "");
+          slot.append(name);
+        }
+        return slot;
+      }),
+    );
+    this.markSpeakers();
+  }
+
   markSpeakers() {
     const { active, dominant } = this.speakers ?? { active: new Set(), dominant: null };
+    for (const slot of this.overlay.children) {
+      const id = slot.dataset.participant;
+      slot.classList.toggle("speaking", active.has(id));
+      slot.classList.toggle("dominant", id === dominant);
+    }
     for (const li of this.people.children) {
       const id = li.dataset.participant;
       li.classList.toggle("speaking", active.has(id));
