@@ -122,6 +122,19 @@ fn disable_upnp(ice: &glib::Object) {
     }
 }
 
+/// A promise given up on (its future dropped unfinished: the peer's step
+/// was cancelled, or timed out) is interrupted first: freeing a promise
+/// that is still pending is a GStreamer warning (`gst_promise_free: runtime
+/// check failed`), seen when a participant left while its offer was being
+/// applied. Interrupting one that was replied to does nothing.
+struct InterruptOnDrop(gst::Promise);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        self.0.interrupt();
+    }
+}
+
 /// Runs `start` with a fresh promise and awaits its reply; a reply carrying
 /// an "error" field is returned as an error.
 async fn await_promise(
@@ -129,6 +142,7 @@ async fn await_promise(
     start: impl FnOnce(&gst::Promise),
 ) -> Result<Option<gst::Structure>> {
     let (promise, future) = gst::Promise::new_future();
+    let _interrupted_if_dropped = InterruptOnDrop(promise.clone());
     start(&promise);
     let reply = tokio::time::timeout(PROMISE_TIMEOUT, future)
         .await
