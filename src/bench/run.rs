@@ -14,7 +14,7 @@ use crate::bot::shared::SharedEncoding;
 use crate::bot::timecode::{self, Region};
 use crate::bot::traffic::TrafficSnapshot;
 use crate::bot::{Bot, BotConfig, COMPOSITE, OnFrame};
-use crate::media::layout::GridLayout;
+use crate::protocol::Layout;
 use crate::protocol::Mode;
 use anyhow::{Context, Result, anyhow, bail};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,6 +112,8 @@ async fn measure(
         bail!("a run needs at least 2 participants");
     }
     let probe_ids = Arc::new(Mutex::new(Vec::<String>::new()));
+    // The composite's layout as the first probe was last told it (MCU).
+    let layout: SharedLayout = Arc::default();
     // Join order: a probe, the load, the second probe last (its join time is
     // that of someone arriving in a full room).
     for index in 0..spec.participants {
@@ -133,6 +135,7 @@ async fn measure(
                 index,
                 context.origin,
                 probe_ids.clone(),
+                layout.clone(),
                 log.clone(),
                 first.clone(),
             ));
@@ -149,6 +152,9 @@ async fn measure(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(bot.id().to_owned());
+        }
+        if index == 0 {
+            follow_layout(&bot, layout.clone());
         }
         people.push(Participant {
             bot,
@@ -228,13 +234,41 @@ async fn measure(
     })
 }
 
+type SharedLayout = Arc<Mutex<Option<Layout>>>;
+
+/// Keeps `layout` as the bot was last told it, until the bot is gone.
+fn follow_layout(bot: &Bot, layout: SharedLayout) {
+    let mut state = bot.watch_state();
+    tokio::spawn(async move {
+        while state.changed().await.is_ok() {
+            let latest = state.borrow_and_update().layout.clone();
+            *layout.lock().unwrap_or_else(|e| e.into_inner()) = latest;
+        }
+    });
+}
+
+/// Where participant `id`'s tile is on a `width` x `height` composite.
+fn tile_region(layout: &Layout, id: &str, width: u32, height: u32) -> Option<Region> {
+    let tile = layout.tiles.iter().find(|t| t.participant == id)?;
+    let px =
+        |share: crate::protocol::Fraction, whole: u32| (share.as_f64() * f64::from(whole)) as u32;
+    Some(Region {
+        x: px(tile.x, width),
+        y: px(tile.y, height),
+        width: px(tile.width, width),
+        height: px(tile.height, height),
+    })
+}
+
 /// A probe's view of each decoded frame: reads the timecode of a probe (its
-/// own tile of the MCU composite; the other probe's stream in SFU and mesh).
+/// own tile of the MCU composite, where the announced layout puts it; the
+/// other probe's stream in SFU and mesh).
 fn observer(
     spec: RunSpec,
     index: usize,
     origin: Instant,
     probe_ids: Arc<Mutex<Vec<String>>>,
+    layout: SharedLayout,
     log: Arc<ProbeLog>,
     first_decoded: Arc<OnceLock<Instant>>,
 ) -> OnFrame {
@@ -248,15 +282,27 @@ fn observer(
             if stream != COMPOSITE {
                 return;
             }
-            let layout = GridLayout::for_count(spec.participants, frame.width, frame.height);
-            let Some(tile) = layout.tiles.get(index) else {
-                return;
-            };
-            Region {
-                x: tile.x.max(0) as u32,
-                y: tile.y.max(0) as u32,
-                width: tile.width.max(0) as u32,
-                height: tile.height.max(0) as u32,
+            if index == 0 {
+                log.counts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .composite_frames += 1;
+            }
+            // The first probe joined first, the second last.
+            let slot = usize::from(index != 0);
+            let own = probe_ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(slot)
+                .cloned();
+            let region = own.and_then(|id| {
+                let layout = layout.lock().unwrap_or_else(|e| e.into_inner());
+                tile_region(layout.as_ref()?, &id, frame.width, frame.height)
+            });
+            match region {
+                Some(region) => region,
+                // Not on the composite (yet): nothing to read.
+                None => return,
             }
         } else {
             if !probe_ids
@@ -281,9 +327,6 @@ fn observer(
                 .latencies_ms
                 .push(f64::from(timecode::elapsed_ms(sent, now_ms))),
             Err(_) => counts.rejected += 1,
-        }
-        if spec.mode == Mode::Mcu && index == 0 {
-            counts.composite_frames += 1;
         }
     }))
 }

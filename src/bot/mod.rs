@@ -276,6 +276,11 @@ impl Bot {
         self.state.borrow().clone()
     }
 
+    /// Its signaling state as it changes.
+    pub fn watch_state(&self) -> watch::Receiver<BotState> {
+        self.state.clone()
+    }
+
     /// Waits until the bot's signaling state satisfies `condition`.
     pub async fn wait_for_state(
         &self,

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use std::sync::{Arc, Mutex};
 
-use super::media::{AUDIO_PT, TONE_VOLUME, VIDEO_PT, audio_encoding, video_encoding};
+use super::media::{AUDIO_PT, VIDEO_PT, audio_encoding, video_encoding};
 
 /// The bots fed by one kind of the shared encoding: (their source, SSRC).
 type Outputs = Arc<Mutex<Vec<(gst_app::AppSrc, u32)>>>;
@@ -40,8 +40,9 @@ impl std::fmt::Debug for SharedEncoding {
 }
 
 impl SharedEncoding {
-    /// Starts encoding `colour` (0xRRGGBB) and a `tone_hz` sine.
-    pub fn start(colour: u32, tone_hz: f64) -> Result<SharedEncoding> {
+    /// Starts encoding `colour` (0xRRGGBB) and a `tone_hz` sine at
+    /// `volume` (0 to 1).
+    pub fn start(colour: u32, tone_hz: f64, volume: f64) -> Result<SharedEncoding> {
         gst::init()?;
         let pipeline = gst::Pipeline::with_name("shared-encoding");
         let video: Outputs = Arc::default();
@@ -59,7 +60,7 @@ impl SharedEncoding {
                 ),
                 &video,
             ),
-            (audio_encoding(tone_hz, TONE_VOLUME, AUDIO_PT), &audio),
+            (audio_encoding(tone_hz, volume, AUDIO_PT), &audio),
         ] {
             let chain = gst::parse::bin_from_description(
                 &format!("{description} ! appsink name=out sync=false"),
