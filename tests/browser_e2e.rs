@@ -248,6 +248,17 @@ async fn alice_and_bob_in(chromium: &mut Option<Chromium>, browsers: [Browser; 2
     (alice, bob)
 }
 
+/// Chromium with Alice's page alone (her camera and microphone); the
+/// browser lasts as long as the first value is kept.
+async fn alice_alone() -> (Chromium, Page) {
+    let chromium = Chromium::start().await.expect("chromedriver");
+    let alice = chromium
+        .page_with_devices("alice", ALICE.0, ALICE.1)
+        .await
+        .expect("alice's browser");
+    (chromium, alice)
+}
+
 /// Alice's and Bob's browsers, each with its camera and microphone.
 async fn alice_and_bob(chromium: &Chromium) -> (Page, Page) {
     let alice = chromium
@@ -847,11 +858,7 @@ async fn a_page_whose_connection_drops_resumes_without_leaving() {
     let mut config = bot_config(&server, room, "bot", BOT.0, BOT.1);
     config.on_frame = Some(watch.observer(alice_tile, ALICE.0));
     let bot = Bot::join(config).await.expect("bot joins");
-    let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium
-        .page_with_devices("alice", ALICE.0, ALICE.1)
-        .await
-        .expect("alice's browser");
+    let (_chromium, alice) = alice_alone().await;
     let pages = [&alice];
     or_screenshots(
         alice.join(&base, room, "mcu", false).await,
@@ -935,11 +942,7 @@ async fn a_token_in_the_link_admits_the_page_and_a_refusal_is_said_in_words() {
     .await;
     let base = format!("http://{}", server.local_addr());
     let room = "browser-token";
-    let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium
-        .page_with_devices("alice", ALICE.0, ALICE.1)
-        .await
-        .expect("alice's browser");
+    let (_chromium, alice) = alice_alone().await;
     let pages = [&alice];
     let check = async {
         alice.join(&base, room, "mcu", false).await?;
@@ -1124,11 +1127,7 @@ async fn an_mcu_page_draws_the_layout_picks_one_and_pauses_its_video_off_the_com
     quiet_config.tone_volume = 0.0;
     let quiet = Bot::join(quiet_config).await.expect("quiet bot joins");
     let (loud_id, quiet_id) = (loud.id().to_owned(), quiet.id().to_owned());
-    let chromium = Chromium::start().await.expect("chromedriver");
-    let alice = chromium
-        .page_with_devices("alice", ALICE.0, ALICE.1)
-        .await
-        .expect("alice's browser");
+    let (_chromium, alice) = alice_alone().await;
     let pages = [&alice];
 
     // The overlay follows the announced grid: a box per tile, no names

@@ -443,6 +443,16 @@ mod tests {
         placements.iter().map(|p| p.participant).collect()
     }
 
+    /// Everyone's tiles under `layout`, up to 16, in `order`.
+    fn arranged(
+        layout: &LayoutSpec<&'static str>,
+        joined: &[&'static str],
+        order: &SpeakerOrder<&'static str>,
+    ) -> Vec<Placement<&'static str>> {
+        let precedence = order.precedence(layout.pin.as_ref(), joined);
+        arrange(layout, joined, &precedence, CANVAS, 16)
+    }
+
     fn main_of(placements: &[Placement<&'static str>]) -> Option<&'static str> {
         placements.iter().find(|p| p.main).map(|p| p.participant)
     }
@@ -459,19 +469,13 @@ mod tests {
         let joined = ["a", "b", "c"];
         let order = SpeakerOrder::default();
         let grid = spec(LayoutKind::Grid, None);
-        let tiles = arrange(&grid, &joined, &order.precedence(None, &joined), CANVAS, 16);
+        let tiles = arranged(&grid, &joined, &order);
         assert_eq!(shown(&tiles), ["a", "b", "c"]);
         assert_eq!(tiles[0].rect, GridLayout::for_count(3, 1280, 720).tiles[0]);
         assert_eq!(main_of(&tiles), None);
 
         let pinned = spec(LayoutKind::Grid, Some("c"));
-        let tiles = arrange(
-            &pinned,
-            &joined,
-            &order.precedence(Some(&"c"), &joined),
-            CANVAS,
-            16,
-        );
+        let tiles = arranged(&pinned, &joined, &order);
         assert_eq!(shown(&tiles), ["c", "a", "b"]);
         assert_eq!(main_of(&tiles), Some("c"));
     }
@@ -482,13 +486,7 @@ mod tests {
         let mut order = SpeakerOrder::default();
         order.heard(&speaking(&["c"], Some("c")));
         let layout = spec(LayoutKind::Speaker, None);
-        let tiles = arrange(
-            &layout,
-            &joined,
-            &order.precedence(None, &joined),
-            CANVAS,
-            16,
-        );
+        let tiles = arranged(&layout, &joined, &order);
         assert_eq!(main_of(&tiles), Some("c"));
         let expected = SpeakerLayout::for_others(3, 1280, 720);
         assert_eq!(tiles[0].rect, expected.main);
@@ -497,13 +495,7 @@ mod tests {
         assert_eq!(tiles[1].rect, expected.strip[0]);
 
         let pinned = spec(LayoutKind::Speaker, Some("a"));
-        let tiles = arrange(
-            &pinned,
-            &joined,
-            &order.precedence(Some(&"a"), &joined),
-            CANVAS,
-            16,
-        );
+        let tiles = arranged(&pinned, &joined, &order);
         assert_eq!(main_of(&tiles), Some("a"), "the pin holds the main tile");
         assert_eq!(shown(&tiles), ["a", "b", "c", "d"]);
     }
@@ -530,22 +522,9 @@ mod tests {
         order.heard(&speaking(&["e"], Some("e")));
         let precedence = order.precedence(None, &joined);
         assert_eq!(precedence, ["e", "d", "a", "b", "c"]);
-        let tiles = arrange(
-            &spec(LayoutKind::Grid, None),
-            &joined,
-            &precedence,
-            CANVAS,
-            3,
-        );
-        assert_eq!(shown(&tiles), ["a", "d", "e"]);
-        let tiles = arrange(
-            &spec(LayoutKind::Speaker, None),
-            &joined,
-            &precedence,
-            CANVAS,
-            3,
-        );
-        assert_eq!(shown(&tiles), ["e", "a", "d"]);
+        let three_of = |kind| shown(&arrange(&spec(kind, None), &joined, &precedence, CANVAS, 3));
+        assert_eq!(three_of(LayoutKind::Grid), ["a", "d", "e"]);
+        assert_eq!(three_of(LayoutKind::Speaker), ["e", "a", "d"]);
         // A leaver is forgotten.
         order.forget(&"e");
         assert_eq!(order.precedence(None, &joined[..4]), ["d", "a", "b", "c"]);
@@ -586,13 +565,7 @@ mod tests {
         let joined = ["a", "b", "c"];
         let mut order = SpeakerOrder::default();
         order.heard(&speaking(&["b", "c"], Some("b")));
-        let tiles = arrange(
-            &layout,
-            &joined,
-            &order.precedence(None, &joined),
-            CANVAS,
-            16,
-        );
+        let tiles = arranged(&layout, &joined, &order);
         // b is fixed in slot 0, so the speaker slots get c, then a; the
         // slot for someone not here stays empty.
         assert_eq!(shown(&tiles), ["b", "c", "a"]);
