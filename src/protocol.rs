@@ -271,7 +271,8 @@ pub struct Layout {
     pub layout: LayoutKind,
     /// Who holds the main tile whoever speaks.
     pub pin: Option<String>,
-    /// Whether the server draws names on the tiles.
+    /// Whether the server draws names on the tiles (not yet: always false;
+    /// clients draw them from `tiles`).
     pub captions: bool,
     pub tiles: Vec<LayoutTile>,
 }
@@ -705,7 +706,7 @@ mod tests {
                 ServerMessage::Layout(Layout {
                     layout: LayoutKind::Speaker,
                     pin: None,
-                    captions: true,
+                    captions: false,
                     tiles: vec![LayoutTile {
                         participant: "p1-aaaa".into(),
                         x: Fraction::of(160, 1280),
@@ -716,7 +717,7 @@ mod tests {
                         main: true,
                     }],
                 }),
-                json!({"type":"layout","layout":"speaker","pin":null,"captions":true,"tiles":[
+                json!({"type":"layout","layout":"speaker","pin":null,"captions":false,"tiles":[
                     {"participant":"p1-aaaa","x":0.125,"y":0.0,"width":0.75,"height":0.75,"z":1,"main":true}
                 ]}),
             ),

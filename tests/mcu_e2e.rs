@@ -6,7 +6,6 @@ mod common;
 use common::recording_api::Api;
 use common::*;
 use gridmix::bot::Bot;
-use gridmix::bot::analysis::{colour_close, rgb_of};
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
 use std::sync::atomic::Ordering;
@@ -458,41 +457,6 @@ async fn the_speaker_layout_shows_the_loud_participant_large_and_a_pin_holds_the
         pinned
     );
 
-    // Captions, on by default: each tile's name sits on a shaded box at its
-    // bottom edge. Off, the tile's own colour is there.
-    let captions_shown = |frame: &gridmix::bot::analysis::VideoFrame,
-                          layout: &gridmix::protocol::Layout| {
-        layout
-            .tiles
-            .iter()
-            .map(|tile| {
-                let x = (tile.x.as_f64() + tile.width.as_f64() / 2.0) * f64::from(frame.width);
-                let bottom = (tile.y.as_f64() + tile.height.as_f64()) * f64::from(frame.height);
-                let colour = rgb_of(colour_of(&bots, &tile.participant));
-                !colour_close(frame.mean_rgb(x as i32, bottom as i32 - 16, 8), colour, 40)
-            })
-            .collect::<Vec<bool>>()
-    };
-    eventually(TIMEOUT, || async {
-        let frame = watcher.latest_frame(Duration::from_secs(1)).await?;
-        let shown = captions_shown(&frame, &pinned);
-        anyhow::ensure!(shown.iter().all(|&s| s), "captions shown: {shown:?}");
-        Ok(())
-    })
-    .await
-    .expect("every tile has its name drawn");
-    let body = format!(r#"{{"layout":"speaker","pin":"{green}","captions":false}}"#);
-    let plain = put_layout(&api, room, &body).await;
-    assert!(!plain.captions);
-    eventually(TIMEOUT, || async {
-        let frame = watcher.latest_frame(Duration::from_secs(1)).await?;
-        let shown = captions_shown(&frame, &plain);
-        anyhow::ensure!(shown.iter().all(|&s| !s), "captions shown: {shown:?}");
-        Ok(())
-    })
-    .await
-    .expect("no names drawn with captions off");
-
     // Bad requests get a code and a sentence; the layout stays.
     for (body, status, code) in [
         (r#"{"layout":"mosaic"}"#, 400, "bad-layout"),
@@ -516,7 +480,7 @@ async fn the_speaker_layout_shows_the_loud_participant_large_and_a_pin_holds_the
     }
     let missing = api.get("/api/rooms/no-such-room/layout").await.unwrap();
     assert_eq!((missing.status, missing.code()), (404, "unknown-room"));
-    assert_eq!(watcher.state().layout.as_ref(), Some(&plain));
+    assert_eq!(watcher.state().layout.as_ref(), Some(&pinned));
 
     for bot in bots {
         assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);

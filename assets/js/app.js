@@ -296,9 +296,8 @@ function showLayoutPicker() {
   const form = $("#layout-picker");
   form.hidden = call.settings?.mode !== "mcu" || !call.layout;
   if (form.hidden) return;
-  const { layout, pin, captions } = call.layout;
+  const { layout, pin } = call.layout;
   if (layout !== "custom") form.elements.layout.value = layout;
-  form.elements.captions.checked = captions;
   const pinSelect = form.elements.pin;
   const choices = [{ id: "", name: "Whoever speaks" }, ...call.participants, { id: call.participant, name: `${call.settings.name} (you)` }];
   pinSelect.replaceChildren(
@@ -314,7 +313,7 @@ function showLayoutPicker() {
 
 async function pickLayout() {
   const form = $("#layout-picker");
-  const body = { layout: form.elements.layout.value, captions: form.elements.captions.checked };
+  const body = { layout: form.elements.layout.value };
   if (form.elements.pin.value) body.pin = form.elements.pin.value;
   const message = $("#layout-message");
   message.textContent = "";

@@ -5,8 +5,8 @@
 //! ```text
 //! background ─┐
 //! P1 placeholder ─┤
-//! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ captions ─ raw-tee ─ valve ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
-//! P2 ...                           ┘                                                                                          └ queue ─ rtpvp8pay ─ P2 webrtc
+//! P1 webrtc ─ video-decode ─┤ compositor ─ canvas caps ─ raw-tee ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
+//! P2 ...                    ┘                                                                        └ queue ─ rtpvp8pay ─ P2 webrtc
 //! P1 webrtc ─ audio-decode ─ P1 audio-tee ─ queue ─┐
 //!                       silence ─ P2 audiomixer ─ audio-encode ─ rtpopuspay ─ P2 webrtc   (P2 hears all but P2)
 //! ```
@@ -22,7 +22,6 @@
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
-use crate::media::captions;
 use crate::media::events::MediaEvent;
 use crate::media::keyframes::LimitedRequests;
 use crate::media::levels;
@@ -113,8 +112,6 @@ pub struct McuMixer {
     compositor: gst::Element,
     /// The composite before encoding, for recordings that encode their own.
     raw_tee: gst::Element,
-    /// Names on the tiles, one overlay per visible tile (captions.rs).
-    captions: Vec<gst::Element>,
     /// Open while the composite is encoded (see `update_encoding`).
     encode_valve: gst::Element,
     /// Participants whose connection is up: they receive the composite.
@@ -158,7 +155,6 @@ impl McuMixer {
                 .build()
         };
         let raw_tee = tee("raw-tee")?;
-        let captions = captions::caption_overlays(settings.max_visible)?;
         // Compositing and encoding run on two threads, with at most one frame
         // between them: when the encoder falls behind, the stalest frame is
         // dropped instead of latency building up behind it.
@@ -179,7 +175,6 @@ impl McuMixer {
         let encoder = settings.templates.build(Chain::VideoEncode)?;
         encoder.set_property("name", "video-encode");
         let video_tee = tee("video-tee")?;
-        pipeline.add_many(&captions)?;
         pipeline.add_many([
             &compositor,
             &canvas_caps,
@@ -195,12 +190,9 @@ impl McuMixer {
             "background",
             settings.canvas.fps,
         )?;
-        let composited = [&compositor, &canvas_caps]
-            .into_iter()
-            .chain(&captions)
-            .chain([&raw_tee]);
-        gst::Element::link_many(composited)?;
         gst::Element::link_many([
+            &compositor,
+            &canvas_caps,
             &raw_tee,
             &encode_valve,
             &encode_queue,
@@ -223,7 +215,6 @@ impl McuMixer {
             pipeline,
             compositor,
             raw_tee,
-            captions,
             encode_valve,
             connected: Default::default(),
             video_tee,
@@ -687,15 +678,6 @@ impl McuMixer {
                 },
             ));
         }
-        let canvas = (self.settings.canvas.width, self.settings.canvas.height);
-        let captioned = placements
-            .iter()
-            .filter_map(|p| p.caption.as_deref().map(|name| (name, p.rect)));
-        let mut overlays = self.captions.iter();
-        for ((name, rect), overlay) in captioned.zip(overlays.by_ref()) {
-            captions::show_caption(overlay, name, rect, canvas);
-        }
-        overlays.for_each(captions::hide_caption);
         tracing::debug!(room = %self.room, tiles = placements.len(), "layout updated");
         self.keyframes.ask();
     }

@@ -3,7 +3,6 @@
 
 pub mod backend;
 pub mod candidates;
-pub mod captions;
 pub mod certificate;
 pub mod events;
 pub mod forward;

@@ -27,7 +27,6 @@ pub const REQUIRED_ELEMENTS: &[(&str, &str)] = &[
     ("audioresample", "gstreamer1.0-plugins-base"),
     ("appsink", "gstreamer1.0-plugins-base"),
     ("level", "gstreamer1.0-plugins-good"),
-    ("textoverlay", "gstreamer1.0-x"),
     ("valve", "libgstreamer1.0-0"),
     ("tee", "libgstreamer1.0-0"),
     ("queue", "libgstreamer1.0-0"),

@@ -509,22 +509,13 @@ impl RoomCore {
         let precedence = arrangement
             .order
             .precedence(arrangement.spec.pin.as_ref(), &joined);
-        let mut placements = layout::arrange(
+        let placements = layout::arrange(
             &arrangement.spec,
             &joined,
             &precedence,
             arrangement.composite.canvas,
             arrangement.composite.max_visible,
         );
-        if arrangement.spec.captions {
-            for placement in &mut placements {
-                placement.caption = self
-                    .members
-                    .iter()
-                    .find(|m| m.id == placement.participant)
-                    .map(|m| m.name.clone());
-            }
-        }
         if placements == arrangement.placements && !announce {
             return Vec::new();
         }

@@ -51,7 +51,7 @@ impl<K> Default for LayoutSpec<K> {
             kind: LayoutKind::Grid,
             slots: Vec::new(),
             pin: None,
-            captions: true,
+            captions: false,
         }
     }
 }
@@ -156,14 +156,10 @@ struct LayoutRequest {
     layout: LayoutKind,
     #[serde(default)]
     pin: Option<String>,
-    #[serde(default = "captions_on")]
+    #[serde(default)]
     captions: bool,
     #[serde(default)]
     tiles: Option<Vec<SlotRequest>>,
-}
-
-fn captions_on() -> bool {
-    true
 }
 
 #[derive(Deserialize)]
@@ -203,6 +199,11 @@ pub fn parse_layout_request(body: &[u8]) -> Result<LayoutSpec<String>, LayoutErr
             "Not a layout ({e}): send {{\"layout\":\"grid\"|\"speaker\"|\"custom\",\"pin\":id|null,\"captions\":bool,\"tiles\":[...]}}."
         ))
     })?;
+    if request.captions {
+        return Err(bad_layout(
+            "The server does not draw names on the composite yet: send \"captions\":false (or leave it out); clients draw names from the layout's tiles.",
+        ));
+    }
     let slots = match (request.layout, request.tiles) {
         (LayoutKind::Custom, Some(tiles)) => custom_slots(tiles)?,
         (LayoutKind::Custom, None) => {
@@ -308,9 +309,6 @@ pub struct Placement<K> {
     pub rect: Rect,
     pub z: u32,
     pub main: bool,
-    /// The name the server draws on the tile (captions on); `arrange`
-    /// leaves it to the caller, which knows names.
-    pub caption: Option<String>,
 }
 
 /// The tiles of everyone visible. `joined` in join order, `precedence`
@@ -329,7 +327,6 @@ pub fn arrange<K: Clone + PartialEq>(
         rect,
         z,
         main,
-        caption: None,
     };
     match spec.kind {
         LayoutKind::Grid => {
@@ -593,7 +590,6 @@ mod tests {
             },
             z: 1,
             main: true,
-            caption: None,
         }];
         let tiles = tiles_message(&placements, CANVAS);
         assert_eq!(tiles[0].x.as_f64(), 0.125);
@@ -631,6 +627,7 @@ mod tests {
             r#"{"layout":"custom","tiles":[{"x":0,"y":0,"width":0,"height":1}]}"#,
             r#"{"layout":"custom","tiles":[{"x":-1,"y":0,"width":0.5,"height":1}]}"#,
             r#"{"layout":"custom","tiles":[{"x":0,"y":0,"width":0.5,"height":1,"z":101}]}"#,
+            r#"{"layout":"grid","captions":true}"#,
         ] {
             assert_eq!(refused(bad), LayoutErrorCode::BadLayout, "{bad}");
         }
