@@ -5,8 +5,8 @@
 //! ```text
 //! background ─┐
 //! P1 placeholder ─┤
-//! P1 webrtc ─ video-decode ─┤ compositor ─ canvas caps ─ raw-tee ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
-//! P2 ...                    ┘                                                                        └ queue ─ rtpvp8pay ─ P2 webrtc
+//! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ raw-tee ─ valve ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
+//! P2 ...                           ┘                                                                               └ queue ─ rtpvp8pay ─ P2 webrtc
 //! P1 webrtc ─ audio-decode ─ P1 audio-tee ─ queue ─┐
 //!                       silence ─ P2 audiomixer ─ audio-encode ─ rtpopuspay ─ P2 webrtc   (P2 hears all but P2)
 //! ```
