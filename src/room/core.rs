@@ -490,7 +490,8 @@ impl RoomCore {
         Some(Layout {
             layout: arrangement.spec.kind,
             pin: arrangement.spec.pin.as_ref().map(ToString::to_string),
-            captions: arrangement.spec.captions,
+            // The server draws no names yet (README, "layout").
+            captions: false,
             tiles: layout::tiles_message(&arrangement.placements, arrangement.composite.canvas),
         })
     }

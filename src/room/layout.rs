@@ -1,7 +1,7 @@
 //! Who is shown where on an MCU room's composite. Pure: no GStreamer.
 //!
-//! A room has a layout (grid, speaker or custom, an optional pin, captions
-//! on or off), set with `PUT /api/rooms/{room}/layout`. From it, who is in
+//! A room has a layout (grid, speaker or custom, and an optional pin), set
+//! with `PUT /api/rooms/{room}/layout`. From it, who is in
 //! the room and who spoke last, `arrange` decides each visible
 //! participant's tile in canvas pixels; the media moves its compositor pads
 //! there and everyone is sent the same tiles as shares of the canvas.
@@ -42,7 +42,6 @@ pub struct LayoutSpec<K> {
     /// Custom layouts only.
     pub slots: Vec<Slot<K>>,
     pub pin: Option<K>,
-    pub captions: bool,
 }
 
 impl<K> Default for LayoutSpec<K> {
@@ -51,7 +50,6 @@ impl<K> Default for LayoutSpec<K> {
             kind: LayoutKind::Grid,
             slots: Vec::new(),
             pin: None,
-            captions: false,
         }
     }
 }
@@ -76,7 +74,6 @@ impl<K: Clone> LayoutSpec<K> {
                 })
                 .collect::<Result<_, String>>()?,
             pin: self.pin.as_ref().map(&f).transpose()?,
-            captions: self.captions,
         })
     }
 }
@@ -220,7 +217,6 @@ pub fn parse_layout_request(body: &[u8]) -> Result<LayoutSpec<String>, LayoutErr
         kind: request.layout,
         slots,
         pin: request.pin,
-        captions: request.captions,
     })
 }
 
@@ -557,7 +553,6 @@ mod tests {
                 slot(0.75, Some("gone")),
             ],
             pin: None,
-            captions: false,
         };
         let joined = ["a", "b", "c"];
         let mut order = SpeakerOrder::default();
@@ -606,7 +601,6 @@ mod tests {
             parse_layout_request(br#"{"layout":"speaker","pin":"p1","captions":false}"#).unwrap();
         assert_eq!(speaker.kind, LayoutKind::Speaker);
         assert_eq!(speaker.pin.as_deref(), Some("p1"));
-        assert!(!speaker.captions);
         let custom = parse_layout_request(
             br#"{"layout":"custom","tiles":[{"x":0,"y":0,"width":1,"height":1},{"x":0.75,"y":0.75,"width":0.25,"height":0.25,"z":2,"participant":"p2"}]}"#,
         )

@@ -35,11 +35,23 @@ impl From<RecordingError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({"code": self.0.code.as_str(), "message": self.0.message});
-        (status, Json(body)).into_response()
+        error_response(
+            self.0.code.http_status(),
+            self.0.code.as_str(),
+            &self.0.message,
+        )
     }
+}
+
+/// An API error as every /api route answers it: `{"code","message"}` with
+/// the code's status.
+pub fn error_response(status: u16, code: &str, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        Json(serde_json::json!({"code": code, "message": message})),
+    )
+        .into_response()
 }
 
 fn error(code: RecordingErrorCode, message: impl Into<String>) -> ApiError {

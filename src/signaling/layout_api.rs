@@ -17,7 +17,6 @@ use crate::room::layout::{LayoutError, LayoutErrorCode, not_composited, parse_la
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -29,10 +28,11 @@ pub struct LayoutApiError(LayoutError);
 
 impl IntoResponse for LayoutApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::json!({"code": self.0.code.as_str(), "message": self.0.message});
-        (status, Json(body)).into_response()
+        super::api::error_response(
+            self.0.code.http_status(),
+            self.0.code.as_str(),
+            &self.0.message,
+        )
     }
 }
 
