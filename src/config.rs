@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// pinned one and the most recent speakers are shown.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_visible: u16,
+    /// Most voices mixed at once in an MCU room (the loudest; a pinned
+    /// participant comes on top): everyone else hears one shared mix.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub max_mixed_speakers: u16,
     /// STUN server for the server's own ICE and for clients, host:port.
     #[arg(long, env = "GRIDMIX_STUN")]
     pub stun: Option<String>,
@@ -191,6 +195,7 @@ impl Default for ServeArgs {
             jitter_latency_ms: 60,
             max_participants: 25,
             max_visible: 16,
+            max_mixed_speakers: 3,
             stun: None,
             ice_addresses: Vec::new(),
             record_dir: PathBuf::from("recordings"),
@@ -289,6 +294,7 @@ impl ServeArgs {
             templates: Arc::new(templates),
             keyframe_interval: Duration::from_millis(500),
             max_visible: usize::from(self.max_visible),
+            max_mixed_speakers: usize::from(self.max_mixed_speakers),
         };
         let recording_urls = self
             .auth_secret

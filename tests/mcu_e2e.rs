@@ -603,3 +603,120 @@ async fn beyond_max_visible_video_is_paused_and_speaking_brings_a_tile_back() {
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     server.shut_down().await;
 }
+
+/// Whose voices `room` mixes and how many Opus encoders its pipeline has,
+/// as `/api/rooms` says.
+async fn mixing_in(
+    server: &gridmix::server::Server,
+    room: &str,
+) -> anyhow::Result<(Vec<String>, usize)> {
+    let rooms = open_rooms(server).await?;
+    let room = rooms
+        .iter()
+        .find(|r| r.id == room)
+        .ok_or_else(|| anyhow::anyhow!("no room {room}"))?;
+    Ok((room.mixed.clone(), room.audio_encoders))
+}
+
+/// Waits until `room` mixes `count` voices, other than `not`, on `encoders`
+/// Opus encoders; returns who is mixed.
+async fn wait_for_mixed(
+    server: &gridmix::server::Server,
+    room: &str,
+    count: usize,
+    not: Option<&str>,
+    encoders: usize,
+) -> Vec<String> {
+    eventually(TIMEOUT, || async {
+        let (mixed, running) = mixing_in(server, room).await?;
+        anyhow::ensure!(
+            mixed.len() == count
+                && running == encoders
+                && not.is_none_or(|n| !mixed.iter().any(|m| m == n)),
+            "mixed {mixed:?} on {running} Opus encoders"
+        );
+        Ok(mixed)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{count} mixed on {encoders} encoders: {e:#}"))
+}
+
+/// Each bot hears the tones of the mixed bots but its own, and no other.
+async fn each_hears_the_mixed_but_itself(bots: &[Bot], tones: &[f64], mixed: &[String]) {
+    for (i, bot) in bots.iter().enumerate() {
+        let heard = |j: usize| j != i && mixed.iter().any(|m| m == bots[j].id());
+        let (present, absent): (Vec<usize>, Vec<usize>) = (0..bots.len()).partition(|&j| heard(j));
+        let present: Vec<f64> = present.into_iter().map(|j| tones[j]).collect();
+        let absent: Vec<f64> = absent.into_iter().map(|j| tones[j]).collect();
+        wait_for_tones(bot, &present, &absent, TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("bot{i} (mixed: {mixed:?}): {e:#}"));
+    }
+}
+
+/// The loudest of a bot's own tone in 100 ms steps of `audio`.
+fn loudest_in_steps(audio: &[f32], hz: f64) -> f64 {
+    audio
+        .chunks(gridmix::bot::AUDIO_RATE as usize / 10)
+        .map(|chunk| gridmix::bot::analysis::tone_amplitude(chunk, gridmix::bot::AUDIO_RATE, hz))
+        .fold(0.0, f64::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_six_talking_two_are_mixed_on_three_encoders_and_nobody_hears_themselves() {
+    let server = start_server(ServeArgs {
+        max_mixed_speakers: 2,
+        ..ServeArgs::default()
+    })
+    .await;
+    let room = "top-k";
+    let tones: Vec<f64> = (0..6).map(|i| 300.0 + 170.0 * f64::from(i)).collect();
+    let mut bots = Vec::new();
+    for (i, tone) in tones.iter().enumerate() {
+        let colour = 0x202020 * (i as u32 + 1);
+        let config = bot_config(&server, room, &format!("bot{i}"), colour, *tone);
+        bots.push(Bot::join(config).await.expect("bot joins"));
+    }
+    // Everyone talks at once: two are mixed, on three encodes (the mix of
+    // both for the four others, and one for each of the two).
+    let mixed = wait_for_mixed(&server, room, 2, None, 3).await;
+    each_hears_the_mixed_but_itself(&bots, &tones, &mixed).await;
+
+    // One of the two falls silent: once it has been quiet long enough, one
+    // of the four waiting takes its place. Meanwhile the four listen: the
+    // one let in must never hear its own voice, before, during or after.
+    let quiet = bots.iter().position(|b| b.id() == mixed[0]).expect("a bot");
+    bots[quiet].set_tone_volume(0.0);
+    let waiting: Vec<usize> = (0..6)
+        .filter(|&i| !mixed.iter().any(|m| m == bots[i].id()))
+        .collect();
+    let listening = futures::future::join_all(
+        waiting
+            .iter()
+            .map(|&i| bots[i].record_audio(Duration::from_secs(6))),
+    );
+    let (recorded, remixed) = tokio::join!(
+        listening,
+        wait_for_mixed(&server, room, 2, Some(bots[quiet].id()), 3)
+    );
+    let newcomer = remixed
+        .iter()
+        .find(|m| !mixed.contains(m))
+        .expect("someone new is mixed");
+    for (&i, audio) in waiting.iter().zip(recorded) {
+        let audio = audio.unwrap_or_else(|e| panic!("bot{i} recorded: {e:#}"));
+        let own = loudest_in_steps(&audio, tones[i]);
+        assert!(
+            own < 0.02,
+            "bot{i} (newcomer {newcomer}) heard its own tone at {own:.3} while the mix changed"
+        );
+    }
+    each_hears_the_mixed_but_itself(&bots, &tones, &remixed).await;
+
+    for bot in bots {
+        assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+        bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}

@@ -63,6 +63,8 @@ pub trait RoomMedia: Send {
     /// Moves the composite's tiles: each participant in `placements` where
     /// it says, everyone else off the composite (MCU rooms).
     fn arrange(&mut self, _placements: &[Placement<ParticipantId>]) {}
+    /// Mixes exactly these participants' voices (MCU rooms, top-k audio).
+    fn mix(&mut self, _mixed: &[ParticipantId]) {}
     /// Video encoders of the call running now (the MCU's composite; not a
     /// recording's own).
     fn call_encoders_running(&self) -> usize {

@@ -1,14 +1,14 @@
 //! The MCU room pipeline: every participant's video decoded into one grid,
-//! encoded once and sent to all; every participant's audio decoded and mixed
-//! per listener without their own voice (mix-minus).
+//! encoded once and sent to all; every participant's audio decoded, and the
+//! few loudest voices mixed: one mix of them all for everyone else, and one
+//! for each of them without their own voice (top-k, media/mixes.rs).
 //!
 //! ```text
 //! background ─┐
 //! P1 placeholder ─┤
 //! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ raw-tee ─ valve ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
 //! P2 ...                           ┘                                                                               └ queue ─ rtpvp8pay ─ P2 webrtc
-//! P1 webrtc ─ audio-decode ─ P1 audio-tee ─ queue ─┐
-//!                       silence ─ P2 audiomixer ─ audio-encode ─ rtpopuspay ─ P2 webrtc   (P2 hears all but P2)
+//! P1 webrtc ─ audio-decode ─ level ─ P1 audio-tee ─ (the mixes, media/mixes.rs) ─ queue ─ rtpopuspay ─ P2 webrtc
 //! ```
 //!
 //! While a recording runs, a full mix of everyone (media/program.rs) is fed
@@ -26,7 +26,8 @@ use crate::media::events::MediaEvent;
 use crate::media::keyframes::LimitedRequests;
 use crate::media::levels;
 use crate::media::members::{self, Owners};
-use crate::media::mixing::{self, PLACEHOLDER_ARGB, raw_audio_caps, solid_video_source};
+use crate::media::mixes::Mixes;
+use crate::media::mixing::{self, PLACEHOLDER_ARGB, solid_video_source};
 use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, McuProgram};
@@ -38,7 +39,6 @@ use crate::room::layout::Placement;
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -70,19 +70,8 @@ pub struct McuSettings {
     pub keyframe_interval: Duration,
     /// Most participants on the composite at once (`--max-visible`).
     pub max_visible: usize,
-}
-
-/// One speaker's audio entering one listener's mixer.
-struct MixInput {
-    tee_pad: gst::Pad,
-    queue: gst::Element,
-    mixer_pad: gst::Pad,
-}
-
-/// What one listener hears: everyone but themselves.
-struct ListenerMix {
-    mixer: gst::Element,
-    inputs: HashMap<ParticipantId, MixInput>,
+    /// Most voices mixed at once (`--max-mixed-speakers`).
+    pub max_mixed_speakers: usize,
 }
 
 struct Member {
@@ -96,7 +85,6 @@ struct Member {
     video_gate: gst::Element,
     video_paused: bool,
     audio_tee: gst::Element,
-    mix: Option<ListenerMix>,
     /// The video tee's pad feeding this participant's copy of the composite.
     video_out: Option<gst::Pad>,
     /// The audio and video m-lines of the offer being negotiated.
@@ -118,6 +106,8 @@ pub struct McuMixer {
     connected: std::collections::HashSet<ParticipantId>,
     video_tee: gst::Element,
     settings: McuSettings,
+    /// What each listener hears (top-k audio).
+    mixes: Mixes,
     /// The full mix, while any recording runs.
     program: Option<McuProgram>,
     events: UnboundedSender<MediaEvent>,
@@ -218,6 +208,10 @@ impl McuMixer {
             encode_valve,
             connected: Default::default(),
             video_tee,
+            mixes: Mixes::new(
+                mixing::mixer_latency(settings.webrtc.jitter_latency_ms),
+                settings.templates.clone(),
+            ),
             settings,
             program: None,
             events,
@@ -235,24 +229,11 @@ impl McuMixer {
             .build_member(id)
             .with_context(|| format!("adding participant {id}"))?;
         self.members.push(member);
-        // Everyone else now hears the newcomer.
         let speaker_tee = self
             .members
             .last()
             .map(|m| m.audio_tee.clone())
             .expect("just pushed");
-        for member in self.members.iter_mut().filter(|m| &m.id != id) {
-            if let Some(mix) = member.mix.as_mut() {
-                connect_speaker(
-                    &self.pipeline,
-                    &self.owners,
-                    mix,
-                    &member.id,
-                    id,
-                    &speaker_tee,
-                )?;
-            }
-        }
         if let Some(program) = self.program.as_mut()
             && let Err(e) = program.mix.add_decoded(&self.pipeline, id, &speaker_tee)
         {
@@ -332,7 +313,6 @@ impl McuMixer {
             video_gate,
             video_paused: false,
             audio_tee,
-            mix: None,
             video_out: None,
             offered: Vec::new(),
             attached: false,
@@ -518,21 +498,7 @@ impl McuMixer {
             &[queue.clone(), pay.clone()],
         )?;
         queue.link(&pay)?;
-        // A webrtcbin holds its RTP back until DTLS is up, so a participant
-        // whose connection never comes up (a relay that refused it) stalls
-        // this branch for good. Serialized queries (allocation, drain) from
-        // the shared encoder must not wait for it: they would block the
-        // compositor's thread, freezing the composite for everyone and
-        // deadlocking this participant's removal. Answer them here.
-        queue
-            .static_pad("sink")
-            .ok_or_else(|| anyhow!("queue has no sink pad"))?
-            .add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
-                match info.query() {
-                    Some(query) if query.is_serialized() => gst::PadProbeReturn::Handled,
-                    _ => gst::PadProbeReturn::Ok,
-                }
-            });
+        pads::answer_serialized_queries(&pads::static_pad(&queue, "sink")?);
         pay.static_pad("src")
             .ok_or_else(|| anyhow!("payloader has no src pad"))?
             .link(sink)?;
@@ -546,57 +512,10 @@ impl McuMixer {
         Ok(())
     }
 
-    /// Builds the listener's own mix of everyone else and links it.
+    /// Sends the listener what the room's mixes have for them.
     fn attach_mix(&mut self, id: &ParticipantId, sink: &gst::Pad, pt: u8) -> Result<()> {
-        let name = |part: &str| format!("{id}/{part}");
-        let latency = mixing::mixer_latency(self.settings.webrtc.jitter_latency_ms);
-        let (silence, silence_caps) = mixing::silence_source(&name("silence"))?;
-        let mixer = mixing::live_audiomixer(&name("mixer"), latency)?;
-        let mix_caps = gst::ElementFactory::make("capsfilter")
-            .name(name("mix-caps"))
-            .property("caps", raw_audio_caps())
-            .build()?;
-        let encode = self.settings.templates.build(Chain::AudioEncode)?;
-        encode.set_property("name", name("audio-encode"));
-        let pay = gst::ElementFactory::make("rtpopuspay")
-            .name(name("audio-pay"))
-            .property("pt", u32::from(pt))
-            .build()?;
-        let elements = vec![
-            silence,
-            silence_caps,
-            mixer.clone(),
-            mix_caps,
-            encode.upcast(),
-            pay.clone(),
-        ];
-        self.owners.add(self.pipeline.upcast_ref(), id, &elements)?;
-        gst::Element::link_many(&elements)?;
-        pay.static_pad("src")
-            .ok_or_else(|| anyhow!("payloader has no src pad"))?
-            .link(sink)?;
-        for element in elements.iter().rev() {
-            element.sync_state_with_parent()?;
-        }
-        let mut mix = ListenerMix {
-            mixer,
-            inputs: HashMap::new(),
-        };
-        for speaker in self.members.iter().filter(|m| &m.id != id) {
-            connect_speaker(
-                &self.pipeline,
-                &self.owners,
-                &mut mix,
-                id,
-                &speaker.id,
-                &speaker.audio_tee,
-            )?;
-        }
-        let member = self
-            .member_mut(id)
-            .ok_or_else(|| anyhow!("participant {id} is gone"))?;
-        member.mix = Some(mix);
-        Ok(())
+        self.mixes
+            .listen(&self.pipeline, &self.owners, id, sink, pt)
     }
 
     /// Removes a participant: their tile, their voice from every mix, their
@@ -613,28 +532,11 @@ impl McuMixer {
             Some(program) => program.mix.remove(&self.pipeline, id),
             None => Vec::new(),
         };
-        for other in &mut self.members {
-            if let Some(mix) = other.mix.as_mut()
-                && let Some(input) = mix.inputs.remove(id)
-            {
-                self.owners.forget(&input.queue);
-                removed.push(detach_input(
-                    &self.pipeline,
-                    &member.audio_tee,
-                    &mix.mixer,
-                    input,
-                ));
-            }
-        }
+        removed.extend(self.mixes.remove(&self.pipeline, &self.owners, id));
         // Every element of the participant's, including sinks that
         // callbacks made for unused streams. Removing unlinks them.
         removed.extend(self.owners.remove_all(&self.pipeline, id));
         // Then the request pads the participant held on shared elements.
-        for (speaker, input) in member.mix.map(|m| m.inputs).unwrap_or_default() {
-            if let Some(speaker) = self.members.iter().find(|m| m.id == speaker) {
-                speaker.audio_tee.release_request_pad(&input.tee_pad);
-            }
-        }
         if let Some(tee_pad) = member.video_out {
             self.video_tee.release_request_pad(&tee_pad);
         }
@@ -811,6 +713,16 @@ impl RoomMedia for McuMixer {
         self.arrange_tiles(placements);
     }
 
+    fn mix(&mut self, mixed: &[ParticipantId]) {
+        let voices: Vec<(ParticipantId, gst::Element)> = mixed
+            .iter()
+            .filter_map(|id| self.members.iter().find(|m| &m.id == id))
+            .map(|m| (m.id.clone(), m.audio_tee.clone()))
+            .collect();
+        let removed = self.mixes.set_mixed(&self.pipeline, &self.owners, &voices);
+        members::stop_off_thread(removed);
+    }
+
     fn take_outputs(&mut self) -> Vec<MediaOutput> {
         std::mem::take(&mut self.outputs)
     }
@@ -864,62 +776,4 @@ impl Drop for McuMixer {
     fn drop(&mut self) {
         members::stop_pipeline(&self.pipeline);
     }
-}
-
-/// Links one speaker's audio into one listener's mixer through a leaky queue,
-/// so one slow mix never holds back the speaker's other listeners.
-fn connect_speaker(
-    pipeline: &gst::Pipeline,
-    owners: &Owners,
-    mix: &mut ListenerMix,
-    listener: &ParticipantId,
-    speaker: &ParticipantId,
-    speaker_tee: &gst::Element,
-) -> Result<()> {
-    let queue = gst::ElementFactory::make("queue")
-        .name(format!("{listener}/hears-{speaker}"))
-        .property_from_str("leaky", "downstream")
-        .property("max-size-buffers", 0u32)
-        .property("max-size-bytes", 0u32)
-        .property("max-size-time", 200_000_000u64)
-        .build()?;
-    // The listener's: it goes when they do.
-    owners.add(
-        pipeline.upcast_ref(),
-        listener,
-        std::slice::from_ref(&queue),
-    )?;
-    let mixer_pad = mix
-        .mixer
-        .request_pad_simple("sink_%u")
-        .ok_or_else(|| anyhow!("audiomixer gave no sink pad"))?;
-    queue
-        .static_pad("src")
-        .ok_or_else(|| anyhow!("queue has no src pad"))?
-        .link(&mixer_pad)?;
-    queue.sync_state_with_parent()?;
-    let tee_pad = pads::branch_tee(speaker_tee, &queue)?;
-    mix.inputs.insert(
-        speaker.clone(),
-        MixInput {
-            tee_pad,
-            queue,
-            mixer_pad,
-        },
-    );
-    Ok(())
-}
-
-/// Undoes `connect_speaker`; returns the queue for the caller to stop.
-fn detach_input(
-    pipeline: &gst::Pipeline,
-    tee: &gst::Element,
-    mixer: &gst::Element,
-    input: MixInput,
-) -> gst::Element {
-    // Removing the queue unlinks it from both sides; then the request pads go.
-    let _ = pipeline.remove(&input.queue);
-    tee.release_request_pad(&input.tee_pad);
-    mixer.release_request_pad(&input.mixer_pad);
-    input.queue
 }

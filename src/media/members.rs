@@ -97,6 +97,17 @@ pub fn is_in(pipeline: &gst::Pipeline, source: &gst::Object) -> bool {
     false
 }
 
+/// How many elements made by `factory` are in `pipeline`, at any depth:
+/// what the room reports runs is read from the pipeline itself.
+pub fn count_elements(pipeline: &gst::Pipeline, factory: &str) -> usize {
+    pipeline
+        .iterate_recurse()
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.factory().is_some_and(|f| f.name() == factory))
+        .count()
+}
+
 fn is_webrtcbin(element: &gst::Element) -> bool {
     element.factory().is_some_and(|f| f.name() == "webrtcbin")
 }

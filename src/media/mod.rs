@@ -13,6 +13,7 @@ pub mod levels;
 pub mod lipsync;
 pub mod mcu;
 pub mod members;
+pub mod mixes;
 pub mod mixing;
 pub mod negotiation;
 pub mod pads;

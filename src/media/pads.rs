@@ -33,3 +33,19 @@ pub fn discard(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
     info.flow_res = Ok(gst::FlowSuccess::Ok);
     gst::PadProbeReturn::Handled
 }
+
+/// Makes the sink pad of a queue that feeds a webrtcbin answer serialized
+/// queries (allocation, drain) itself. A webrtcbin holds its RTP back until
+/// DTLS is up, so a participant whose connection never comes up (a relay
+/// that refused it) stalls its branch for good; a serialized query from a
+/// shared encoder would wait behind that branch's data, blocking the
+/// encoder's thread (freezing the composite or a mix for everyone) and
+/// deadlocking that participant's removal.
+pub fn answer_serialized_queries(queue_sink: &gst::Pad) {
+    queue_sink.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, |_, info| {
+        match info.query() {
+            Some(query) if query.is_serialized() => gst::PadProbeReturn::Handled,
+            _ => gst::PadProbeReturn::Ok,
+        }
+    });
+}

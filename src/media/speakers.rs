@@ -131,6 +131,11 @@ impl<K: Clone + Eq + Hash> SpeakerDetector<K> {
     }
 
     /// `who` left: it is neither active nor dominant any more.
+    /// The level above which a reading counts as speech.
+    pub fn threshold_dbov(&self) -> f64 {
+        self.settings.threshold_dbov
+    }
+
     pub fn remove(&mut self, who: &K) {
         self.tracks.remove(who);
     }

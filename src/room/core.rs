@@ -16,6 +16,7 @@ use crate::protocol::{
 use crate::room::layout::{
     self, LayoutError, LayoutErrorCode, LayoutSpec, Placement, SpeakerOrder,
 };
+use crate::room::mix_choice::MixChoice;
 use crate::turn::TurnSettings;
 
 /// What the room's task is to do.
@@ -57,13 +58,16 @@ pub struct Admission {
     pub turn: Option<TurnSettings>,
 }
 
-/// An MCU room's composite, as far as who is shown where goes.
+/// An MCU room's composite and mix, as far as who is shown where and who
+/// is heard go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Composite {
     /// The canvas, in pixels.
     pub canvas: (u32, u32),
     /// Most participants shown at once.
     pub max_visible: usize,
+    /// Most voices mixed at once, the pinned one aside (top-k audio).
+    pub max_mixed: usize,
 }
 
 /// Who is shown where, in a room with a composite.
@@ -85,6 +89,8 @@ pub struct RoomCore {
     speakers: SpeakerDetector<ParticipantId>,
     /// MCU rooms: the layout of the composite.
     arrangement: Option<Arrangement>,
+    /// MCU rooms: whose voices are mixed.
+    mix: Option<MixChoice<ParticipantId>>,
 }
 
 impl RoomCore {
@@ -100,6 +106,7 @@ impl RoomCore {
             admission,
             members: Vec::new(),
             speakers: SpeakerDetector::new(SpeakerSettings::default()),
+            mix: composite.map(|c| MixChoice::new(c.max_mixed)),
             arrangement: composite.map(|composite| Arrangement {
                 composite,
                 spec: LayoutSpec::default(),
@@ -124,6 +131,13 @@ impl RoomCore {
     /// Everyone in the room, in join order.
     pub fn participants(&self) -> Vec<ParticipantInfo> {
         self.members.iter().map(Member::info).collect()
+    }
+
+    /// Whose voices are mixed now (MCU rooms).
+    pub fn mixed(&self) -> Vec<String> {
+        self.mix.as_ref().map_or_else(Vec::new, |mix| {
+            mix.mixed().iter().map(ToString::to_string).collect()
+        })
     }
 
     pub fn ids(&self) -> Vec<ParticipantId> {
@@ -367,6 +381,9 @@ impl RoomCore {
         self.members.remove(index);
         self.speakers.remove(id);
         media.remove_participant(id);
+        if let Some(mix) = self.mix.as_mut() {
+            mix.forget(id);
+        }
         if let Some(arrangement) = self.arrangement.as_mut() {
             arrangement.order.forget(id);
             if arrangement.spec.pin.as_ref() == Some(id) {
@@ -382,6 +399,7 @@ impl RoomCore {
             },
         ));
         effects.extend(self.rearrange(media, false));
+        self.remix(media, std::time::Instant::now());
         effects.extend(self.media_outputs(media));
         effects
     }
@@ -431,6 +449,22 @@ impl RoomCore {
     pub fn audio_level(&mut self, id: &ParticipantId, at: std::time::Instant, dbov: f64) {
         if self.contains(id) {
             self.speakers.add_level(id, at, dbov);
+            if let Some(mix) = self.mix.as_mut() {
+                mix.reading(id, at, dbov > self.speakers.threshold_dbov());
+            }
+        }
+    }
+
+    /// Re-decides whose voices are mixed (MCU rooms); the media is told
+    /// of a change.
+    fn remix(&mut self, media: &mut dyn RoomMedia, now: std::time::Instant) {
+        let joined = self.ids();
+        let pin = self.arrangement.as_ref().and_then(|a| a.spec.pin.as_ref());
+        let Some(mix) = self.mix.as_mut() else {
+            return;
+        };
+        if let Some(mixed) = mix.choose(&joined, pin, now) {
+            media.mix(&mixed);
         }
     }
 
@@ -441,6 +475,7 @@ impl RoomCore {
         media: &mut dyn RoomMedia,
         now: std::time::Instant,
     ) -> Vec<Effect> {
+        self.remix(media, now);
         let Some(speakers) = self.speakers.update(now) else {
             return Vec::new();
         };
@@ -478,6 +513,8 @@ impl RoomCore {
                 )
             })?;
         arrangement.spec = spec;
+        // A pinned participant is heard, whether or not they speak.
+        self.remix(media, std::time::Instant::now());
         let effects = self.rearrange(media, true);
         let layout = self.layout().expect("a room with a composite");
         Ok((layout, effects))
@@ -594,6 +631,8 @@ mod tests {
         /// What `signal` answers.
         signal_result: Option<ProtocolError>,
         outputs: Vec<MediaOutput>,
+        /// Each set of voices the room asked to be mixed, in turn.
+        mixes: Vec<String>,
     }
 
     impl RoomMedia for FakeMedia {
@@ -637,6 +676,10 @@ mod tests {
                 .map(|p| format!("{}{}", p.participant, if p.main { "*" } else { "" }))
                 .collect();
             self.calls.push(format!("arrange {}", shown.join(",")));
+        }
+        fn mix(&mut self, mixed: &[ParticipantId]) {
+            let mixed: Vec<String> = mixed.iter().map(ToString::to_string).collect();
+            self.mixes.push(mixed.join(","));
         }
     }
 
@@ -755,6 +798,7 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
     const COMPOSITE: Composite = Composite {
         canvas: (1280, 720),
         max_visible: 16,
+        max_mixed: 3,
     };
 
     #[test]
@@ -809,6 +853,37 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
         // Setting the same layout again still tells everyone.
         let (_, effects) = core.set_layout(&mut media, &speaker).unwrap();
         assert_eq!(layouts_sent(&effects).len(), 2);
+    }
+
+    #[test]
+    fn the_media_mixes_who_speaks_the_pinned_one_and_fills_a_leaver_s_place() {
+        let mut core = room_with(
+            Mode::Mcu,
+            8,
+            Some(Composite {
+                max_mixed: 1,
+                ..COMPOSITE
+            }),
+        );
+        let mut media = FakeMedia::default();
+        for who in ["ada", "bo", "cy"] {
+            join(&mut core, &mut media, who, true);
+        }
+        let start = std::time::Instant::now();
+        let at = |ms: u64| start + std::time::Duration::from_millis(ms);
+        core.audio_level(&id("ada"), at(0), -90.0);
+        core.audio_level(&id("bo"), at(0), -90.0);
+        core.update_speakers(&mut media, at(0));
+        assert_eq!(media.mixes, ["ada"]);
+        core.audio_level(&id("bo"), at(2000), -20.0);
+        core.update_speakers(&mut media, at(2000));
+        assert_eq!(media.mixes.last().unwrap(), "bo");
+        assert_eq!(core.mixed(), ["bo"]);
+        let pin_cy = layout::parse_layout_request(br#"{"layout":"grid","pin":"cy"}"#).unwrap();
+        core.set_layout(&mut media, &pin_cy).unwrap();
+        assert_eq!(media.mixes.last().unwrap(), "bo,cy");
+        core.leave(&mut media, &id("bo"));
+        assert_eq!(media.mixes.last().unwrap(), "cy,ada");
     }
 
     #[test]

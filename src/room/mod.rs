@@ -5,6 +5,7 @@ mod bus;
 pub mod core;
 mod creation_rate;
 pub mod layout;
+pub mod mix_choice;
 mod recording_control;
 mod recordings;
 pub mod registry;
@@ -111,6 +112,14 @@ pub struct RoomSnapshot {
     /// Participants' videos decoded now: in an MCU room, those on the
     /// composite that send video (the others are dropped unread).
     pub videos_decoded: usize,
+    /// Opus encoders in the room's pipeline (recordings' included): in an
+    /// MCU room, one per mix, at most `--max-mixed-speakers` + 2.
+    pub audio_encoders: usize,
+    /// Audio mixers in the room's pipeline (a recording's full mix included).
+    pub audio_mixers: usize,
+    /// Whose voices an MCU room mixes now (top-k audio), in the order they
+    /// were let in; empty in other rooms.
+    pub mixed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

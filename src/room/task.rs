@@ -91,6 +91,7 @@ pub(super) async fn run_room(
     let composite = (handle.mode == Mode::Mcu).then_some(Composite {
         canvas: (settings.mcu.canvas.width, settings.mcu.canvas.height),
         max_visible: settings.mcu.max_visible,
+        max_mixed: settings.mcu.max_mixed_speakers,
     });
     let mut room = Room {
         core: RoomCore::new(handle.id.clone(), handle.mode, admission, composite),
@@ -224,6 +225,9 @@ impl Room {
                     pipeline: self.media.pipeline().is_some(),
                     encoders: self.media.call_encoders_running(),
                     videos_decoded: self.media.videos_decoded(),
+                    audio_encoders: self.count_elements("opusenc"),
+                    audio_mixers: self.count_elements("audiomixer"),
+                    mixed: self.core.mixed(),
                 });
             }
             RoomCommand::StartRecording { format, reply } => {
@@ -356,6 +360,12 @@ impl Room {
                 }
             }
         }
+    }
+
+    fn count_elements(&self, factory: &str) -> usize {
+        self.media
+            .pipeline()
+            .map_or(0, |p| crate::media::members::count_elements(p, factory))
     }
 
     fn handle_bus_message(&mut self, message: &gst::Message) {
