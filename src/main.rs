@@ -6,7 +6,7 @@ use gridmix::bot::analysis::{rms, strongest_tone};
 use gridmix::bot::{Bot, BotConfig, TransportKind};
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
-use gridmix::protocol::Mode;
+use gridmix::protocol::{LayoutKind, Mode};
 use gridmix::server::Server;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,10 @@ struct BenchArgs {
     /// Modes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "mcu,sfu,mesh")]
     modes: Vec<ModeArg>,
+    /// Layouts of the MCU runs, comma-separated: every MCU size is run in
+    /// each (the others are not laid out).
+    #[arg(long, value_delimiter = ',', default_value = "grid")]
+    layouts: Vec<LayoutArg>,
     /// Participant counts to measure, comma-separated (each at least 2).
     #[arg(long, value_delimiter = ',', default_value = "2,4,8,12,16", value_parser = clap::value_parser!(u16).range(2..=64))]
     participants: Vec<u16>,
@@ -155,6 +159,21 @@ enum ModeArg {
     Mesh,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LayoutArg {
+    Grid,
+    Speaker,
+}
+
+impl From<LayoutArg> for LayoutKind {
+    fn from(layout: LayoutArg) -> LayoutKind {
+        match layout {
+            LayoutArg::Grid => LayoutKind::Grid,
+            LayoutArg::Speaker => LayoutKind::Speaker,
+        }
+    }
+}
+
 impl From<ModeArg> for Mode {
     fn from(mode: ModeArg) -> Mode {
         match mode {
@@ -250,6 +269,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
     };
     let config = gridmix::bench::BenchConfig {
         modes: args.modes.into_iter().map(Mode::from).collect(),
+        layouts: args.layouts.into_iter().map(LayoutKind::from).collect(),
         participants: args.participants.into_iter().map(usize::from).collect(),
         duration: Duration::from_secs(args.duration),
         out: args.out.clone(),

@@ -15,6 +15,7 @@ const RUN_FIELDS: &[(&str, &[&str])] = &[
             "cpu_percent_per_participant",
             "peak_rss_mib",
             "peak_threads",
+            "threads_per_participant",
             "packets_out",
             "cpu_us_per_packet_out",
             "unavailable",
@@ -36,6 +37,19 @@ const RUN_FIELDS: &[(&str, &[&str])] = &[
     (
         "mcu_output",
         &["target_fps", "received_fps", "dropped_frames"],
+    ),
+    (
+        "room",
+        &[
+            "audio_encoders",
+            "audio_mixers",
+            "videos_decoded",
+            "mixed_speakers",
+        ],
+    ),
+    (
+        "speaker_switches",
+        &["switches", "longest_gap_ms", "frames_missed"],
     ),
 ];
 
@@ -265,6 +279,27 @@ fn check_ranges(mode: &str, run: &Value) {
             );
             let dropped = number(run, "mcu_output", "dropped_frames");
             within(mode, "dropped frames", dropped, 0.0..=90.0);
+            assert_eq!(run["layout"], "grid", "{run}");
+            // Both talk, so both are mixed: a mix for each and the mix of
+            // everyone (which nobody hears); both videos on the composite.
+            within(
+                mode,
+                "Opus encoders",
+                number(run, "room", "audio_encoders"),
+                3.0..=3.0,
+            );
+            within(
+                mode,
+                "mixed speakers",
+                number(run, "room", "mixed_speakers"),
+                2.0..=2.0,
+            );
+            within(
+                mode,
+                "videos decoded",
+                number(run, "room", "videos_decoded"),
+                2.0..=2.0,
+            );
         }
         _ => {
             for field in ["target_fps", "received_fps", "dropped_frames"] {

@@ -13,7 +13,7 @@ pub mod server;
 pub mod summary;
 
 use crate::bot::shared::SharedEncoding;
-use crate::protocol::Mode;
+use crate::protocol::{LayoutKind, Mode};
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use results::{BenchResults, Machine, Settings};
@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     pub modes: Vec<Mode>,
+    /// The MCU runs' layouts: every MCU size is run in each.
+    pub layouts: Vec<LayoutKind>,
     pub participants: Vec<usize>,
     /// Length of each run's measured window.
     pub duration: Duration,
@@ -87,23 +89,26 @@ pub async fn run_churn(config: BenchConfig, cycles: usize) -> Result<churn::Chur
 /// Runs every mode at every participant count and writes the results.
 pub async fn run(config: BenchConfig) -> Result<BenchResults> {
     let context = start_context(&config).await?;
-    let specs: Vec<RunSpec> = config
-        .modes
-        .iter()
-        .flat_map(|&mode| {
-            config
-                .participants
-                .iter()
-                .map(move |&participants| RunSpec {
+    let mut specs = Vec::new();
+    for &mode in &config.modes {
+        let layouts: Vec<Option<LayoutKind>> = match mode {
+            Mode::Mcu => config.layouts.iter().copied().map(Some).collect(),
+            _ => vec![None],
+        };
+        for layout in layouts {
+            for &participants in &config.participants {
+                specs.push(RunSpec {
                     mode,
+                    layout,
                     participants,
                     duration: config.duration,
                     settle_timeout: Duration::from_secs(20)
                         + Duration::from_millis(500) * participants as u32,
                     warm_up: Duration::from_secs(2),
-                })
-        })
-        .collect();
+                });
+            }
+        }
+    }
     let progress = if config.progress {
         ProgressBar::new(specs.len() as u64)
     } else {
@@ -118,16 +123,17 @@ pub async fn run(config: BenchConfig) -> Result<BenchResults> {
     let mut runs = Vec::new();
     let stamp = unix_stamp();
     for (i, spec) in specs.iter().enumerate() {
-        progress.set_message(format!(
-            "{} with {} participants",
-            spec.mode, spec.participants
-        ));
+        let what = match spec.layout {
+            Some(layout) => format!("{} ({layout:?})", spec.mode),
+            None => spec.mode.to_string(),
+        };
+        progress.set_message(format!("{what} with {} participants", spec.participants));
         let room = format!("bench-{}-{}-{stamp}-{i}", spec.mode, spec.participants);
         let result = run::run(*spec, &context, &room).await;
         if let Some(reason) = &result.failure {
             progress.println(format!(
-                "{} with {} participants failed: {reason}",
-                spec.mode, spec.participants
+                "{what} with {} participants failed: {reason}",
+                spec.participants
             ));
         }
         runs.push(result);

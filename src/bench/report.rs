@@ -23,6 +23,27 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
+/// The MCU table's own columns.
+const MCU_HEAD: &str = " Layout | Threads per participant | Opus encoders | Audio mixers | Mixed speakers \
+     | Videos decoded | Speaker switches: longest gap ms (frames missed) |";
+
+fn mcu_cells(r: &RunResult) -> String {
+    let count = |v: Option<u64>| v.map_or("–".into(), |v| v.to_string());
+    let switches = &r.speaker_switches;
+    format!(
+        " {} | {} | {} | {} | {} | {} | {}: {} ({}) |",
+        r.layout.map_or("–", |l| l.as_str()),
+        cell(r.server.threads_per_participant, 1),
+        count(r.room.audio_encoders),
+        count(r.room.audio_mixers),
+        count(r.room.mixed_speakers),
+        count(r.room.videos_decoded),
+        switches.switches,
+        cell(switches.longest_gap_ms, 0),
+        count(switches.frames_missed),
+    )
+}
+
 /// A table per mode: participants against each figure.
 pub fn markdown(results: &BenchResults) -> String {
     let m = &results.machine;
@@ -44,13 +65,20 @@ pub fn markdown(results: &BenchResults) -> String {
         if runs.is_empty() {
             continue;
         }
+        let mcu = mode == Mode::Mcu;
         let _ = write!(
             out,
             "\n## {}\n\n| Participants | Server CPU % of a core | per participant | Peak RSS MiB | Threads | µs CPU per packet out \
              | Uplink kbit/s | Downlink kbit/s | Received fps | Freezes | Latency p50 / p95 / max ms (samples, rejected) \
-             | Join p50 / p95 ms | MCU output fps (dropped) | Load generator CPU % |\n\
-             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-            mode.to_string().to_uppercase()
+             | Join p50 / p95 ms | MCU output fps (dropped) | Load generator CPU % |{}\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|---|{}\n",
+            mode.to_string().to_uppercase(),
+            if mcu { MCU_HEAD } else { "" },
+            if mcu {
+                "---|---|---|---|---|---|---|"
+            } else {
+                ""
+            },
         );
         for r in runs {
             if let Some(reason) = &r.failure {
@@ -63,13 +91,13 @@ pub fn markdown(results: &BenchResults) -> String {
                 continue;
             }
             let l = &r.latency_ms;
-            let mcu = match r.mcu_output.received_fps {
+            let mcu_fps = match r.mcu_output.received_fps {
                 Some(fps) => format!("{fps:.1} ({})", r.mcu_output.dropped_frames.unwrap_or(0)),
                 None => "–".into(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} ({}, {}) | {} / {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} / {} ({}, {}) | {} / {} | {} | {} |{}",
                 r.participants,
                 cell(r.server.cpu_percent, 1),
                 cell(r.server.cpu_percent_per_participant, 1),
@@ -87,8 +115,9 @@ pub fn markdown(results: &BenchResults) -> String {
                 l.rejected,
                 cell(r.join_ms.p50, 0),
                 cell(r.join_ms.p95, 0),
-                mcu,
+                mcu_fps,
                 cell(r.clients.load_generator_cpu_percent, 0),
+                if mcu { mcu_cells(r) } else { String::new() },
             );
         }
     }

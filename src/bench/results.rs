@@ -36,6 +36,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub mode: Mode,
+    /// The composite's layout (MCU runs).
+    pub layout: Option<crate::protocol::LayoutKind>,
     pub participants: usize,
     pub ok: bool,
     /// Why the run failed, when it did.
@@ -47,6 +49,47 @@ pub struct RunResult {
     pub latency_ms: LatencyFigures,
     pub join_ms: JoinFigures,
     pub mcu_output: McuOutputFigures,
+    pub room: RoomFigures,
+    pub speaker_switches: SwitchFigures,
+}
+
+/// What the room itself reported in the window (`/api/rooms`, read from
+/// its pipeline), the most seen at once.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoomFigures {
+    pub audio_encoders: Option<u64>,
+    pub audio_mixers: Option<u64>,
+    pub videos_decoded: Option<u64>,
+    pub mixed_speakers: Option<u64>,
+}
+
+impl RoomFigures {
+    /// One reading of the room's description from `/api/rooms`.
+    pub fn see(&mut self, room: &serde_json::Value) {
+        let most = |kept: &mut Option<u64>, value: Option<u64>| {
+            if let Some(v) = value {
+                *kept = Some(kept.map_or(v, |k| k.max(v)));
+            }
+        };
+        most(&mut self.audio_encoders, room["audio_encoders"].as_u64());
+        most(&mut self.audio_mixers, room["audio_mixers"].as_u64());
+        most(&mut self.videos_decoded, room["videos_decoded"].as_u64());
+        most(
+            &mut self.mixed_speakers,
+            room["mixed"].as_array().map(|a| a.len() as u64),
+        );
+    }
+}
+
+/// Changes of dominant speaker the first probe was told of in the window,
+/// and the longest gap between composite frames it decoded around one
+/// (from half a second before to a second and a half after).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SwitchFigures {
+    pub switches: u64,
+    pub longest_gap_ms: Option<f64>,
+    /// That gap in frames missed at the canvas rate (0: none).
+    pub frames_missed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -57,6 +100,7 @@ pub struct ServerFigures {
     /// Peak resident memory during the window, MiB.
     pub peak_rss_mib: Option<f64>,
     pub peak_threads: Option<u64>,
+    pub threads_per_participant: Option<f64>,
     /// RTP packets the participants received from the server in the window
     /// (SFU: forwarded packets; MCU: packets of the composites and mixes).
     pub packets_out: Option<u64>,
@@ -134,9 +178,15 @@ pub struct McuOutputFigures {
 }
 
 impl RunResult {
-    pub fn failed(mode: Mode, participants: usize, reason: String) -> RunResult {
+    pub fn failed(
+        mode: Mode,
+        layout: Option<crate::protocol::LayoutKind>,
+        participants: usize,
+        reason: String,
+    ) -> RunResult {
         RunResult {
             mode,
+            layout,
             participants,
             ok: false,
             failure: Some(reason),
@@ -146,6 +196,8 @@ impl RunResult {
             latency_ms: LatencyFigures::default(),
             join_ms: JoinFigures::default(),
             mcu_output: McuOutputFigures::default(),
+            room: RoomFigures::default(),
+            speaker_switches: SwitchFigures::default(),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! decoding), so the load generator is not the bottleneck.
 
 use super::results::{
-    ClientFigures, JoinFigures, LatencyFigures, McuOutputFigures, RunResult, ServerFigures,
+    ClientFigures, JoinFigures, LatencyFigures, McuOutputFigures, RoomFigures, RunResult,
+    ServerFigures, SwitchFigures,
 };
 use super::server::ServerUnderTest;
 use super::summary::{mean, percentiles};
@@ -14,8 +15,8 @@ use crate::bot::shared::SharedEncoding;
 use crate::bot::timecode::{self, Region};
 use crate::bot::traffic::TrafficSnapshot;
 use crate::bot::{Bot, BotConfig, COMPOSITE, OnFrame};
-use crate::protocol::Layout;
 use crate::protocol::Mode;
+use crate::protocol::{Layout, LayoutKind};
 use anyhow::{Context, Result, anyhow, bail};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,6 +36,8 @@ pub struct BenchContext {
 #[derive(Debug, Clone, Copy)]
 pub struct RunSpec {
     pub mode: Mode,
+    /// The composite's layout, set through the layout API (MCU runs).
+    pub layout: Option<LayoutKind>,
     pub participants: usize,
     pub duration: Duration,
     /// How long everyone may take to receive everyone before the run fails.
@@ -58,8 +61,8 @@ struct ProbeLog {
 struct ProbeCounts {
     latencies_ms: Vec<f64>,
     rejected: usize,
-    /// Composite frames decoded by the first probe (MCU).
-    composite_frames: u64,
+    /// When the first probe decoded each composite frame (MCU).
+    composite_frames: Vec<Instant>,
 }
 
 struct Participant {
@@ -98,7 +101,9 @@ pub async fn run(spec: RunSpec, context: &BenchContext, room: &str) -> RunResult
     while context.server.has_room(room).await.unwrap_or(false) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    result.unwrap_or_else(|e| RunResult::failed(spec.mode, spec.participants, format!("{e:#}")))
+    result.unwrap_or_else(|e| {
+        RunResult::failed(spec.mode, spec.layout, spec.participants, format!("{e:#}"))
+    })
 }
 
 async fn measure(
@@ -112,8 +117,11 @@ async fn measure(
         bail!("a run needs at least 2 participants");
     }
     let probe_ids = Arc::new(Mutex::new(Vec::<String>::new()));
-    // The composite's layout as the first probe was last told it (MCU).
+    // The composite's layout as the first probe was last told it (MCU), and
+    // when it was told the dominant speaker changed.
     let layout: SharedLayout = Arc::default();
+    let switches: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let talkers = Rotation::talkers(spec);
     // Join order: a probe, the load, the second probe last (its join time is
     // that of someone arriving in a full room).
     for index in 0..spec.participants {
@@ -143,6 +151,11 @@ async fn measure(
             config.decode = false;
             config.shared_encoding = Some(context.load.clone());
         }
+        if let Some(k) = talkers.iter().position(|&t| t == index) {
+            config.own_audio = true;
+            config.tone_hz = TALKER_TONES[k % TALKER_TONES.len()];
+            config.tone_volume = 0.0;
+        }
         let joined_at = Instant::now();
         let bot = Bot::join(config)
             .await
@@ -154,7 +167,7 @@ async fn measure(
                 .push(bot.id().to_owned());
         }
         if index == 0 {
-            follow_layout(&bot, layout.clone());
+            follow_room(&bot, layout.clone(), switches.clone());
         }
         people.push(Participant {
             bot,
@@ -162,6 +175,11 @@ async fn measure(
             first_decoded,
         });
     }
+    if let Some(kind) = spec.layout.filter(|k| *k != LayoutKind::Grid) {
+        context.server.set_layout(room, kind).await?;
+    }
+    let mut rotation = Rotation::new(talkers);
+    rotation.step(people);
     settle(spec, people).await?;
     tokio::time::sleep(spec.warm_up).await;
 
@@ -172,13 +190,18 @@ async fn measure(
     log.measuring.store(true, Ordering::Relaxed);
     // Memory and threads peak somewhere in the window: look twice a second.
     let mut peak = server_before.map(|s| (s.rss_bytes, s.threads));
+    let mut room_figures = RoomFigures::default();
     while started.elapsed() < spec.duration {
+        rotation.step(people);
         tokio::time::sleep(
             Duration::from_millis(500).min(spec.duration.saturating_sub(started.elapsed())),
         )
         .await;
         if let Some(Ok(s)) = context.server.sample() {
             peak = peak.map(|(rss, threads)| (rss.max(s.rss_bytes), threads.max(s.threads)));
+        }
+        if let Ok(Some(described)) = context.server.room(room).await {
+            room_figures.see(&described);
         }
     }
     log.measuring.store(false, Ordering::Relaxed);
@@ -210,8 +233,14 @@ async fn measure(
         .filter(|(i, _)| spec.mode == Mode::Mcu || *i > 0)
         .filter_map(|(_, (p, t))| p.join_ms(t))
         .collect();
+    let speaker_switches = switch_figures(
+        &switches.lock().unwrap_or_else(|e| e.into_inner()),
+        &counts.composite_frames,
+        (started, started + Duration::from_secs_f64(window)),
+        context.canvas_fps,
+    );
     let mcu_output = if spec.mode == Mode::Mcu {
-        let fps = counts.composite_frames as f64 / window;
+        let fps = counts.composite_frames.len() as f64 / window;
         McuOutputFigures {
             target_fps: Some(context.canvas_fps),
             received_fps: Some(fps),
@@ -222,6 +251,7 @@ async fn measure(
     };
     Ok(RunResult {
         mode: spec.mode,
+        layout: spec.layout,
         participants: spec.participants,
         ok: true,
         failure: None,
@@ -231,20 +261,133 @@ async fn measure(
         latency_ms: LatencyFigures::new(&counts.latencies_ms, counts.rejected),
         join_ms: JoinFigures::from(percentiles(&joins)),
         mcu_output,
+        room: room_figures,
+        speaker_switches,
     })
 }
 
 type SharedLayout = Arc<Mutex<Option<Layout>>>;
 
-/// Keeps `layout` as the bot was last told it, until the bot is gone.
-fn follow_layout(bot: &Bot, layout: SharedLayout) {
+/// Keeps `layout` as the bot was last told it, and notes when it was told
+/// the dominant speaker changed, until the bot is gone.
+fn follow_room(bot: &Bot, layout: SharedLayout, switches: Arc<Mutex<Vec<Instant>>>) {
     let mut state = bot.watch_state();
     tokio::spawn(async move {
+        let mut dominant = None;
         while state.changed().await.is_ok() {
-            let latest = state.borrow_and_update().layout.clone();
+            let (latest, speaker) = {
+                let state = state.borrow_and_update();
+                (state.layout.clone(), state.speakers.dominant.clone())
+            };
             *layout.lock().unwrap_or_else(|e| e.into_inner()) = latest;
+            if speaker.is_some() && speaker != dominant {
+                if dominant.is_some() {
+                    switches
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Instant::now());
+                }
+                dominant = speaker;
+            }
         }
     });
+}
+
+/// The talkers' tones: the bench's rotating speakers.
+const TALKER_TONES: [f64; 3] = [330.0, 550.0, 770.0];
+/// How long each turn of the rotation lasts.
+const TURN: Duration = Duration::from_secs(4);
+
+/// In MCU runs, who speaks: three talkers (the two probes and one load
+/// participant), one loud and one quieter at a time, taking turns, so the
+/// dominant speaker changes every turn and the mixes are exercised.
+/// Other runs have no rotation: the probes speak throughout, as before.
+struct Rotation {
+    talkers: Vec<usize>,
+    started: Instant,
+    turn: Option<u64>,
+}
+
+impl Rotation {
+    fn talkers(spec: RunSpec) -> Vec<usize> {
+        let last = spec.participants - 1;
+        match spec.mode {
+            Mode::Mcu if spec.participants > 2 => vec![0, 1, last],
+            Mode::Mcu => vec![0, last],
+            _ => Vec::new(),
+        }
+    }
+
+    fn new(talkers: Vec<usize>) -> Rotation {
+        Rotation {
+            talkers,
+            started: Instant::now(),
+            turn: None,
+        }
+    }
+
+    fn step(&mut self, people: &[Participant]) {
+        let turn = (self.started.elapsed().as_millis() / TURN.as_millis()) as u64;
+        if self.talkers.is_empty() || self.turn == Some(turn) {
+            return;
+        }
+        self.turn = Some(turn);
+        for (i, &talker) in self.talkers.iter().enumerate() {
+            let volume = speaking_volume(i, turn, self.talkers.len());
+            if let Some(person) = people.get(talker) {
+                person.bot.set_tone_volume(volume);
+            }
+        }
+    }
+}
+
+/// Talker `i` of `n` in turn `turn`: loud when it is its turn, quieter (but
+/// still speaking) the turn before, silent otherwise.
+fn speaking_volume(i: usize, turn: u64, n: usize) -> f64 {
+    let lead = (turn % n as u64) as usize;
+    if i == lead {
+        0.3
+    } else if n > 2 && i == (lead + 1) % n {
+        0.1
+    } else {
+        0.0
+    }
+}
+
+/// The longest gap between `frames` around each of `switches` inside
+/// `window` (see `SwitchFigures`).
+fn switch_figures(
+    switches: &[Instant],
+    frames: &[Instant],
+    window: (Instant, Instant),
+    fps: f64,
+) -> SwitchFigures {
+    let inside: Vec<Instant> = switches
+        .iter()
+        .copied()
+        .filter(|s| *s >= window.0 && *s <= window.1)
+        .collect();
+    let longest = inside
+        .iter()
+        .filter_map(|&switch| {
+            let from = switch.checked_sub(Duration::from_millis(500))?;
+            let to = switch + Duration::from_millis(1500);
+            let around: Vec<Instant> = frames
+                .iter()
+                .copied()
+                .filter(|f| *f >= from && *f <= to)
+                .collect();
+            around
+                .windows(2)
+                .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1000.0)
+                .reduce(f64::max)
+        })
+        .reduce(f64::max);
+    SwitchFigures {
+        switches: inside.len() as u64,
+        longest_gap_ms: longest,
+        frames_missed: longest.map(|gap| ((gap * fps / 1000.0).round() as u64).saturating_sub(1)),
+    }
 }
 
 /// Where participant `id`'s tile is on a `width` x `height` composite.
@@ -286,7 +429,8 @@ fn observer(
                 log.counts
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .composite_frames += 1;
+                    .composite_frames
+                    .push(Instant::now());
             }
             // The first probe joined first, the second last.
             let slot = usize::from(index != 0);
@@ -437,10 +581,47 @@ fn server_figures(
         cpu_percent_per_participant: Some(cpu_percent / spec.participants as f64),
         peak_rss_mib: peak.map(|(rss, _)| rss as f64 / (1024.0 * 1024.0)),
         peak_threads: peak.map(|(_, threads)| threads),
+        threads_per_participant: peak.map(|(_, threads)| threads as f64 / spec.participants as f64),
         // Mesh media never passes through the server.
         packets_out: (spec.mode != Mode::Mesh).then_some(packets_out),
         cpu_us_per_packet_out: (spec.mode != Mode::Mesh && packets_out > 0)
             .then(|| cpu_seconds * 1e6 / packets_out as f64),
         unavailable: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_talker_leads_each_turn_with_the_next_one_quieter() {
+        let turns: Vec<Vec<f64>> = (0..3)
+            .map(|turn| (0..3).map(|i| speaking_volume(i, turn, 3)).collect())
+            .collect();
+        assert_eq!(turns, [[0.3, 0.1, 0.0], [0.0, 0.3, 0.1], [0.1, 0.0, 0.3]]);
+        assert_eq!(speaking_volume(1, 0, 2), 0.0);
+    }
+
+    #[test]
+    fn the_longest_gap_is_taken_around_switches_inside_the_window_only() {
+        let t = Instant::now() + Duration::from_secs(10);
+        let ms = |n: i64| {
+            if n >= 0 {
+                t + Duration::from_millis(n as u64)
+            } else {
+                t - Duration::from_millis((-n) as u64)
+            }
+        };
+        // 33 ms frames, a 100 ms gap 200 ms after the switch at 0, and a
+        // 500 ms gap far from it.
+        let mut frames: Vec<Instant> = (-20..6).map(|i| ms(i * 33)).collect();
+        frames.extend((0..30).map(|i| ms(298 + i * 33)));
+        frames.extend((0..10).map(|i| ms(3000 + i * 33)));
+        let figures = switch_figures(&[ms(0), ms(9000)], &frames, (ms(-1000), ms(5000)), 30.0);
+        assert_eq!(figures.switches, 1);
+        let gap = figures.longest_gap_ms.unwrap();
+        assert!((gap - 133.0).abs() < 1.0, "{gap}");
+        assert_eq!(figures.frames_missed, Some(3));
     }
 }

@@ -105,11 +105,29 @@ impl ServerUnderTest {
 
     /// Whether room `id` is still listed by the server.
     pub async fn has_room(&self, id: &str) -> Result<bool> {
+        Ok(self.room(id).await?.is_some())
+    }
+
+    /// Room `id` as `/api/rooms` describes it, if it is listed.
+    pub async fn room(&self, id: &str) -> Result<Option<serde_json::Value>> {
         let body = get_text(&format!("{}/api/rooms", self.http_base)).await?;
         let rooms: serde_json::Value = serde_json::from_str(&body)?;
         Ok(rooms
             .as_array()
-            .is_some_and(|a| a.iter().any(|r| r["id"] == id)))
+            .and_then(|a| a.iter().find(|r| r["id"] == id).cloned()))
+    }
+
+    /// Sets room `id`'s layout through the layout API.
+    pub async fn set_layout(&self, id: &str, layout: crate::protocol::LayoutKind) -> Result<()> {
+        reqwest::Client::new()
+            .put(format!("{}/api/rooms/{id}/layout", self.http_base))
+            .json(&serde_json::json!({ "layout": layout.as_str() }))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?
+            .error_for_status()
+            .context("setting the layout")?;
+        Ok(())
     }
 
     /// Stops the child with SIGTERM (a clean shutdown), then waits for it.

@@ -223,7 +223,11 @@ impl BotMedia {
         };
         let audio_tee = if !config.send_audio {
             None
-        } else if let Some(shared) = &config.shared_encoding {
+        } else if let Some(shared) = config
+            .shared_encoding
+            .as_ref()
+            .filter(|_| !config.own_audio)
+        {
             Some(add_tee_after(
                 &pipeline,
                 shared.source(&pipeline, MediaKind::Audio, ssrc.wrapping_add(1))?,

@@ -92,6 +92,9 @@ pub struct BotConfig {
     pub decode: bool,
     /// Send a share of this encoding instead of encoding its own.
     pub shared_encoding: Option<SharedEncoding>,
+    /// With a shared encoding, still send a tone of its own (whose volume
+    /// `set_tone_volume` changes): the bench's talkers.
+    pub own_audio: bool,
     /// Sees every decoded video frame.
     pub on_frame: Option<OnFrame>,
 }
@@ -129,6 +132,7 @@ impl BotConfig {
             av_pulses: false,
             decode: true,
             shared_encoding: None,
+            own_audio: false,
             on_frame: None,
             transport: TransportKind::WebSocket,
             token: None,
