@@ -203,6 +203,7 @@ impl Listener {
             .request_pad_simple("src_%u")
             .ok_or_else(|| anyhow!("{} gave no src pad", to.name()))?;
         let sink = pads::static_pad(&self.queue, "sink")?;
+        let began = std::time::Instant::now();
         let (done, switched) = std::sync::mpsc::sync_channel(1);
         let relinked = new_pad.clone();
         // Called at once on this thread if the pad is idle, otherwise on
@@ -220,6 +221,11 @@ impl Listener {
             }
             switched.try_recv().ok()
         });
+        tracing::debug!(
+            "listener's branch {} switched in {:?}",
+            self.queue.name(),
+            began.elapsed()
+        );
         match outcome {
             Some(true) => {
                 self.tee.release_request_pad(&self.tee_pad);

@@ -8,6 +8,7 @@ pub mod events;
 pub mod forward;
 pub mod keyframe;
 pub mod keyframes;
+pub mod latency;
 pub mod layout;
 pub mod levels;
 pub mod lipsync;

@@ -98,6 +98,24 @@ pub enum RoomCommand {
     Shutdown,
 }
 
+impl RoomCommand {
+    /// What the command is, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RoomCommand::Join { .. } => "a join",
+            RoomCommand::Signal { .. } => "a signal",
+            RoomCommand::Leave { .. } => "a leave",
+            RoomCommand::Describe { .. } => "a describe",
+            RoomCommand::StartRecording { .. } => "a recording start",
+            RoomCommand::StopRecording { .. } => "a recording stop",
+            RoomCommand::ListRecordings { .. } => "a recording list",
+            RoomCommand::SetLayout { .. } => "a layout",
+            RoomCommand::GetLayout { .. } => "a layout request",
+            RoomCommand::Shutdown => "a shutdown",
+        }
+    }
+}
+
 /// A room as seen from outside its task.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RoomSnapshot {

@@ -52,11 +52,15 @@ struct Room {
     recordings: Recordings,
     /// When recording files were last flushed to disk.
     last_sync: Instant,
+    /// Recalculates the pipeline's latency off this task.
+    latency: crate::media::latency::LatencyRecalculation,
     registry: RegistryRef,
 }
 
 /// How often held-back keyframe requests and recordings are looked at.
 const TICK: Duration = Duration::from_millis(100);
+/// A step of the room's task longer than this is logged.
+const SLOW_STEP: Duration = Duration::from_millis(250);
 
 pub(super) async fn run_room(
     handle: RoomHandle,
@@ -101,6 +105,7 @@ pub(super) async fn run_room(
         media,
         outboxes: HashMap::new(),
         last_sync: Instant::now(),
+        latency: Default::default(),
         registry: registry.clone(),
     };
     let mut tick = tokio::time::interval(TICK);
@@ -109,21 +114,31 @@ pub(super) async fn run_room(
     // has been handled and nobody is left.
     let mut join_handled = false;
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             command = commands.recv() => match command {
                 None | Some(RoomCommand::Shutdown) => break,
                 Some(command) => {
                     join_handled |= matches!(command, RoomCommand::Join { .. });
+                    let began = Instant::now();
+                    let what = command.name();
                     room.handle_command(command);
+                    (began, what)
                 }
             },
             Some(event) = events.recv() => {
+                let began = Instant::now();
                 room.media.on_event(event);
                 let effects = room.core.media_outputs(room.media.as_mut());
                 room.apply(effects);
+                (began, "a media event")
             }
-            Some(message) = next_bus_message(&mut bus) => room.handle_bus_message(&message),
+            Some(message) = next_bus_message(&mut bus) => {
+                let began = Instant::now();
+                room.handle_bus_message(&message);
+                (began, "a bus message")
+            }
             _ = tick.tick() => {
+                let began = Instant::now();
                 room.media.tick();
                 let mut effects = room.core.media_outputs(room.media.as_mut());
                 effects.extend(room.core.renew_credentials(crate::auth::unix_now()));
@@ -131,7 +146,14 @@ pub(super) async fn run_room(
                 room.apply(effects);
                 room.recordings.check_overdue();
                 room.recordings.sync_files(&mut room.last_sync);
+                (began, "a tick")
             }
+        };
+        // Everything in the room waits while its task works: say when a
+        // step took long enough for people to notice.
+        let (began, what) = step;
+        if began.elapsed() > SLOW_STEP {
+            tracing::warn!(room = %room.handle.id, "handling {what} took {:?}", began.elapsed());
         }
         room.settle_recordings().await;
         if join_handled && room.core.is_empty() {
@@ -396,7 +418,7 @@ impl Room {
             }
             MessageView::Latency(_) => {
                 if let Some(pipeline) = self.media.pipeline() {
-                    let _ = pipeline.recalculate_latency();
+                    self.latency.request(pipeline);
                 }
             }
             _ => {}
