@@ -681,6 +681,16 @@ async fn with_six_talking_two_are_mixed_on_three_encoders_and_nobody_hears_thems
     // both for the four others, and one for each of the two).
     let mixed = wait_for_mixed(&server, room, 2, None, 3).await;
     each_hears_the_mixed_but_itself(&bots, &tones, &mixed).await;
+    // The bots' packets say how loud they are (RFC 6464), so only the two
+    // mixed voices are decoded.
+    eventually(TIMEOUT, || async {
+        let rooms = open_rooms(&server).await?;
+        let decoded = rooms.iter().find(|r| r.id == room).map(|r| r.audio_decoded);
+        anyhow::ensure!(decoded == Some(2), "voices decoded: {decoded:?}");
+        Ok(())
+    })
+    .await
+    .expect("only the mixed voices are decoded");
 
     // One of the two falls silent: once it has been quiet long enough, one
     // of the four waiting takes its place. Meanwhile the four listen: the

@@ -11,7 +11,9 @@ use crate::media::certificate::DtlsCertificate;
 use crate::media::forward::ForwardGate;
 use crate::media::members::discard_pad;
 use crate::media::pads;
-use crate::media::sdp::{MID_EXTENSION, MediaKind, MediaLine, summarize_offer};
+use crate::media::sdp::{
+    AUDIO_LEVEL_EXTENSION, MID_EXTENSION, MediaKind, MediaLine, summarize_offer,
+};
 use crate::media::webrtc::{self, WebrtcSettings};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
@@ -145,14 +147,49 @@ pub const TONE_VOLUME: f64 = 0.3;
 /// The launch description of a bot's audio: a `tone_hz` sine at `volume`
 /// (0 to 1), through an identity named "sound" (where pulses are cut), in
 /// Opus.
+/// The id under which the bot puts each audio packet's level (RFC 6464),
+/// as browsers do, in what it offers and what it sends.
+pub const AUDIO_LEVEL_ID: u8 = 1;
+
+/// The caps of the bot's audio packets: Opus at `pt`, with their levels.
+/// The extension is written the way rtpopuspay writes it into its caps
+/// once it has added it (direction, URI, attributes), or the two would not
+/// match; webrtcbin offers it from these caps.
+pub fn audio_send_caps(pt: u8) -> gst::Caps {
+    let mut caps = webrtc::rtp_caps(MediaKind::Audio, pt);
+    if let Some(structure) = caps.make_mut().structure_mut(0) {
+        structure.set(
+            format!("extmap-{AUDIO_LEVEL_ID}"),
+            gst::Array::new(["", AUDIO_LEVEL_EXTENSION, "vad=on"]),
+        );
+    }
+    caps
+}
+
+/// The `level` measures each buffer into a GstAudioLevelMeta, which the
+/// payloader (which adds the extension itself, from the caps downstream)
+/// writes into each packet.
 pub(super) fn audio_encoding(tone_hz: f64, volume: f64, pt: u8) -> String {
     format!(
         "audiotestsrc name=tone is-live=true wave=sine freq={tone_hz} volume={volume} samplesperbuffer=960 \
          ! audio/x-raw,format=S16LE,rate={AUDIO_RATE},channels=1 ! identity name=sound \
-         ! audioconvert ! audioresample ! opusenc frame-size=20 \
-         ! rtpopuspay pt={pt} ! capsfilter caps=\"{}\"",
-        webrtc::rtp_caps(MediaKind::Audio, pt)
+         ! audioconvert ! audioresample ! level audio-level-meta=true post-messages=false \
+         ! opusenc frame-size=20 ! rtpopuspay pt={pt} ! capsfilter name={AUDIO_CAPS}"
     )
+}
+
+/// The name of the capsfilter that ends `audio_encoding`, whose caps
+/// `set_audio_caps` sets (an array in caps does not survive being written
+/// into a launch line).
+const AUDIO_CAPS: &str = "audio-send-caps";
+
+/// Sets the caps at the end of a chain built from `audio_encoding`.
+pub(super) fn set_audio_caps(chain: &gst::Bin, pt: u8) -> Result<()> {
+    chain
+        .by_name(AUDIO_CAPS)
+        .ok_or_else(|| anyhow!("the audio chain has no {AUDIO_CAPS}"))?
+        .set_property("caps", audio_send_caps(pt));
+    Ok(())
 }
 
 /// The bot's media: the pipeline, its encodings and what it receives.
@@ -242,6 +279,7 @@ impl BotMedia {
                 ),
                 true,
             )?;
+            set_audio_caps(&chain, config.payload_types.opus)?;
             if config.av_pulses {
                 sound_pulses(&chain)?;
             }

@@ -8,7 +8,9 @@ use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use std::sync::{Arc, Mutex};
 
-use super::media::{AUDIO_PT, VIDEO_PT, audio_encoding, video_encoding};
+use super::media::{
+    AUDIO_PT, VIDEO_PT, audio_encoding, audio_send_caps, set_audio_caps, video_encoding,
+};
 
 /// The bots fed by one kind of the shared encoding: (their source, SSRC).
 type Outputs = Arc<Mutex<Vec<(gst_app::AppSrc, u32)>>>;
@@ -67,6 +69,9 @@ impl SharedEncoding {
                 true,
             )
             .context("building the shared encoding")?;
+            if Arc::ptr_eq(outputs, &audio) {
+                set_audio_caps(&chain, AUDIO_PT)?;
+            }
             let sink = chain
                 .by_name("out")
                 .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
@@ -109,12 +114,15 @@ impl SharedEncoding {
         kind: MediaKind,
         ssrc: u32,
     ) -> Result<gst::Element> {
-        let (outputs, pt) = match kind {
-            MediaKind::Video => (&self.encoder.video, VIDEO_PT),
-            _ => (&self.encoder.audio, AUDIO_PT),
+        let (outputs, caps) = match kind {
+            MediaKind::Video => (
+                &self.encoder.video,
+                crate::media::webrtc::rtp_caps(kind, VIDEO_PT),
+            ),
+            _ => (&self.encoder.audio, audio_send_caps(AUDIO_PT)),
         };
         let source = gst_app::AppSrc::builder()
-            .caps(&crate::media::webrtc::rtp_caps(kind, pt))
+            .caps(&caps)
             .is_live(true)
             .format(gst::Format::Time)
             // Stamped on arrival: the encoder's timestamps belong to another pipeline.

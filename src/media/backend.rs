@@ -74,6 +74,10 @@ pub trait RoomMedia: Send {
     fn videos_decoded(&self) -> usize {
         0
     }
+    /// Participants' voices being decoded now (MCU rooms).
+    fn audio_decoded(&self) -> usize {
+        0
+    }
 }
 
 /// A mesh room's media: none. Peers send to each other.

@@ -1,9 +1,14 @@
-//! How loud each voice is: a `level` element on every participant's decoded
-//! audio in an MCU room posts its RMS on the bus, which the room reads to
-//! tell who speaks (room/core.rs, media/speakers.rs).
+//! How loud each voice is: read from the levels a sender puts in its audio
+//! packets (RFC 6464), where it does, and otherwise measured by a `level`
+//! element on the participant's decoded audio in an MCU room; both are
+//! posted on the bus, which the room reads to tell who speaks (room/core.rs,
+//! media/speakers.rs).
 
 use anyhow::Result;
-use std::time::Duration;
+use gst::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How often a voice's level is measured: ten readings a second are enough
 /// for a one-second speaking window and cheap on the room's bus.
@@ -18,13 +23,20 @@ pub fn level_meter(name: &str) -> Result<gst::Element> {
         .build()?)
 }
 
-/// The level a `level` element reported (dBov, the loudest channel), if
-/// `message` is one.
+/// The name of the message a voice's level read from RFC 6464 header
+/// extensions is posted as (see `RtpLevels`).
+const RTP_LEVEL: &str = "gridmix-rtp-audio-level";
+
+/// The level a `level` element reported (dBov, the loudest channel), or
+/// one read from RTP header extensions, if `message` is either.
 pub fn reported_level(message: &gst::Message) -> Option<f64> {
     let gst::MessageView::Element(element) = message.view() else {
         return None;
     };
     let structure = element.structure()?;
+    if structure.name() == RTP_LEVEL {
+        return structure.get::<f64>("dbov").ok();
+    }
     if structure.name() != "level" {
         return None;
     }
@@ -34,10 +46,97 @@ pub fn reported_level(message: &gst::Message) -> Option<f64> {
         .max_by(f64::total_cmp)
 }
 
+/// Levels a sender put in its audio packets (RFC 6464: the level in -dBov,
+/// 0 to 127, in the low seven bits of a one-byte extension), gathered over
+/// each `INTERVAL` and posted on the bus from `element` like a `level`
+/// element's reading, so the room hears who speaks without the audio being
+/// decoded. Shared with the probe that reads them.
+#[derive(Debug, Default)]
+pub struct RtpLevels {
+    /// The extension's id in this sender's packets (0: none negotiated).
+    id: AtomicU8,
+    /// Whether any packet carried a level.
+    seen: AtomicBool,
+    window: Mutex<Option<(Instant, f64, u32)>>,
+}
+
+impl RtpLevels {
+    pub fn set_extension_id(&self, id: u8) {
+        self.id.store(id, Ordering::Relaxed);
+    }
+
+    /// Whether the sender's packets carry levels.
+    pub fn seen(&self) -> bool {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// Reads the level of each RTP packet through `pad`, posting the
+    /// interval's level (mean power) from `element`.
+    pub fn watch(self: &Arc<Self>, pad: &gst::Pad, element: &gst::Element) {
+        let levels = self.clone();
+        let element = element.downgrade();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let id = levels.id.load(Ordering::Relaxed);
+            if id == 0 {
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(buffer) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let level = buffer.map_readable().ok().and_then(|map| {
+                crate::media::rtp::header_extension(&map, id)
+                    .and_then(|value| value.first().copied())
+            });
+            if let Some(byte) = level {
+                levels.seen.store(true, Ordering::Relaxed);
+                let dbov = -f64::from(byte & 0x7f);
+                if let Some(reading) = levels.add(Instant::now(), dbov)
+                    && let Some(element) = element.upgrade()
+                {
+                    let structure = gst::Structure::builder(RTP_LEVEL)
+                        .field("dbov", reading)
+                        .build();
+                    let _ = element.post_message(
+                        gst::message::Element::builder(structure)
+                            .src(&element)
+                            .build(),
+                    );
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    /// Adds one packet's level; returns the interval's once it is over.
+    fn add(&self, now: Instant, dbov: f64) -> Option<f64> {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let (started, power, count) = window.get_or_insert((now, 0.0, 0));
+        *power += 10f64.powf(dbov / 10.0);
+        *count += 1;
+        if now.duration_since(*started) < INTERVAL {
+            return None;
+        }
+        let mean = *power / f64::from(*count);
+        *window = None;
+        Some((10.0 * mean.log10()).max(-127.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gst::prelude::*;
+
+    #[test]
+    fn packet_levels_are_posted_as_the_mean_power_of_each_interval() {
+        let levels = RtpLevels::default();
+        let t = Instant::now();
+        assert_eq!(levels.add(t, -20.0), None);
+        assert_eq!(levels.add(t + Duration::from_millis(50), -20.0), None);
+        let reading = levels.add(t + INTERVAL, -127.0).unwrap();
+        // Two loud packets and a silent one: 10 log10(2/3 * 0.01).
+        assert!((reading - -21.76).abs() < 0.01, "{reading}");
+        assert_eq!(levels.add(t + INTERVAL * 2, -127.0), None);
+    }
 
     /// A sine at `volume` through a level meter: what it reports.
     fn measured(volume: f64) -> f64 {

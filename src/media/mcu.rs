@@ -31,7 +31,7 @@ use crate::media::mixing::{self, PLACEHOLDER_ARGB, solid_video_source};
 use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, McuProgram};
-use crate::media::sdp::{CheckedOffer, MediaKind, MediaLine};
+use crate::media::sdp::{AUDIO_LEVEL_EXTENSION, CheckedOffer, MediaKind, MediaLine};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
@@ -84,6 +84,11 @@ struct Member {
     /// dropped before the decoder (last-N).
     video_gate: gst::Element,
     video_paused: bool,
+    /// Shut while the participant's voice is in no mix and their packets
+    /// say how loud they are (RFC 6464): it is then not decoded at all.
+    audio_gate: gst::Element,
+    audio_gated: bool,
+    rtp_levels: Arc<levels::RtpLevels>,
     audio_tee: gst::Element,
     /// The video tee's pad feeding this participant's copy of the composite.
     video_out: Option<gst::Pad>,
@@ -108,6 +113,8 @@ pub struct McuMixer {
     settings: McuSettings,
     /// What each listener hears (top-k audio).
     mixes: Mixes,
+    /// Whose voices are mixed, as the room last said.
+    mixed: Vec<ParticipantId>,
     /// The full mix, while any recording runs.
     program: Option<McuProgram>,
     events: UnboundedSender<MediaEvent>,
@@ -212,6 +219,7 @@ impl McuMixer {
                 mixing::mixer_latency(settings.webrtc.jitter_latency_ms),
                 settings.templates.clone(),
             ),
+            mixed: Vec::new(),
             settings,
             program: None,
             events,
@@ -264,6 +272,11 @@ impl McuMixer {
             .build()?;
         let video_decode = self.settings.templates.build(Chain::VideoDecode)?;
         video_decode.set_property("name", name("video-decode"));
+        let audio_gate = gst::ElementFactory::make("valve")
+            .name(name("audio-gate"))
+            .build()?;
+        let rtp_levels = Arc::new(levels::RtpLevels::default());
+        rtp_levels.watch(&pads::static_pad(&audio_gate, "sink")?, &audio_gate);
         let audio_decode = self.settings.templates.build(Chain::AudioDecode)?;
         audio_decode.set_property("name", name("audio-decode"));
         // How loud the voice is, for who speaks.
@@ -279,6 +292,7 @@ impl McuMixer {
             placeholder_caps.clone(),
             video_gate.clone(),
             video_decode.clone().upcast(),
+            audio_gate.clone(),
             audio_decode.clone().upcast(),
             level.clone(),
             audio_tee.clone(),
@@ -286,7 +300,7 @@ impl McuMixer {
         self.owners.add(self.pipeline.upcast_ref(), id, &elements)?;
         placeholder.link(&placeholder_caps)?;
         video_gate.link(&video_decode)?;
-        gst::Element::link_many([audio_decode.upcast_ref(), &level, &audio_tee])?;
+        gst::Element::link_many([&audio_gate, audio_decode.upcast_ref(), &level, &audio_tee])?;
 
         // Off the composite until the room's layout places it.
         let placeholder_pad = self.request_compositor_pad(1)?;
@@ -301,7 +315,7 @@ impl McuMixer {
             .ok_or_else(|| anyhow!("video-decode chain has no src pad"))?
             .link(&video_pad)?;
 
-        self.watch_webrtcbin(id, &webrtc, &video_gate, &audio_decode);
+        self.watch_webrtcbin(id, &webrtc, &video_gate, &audio_gate);
         for element in elements.iter().rev() {
             element.sync_state_with_parent()?;
         }
@@ -312,6 +326,9 @@ impl McuMixer {
             video_pad,
             video_gate,
             video_paused: false,
+            audio_gate,
+            audio_gated: false,
+            rtp_levels,
             audio_tee,
             video_out: None,
             offered: Vec::new(),
@@ -329,7 +346,7 @@ impl McuMixer {
         id: &ParticipantId,
         webrtc: &gst::Element,
         video_in: &gst::Element,
-        audio_decode: &gst::Bin,
+        audio_in: &gst::Element,
     ) {
         // A src pad must be linked at once or webrtcbin fails "not-linked":
         // link it to the chain prepared for its kind, or a fakesink.
@@ -337,7 +354,7 @@ impl McuMixer {
         let owners = self.owners.clone();
         let participant = id.clone();
         let video_sink = video_in.static_pad("sink").map(|p| p.downgrade());
-        let audio_sink = audio_decode.static_pad("sink").map(|p| p.downgrade());
+        let audio_sink = audio_in.static_pad("sink").map(|p| p.downgrade());
         webrtc.connect_pad_added(move |webrtc, pad| {
             if pad.direction() != gst::PadDirection::Src {
                 return;
@@ -446,7 +463,18 @@ impl McuMixer {
         let Some(pt) = line.payload_type else {
             return Ok(());
         };
-        let caps = webrtc::rtp_caps(line.kind, pt);
+        let mut caps = webrtc::rtp_caps(line.kind, pt);
+        // Levels in the client's audio packets, where it offers them, tell
+        // who speaks without decoding (RFC 6464).
+        let level_id = line.extmap_id(AUDIO_LEVEL_EXTENSION);
+        if let (MediaKind::Audio, Some(level_id), true) =
+            (line.kind, level_id, line.direction.client_sends())
+        {
+            caps = webrtc::with_extension(caps, level_id, AUDIO_LEVEL_EXTENSION);
+            if let Some(member) = self.member_mut(id) {
+                member.rtp_levels.set_extension_id(level_id);
+            }
+        }
         let direction = match (
             line.direction.client_sends(),
             line.direction.client_receives(),
@@ -584,6 +612,22 @@ impl McuMixer {
         self.keyframes.ask();
     }
 
+    /// Decodes a participant's voice only where it is needed: while it is
+    /// mixed, while a recording (whose mix is everyone's) runs, or when its
+    /// packets carry no level (the decoded audio is then how the room hears
+    /// it speak). The others' audio is dropped by their gate unread.
+    fn update_audio_gates(&mut self) {
+        let recording = self.program.is_some();
+        for member in &mut self.members {
+            let gated = member.rtp_levels.seen() && !recording && !self.mixed.contains(&member.id);
+            if gated != member.audio_gated {
+                member.audio_gated = gated;
+                member.audio_gate.set_property("drop", gated);
+                tracing::debug!(participant = %member.id, "audio {}", if gated { "not decoded" } else { "decoded" });
+            }
+        }
+    }
+
     /// What recordings tap, building the full mix if no recording runs yet.
     /// A new recording of the encoded composite starts at a keyframe.
     fn feeds(&mut self) -> Result<Feeds> {
@@ -605,6 +649,7 @@ impl McuMixer {
             }
         }
         self.update_encoding();
+        self.update_audio_gates();
         // Now, not when the limiter allows: the recording starts at this
         // keyframe, and one more keyframe, made rarely, cannot be a storm.
         self.force_keyframe();
@@ -707,6 +752,8 @@ impl RoomMedia for McuMixer {
 
     fn tick(&mut self) {
         self.keyframes.poll();
+        // A sender's first level in its packets lets its decoding stop.
+        self.update_audio_gates();
     }
 
     fn arrange(&mut self, placements: &[Placement<ParticipantId>]) {
@@ -714,6 +761,8 @@ impl RoomMedia for McuMixer {
     }
 
     fn mix(&mut self, mixed: &[ParticipantId]) {
+        self.mixed = mixed.to_vec();
+        self.update_audio_gates();
         let voices: Vec<(ParticipantId, gst::Element)> = mixed
             .iter()
             .filter_map(|id| self.members.iter().find(|m| &m.id == id))
@@ -743,16 +792,19 @@ impl RoomMedia for McuMixer {
         usize::from(!self.encode_valve.property::<bool>("drop"))
     }
 
+    /// Read from the pipeline: audio gates open with a stream linked to them.
+    fn audio_decoded(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| is_open_and_fed(&m.audio_gate))
+            .count()
+    }
+
     /// Read from the pipeline: gates open with a stream linked to them.
     fn videos_decoded(&self) -> usize {
         self.members
             .iter()
-            .filter(|m| {
-                !m.video_gate.property::<bool>("drop")
-                    && m.video_gate
-                        .static_pad("sink")
-                        .is_some_and(|p| p.is_linked())
-            })
+            .filter(|m| is_open_and_fed(&m.video_gate))
             .count()
     }
 
@@ -762,7 +814,13 @@ impl RoomMedia for McuMixer {
             members::stop_off_thread(program.close(&self.pipeline));
         }
         self.update_encoding();
+        self.update_audio_gates();
     }
+}
+
+/// Whether a valve lets through a stream that reaches it.
+fn is_open_and_fed(valve: &gst::Element) -> bool {
+    !valve.property::<bool>("drop") && valve.static_pad("sink").is_some_and(|p| p.is_linked())
 }
 
 fn not_joined() -> ProtocolError {

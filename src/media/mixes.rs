@@ -341,9 +341,12 @@ impl Mixes {
             .property("max-size-bytes", 0u32)
             .property("max-size-time", 200_000_000u64)
             .build()?;
+        // The m-line's caps may carry the listener's audio-level extension
+        // (for what it sends): the mixes have no levels to write into it.
         let pay = gst::ElementFactory::make("rtpopuspay")
             .name(format!("{listener}/audio-pay"))
             .property("pt", u32::from(pt))
+            .property("auto-header-extension", false)
             .build()?;
         owners.add(
             pipeline.upcast_ref(),

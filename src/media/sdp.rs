@@ -59,6 +59,10 @@ pub struct MediaLine {
 /// (RFC 8843), so that a receiver can route bundled streams without SSRCs.
 pub const MID_EXTENSION: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
 
+/// The RTP header extension in which a sender gives each audio packet's
+/// level (RFC 6464), so a mixer can tell who speaks without decoding.
+pub const AUDIO_LEVEL_EXTENSION: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
 impl MediaLine {
     /// The id this m-line gives the header extension `uri`.
     pub fn extmap_id(&self, uri: &str) -> Option<u8> {

@@ -263,6 +263,16 @@ pub fn rtp_media_of(pad: &gst::Pad) -> Option<String> {
 /// Caps for an RTP stream of the codec gridmix speaks for `kind`: VP8 with
 /// keyframe requests (PLI, FIR) negotiated, or stereo-signalled Opus (the
 /// rtpmap browsers require is opus/48000/2).
+/// `caps` with RTP header extension `uri` at `id`: as codec preferences,
+/// what makes webrtcbin write the `a=extmap` (it copies none from an
+/// offer), and what makes a payloader with `auto-header-extension` add it.
+pub fn with_extension(mut caps: gst::Caps, id: u8, uri: &str) -> gst::Caps {
+    if let Some(structure) = caps.make_mut().structure_mut(0) {
+        structure.set(format!("extmap-{id}"), uri);
+    }
+    caps
+}
+
 pub fn rtp_caps(kind: MediaKind, payload: u8) -> gst::Caps {
     let builder = gst::Caps::builder("application/x-rtp").field("payload", i32::from(payload));
     match kind {

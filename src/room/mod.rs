@@ -130,6 +130,9 @@ pub struct RoomSnapshot {
     /// Participants' videos decoded now: in an MCU room, those on the
     /// composite that send video (the others are dropped unread).
     pub videos_decoded: usize,
+    /// Participants' voices decoded now: in an MCU room, those mixed, and
+    /// those whose packets do not say how loud they are (RFC 6464).
+    pub audio_decoded: usize,
     /// Opus encoders in the room's pipeline (recordings' included): in an
     /// MCU room, one per mix, at most `--max-mixed-speakers` + 2.
     pub audio_encoders: usize,

@@ -247,6 +247,7 @@ impl Room {
                     pipeline: self.media.pipeline().is_some(),
                     encoders: self.media.call_encoders_running(),
                     videos_decoded: self.media.videos_decoded(),
+                    audio_decoded: self.media.audio_decoded(),
                     audio_encoders: self.count_elements("opusenc"),
                     audio_mixers: self.count_elements("audiomixer"),
                     mixed: self.core.mixed(),
