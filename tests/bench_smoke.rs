@@ -44,6 +44,7 @@ const RUN_FIELDS: &[(&str, &[&str])] = &[
             "audio_encoders",
             "audio_mixers",
             "videos_decoded",
+            "audio_decoded",
             "mixed_speakers",
         ],
     ),

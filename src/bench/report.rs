@@ -25,19 +25,20 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
 
 /// The MCU table's own columns.
 const MCU_HEAD: &str = " Layout | Threads per participant | Opus encoders | Audio mixers | Mixed speakers \
-     | Videos decoded | Speaker switches: longest gap ms (frames missed) |";
+     | Videos decoded | Voices decoded | Speaker switches: longest gap ms (frames missed) |";
 
 fn mcu_cells(r: &RunResult) -> String {
     let count = |v: Option<u64>| v.map_or("–".into(), |v| v.to_string());
     let switches = &r.speaker_switches;
     format!(
-        " {} | {} | {} | {} | {} | {} | {}: {} ({}) |",
+        " {} | {} | {} | {} | {} | {} | {} | {}: {} ({}) |",
         r.layout.map_or("–", |l| l.as_str()),
         cell(r.server.threads_per_participant, 1),
         count(r.room.audio_encoders),
         count(r.room.audio_mixers),
         count(r.room.mixed_speakers),
         count(r.room.videos_decoded),
+        count(r.room.audio_decoded),
         switches.switches,
         cell(switches.longest_gap_ms, 0),
         count(switches.frames_missed),

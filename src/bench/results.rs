@@ -60,6 +60,7 @@ pub struct RoomFigures {
     pub audio_encoders: Option<u64>,
     pub audio_mixers: Option<u64>,
     pub videos_decoded: Option<u64>,
+    pub audio_decoded: Option<u64>,
     pub mixed_speakers: Option<u64>,
 }
 
@@ -74,6 +75,7 @@ impl RoomFigures {
         most(&mut self.audio_encoders, room["audio_encoders"].as_u64());
         most(&mut self.audio_mixers, room["audio_mixers"].as_u64());
         most(&mut self.videos_decoded, room["videos_decoded"].as_u64());
+        most(&mut self.audio_decoded, room["audio_decoded"].as_u64());
         most(
             &mut self.mixed_speakers,
             room["mixed"].as_array().map(|a| a.len() as u64),
