@@ -520,18 +520,7 @@ impl McuMixer {
             .property("pt", u32::from(pt))
             .property_from_str("picture-id-mode", "15-bit")
             .build()?;
-        self.owners.add(
-            self.pipeline.upcast_ref(),
-            id,
-            &[queue.clone(), pay.clone()],
-        )?;
-        queue.link(&pay)?;
-        pads::answer_serialized_queries(&pads::static_pad(&queue, "sink")?);
-        pay.static_pad("src")
-            .ok_or_else(|| anyhow!("payloader has no src pad"))?
-            .link(sink)?;
-        pay.sync_state_with_parent()?;
-        queue.sync_state_with_parent()?;
+        members::add_send_branch(&self.pipeline, &self.owners, id, [&queue, &pay], sink)?;
         let tee_pad = pads::branch_tee(&self.video_tee, &queue)?;
         let member = self
             .member_mut(id)

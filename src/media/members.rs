@@ -84,6 +84,26 @@ impl Owners {
     }
 }
 
+/// Adds `owner`'s branch that sends to their webrtcbin: `queue` (fed from
+/// a shared tee by the caller), then `pay`, linked into `sink`, and starts
+/// them. The queue answers serialized queries itself (see
+/// `pads::answer_serialized_queries`).
+pub fn add_send_branch(
+    pipeline: &gst::Pipeline,
+    owners: &Owners,
+    owner: &ParticipantId,
+    [queue, pay]: [&gst::Element; 2],
+    sink: &gst::Pad,
+) -> Result<()> {
+    owners.add(pipeline.upcast_ref(), owner, &[queue.clone(), pay.clone()])?;
+    queue.link(pay)?;
+    crate::media::pads::answer_serialized_queries(&crate::media::pads::static_pad(queue, "sink")?);
+    crate::media::pads::static_pad(pay, "src")?.link(sink)?;
+    pay.sync_state_with_parent()?;
+    queue.sync_state_with_parent()?;
+    Ok(())
+}
+
 /// Whether `source` is (still) inside `pipeline`.
 pub fn is_in(pipeline: &gst::Pipeline, source: &gst::Object) -> bool {
     let pipeline = pipeline.upcast_ref::<gst::Object>();

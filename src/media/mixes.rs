@@ -21,9 +21,10 @@
 //! other, and leaves the other mixes before it is moved back.
 
 use crate::ids::ParticipantId;
-use crate::media::members::Owners;
+use crate::media::members::{self, Owners};
 use crate::media::mixing;
 use crate::media::pads;
+use crate::media::program::leaky_queue;
 use crate::media::templates::{Chain, PipelineTemplates};
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
@@ -63,28 +64,14 @@ impl Mix {
         latency: gst::ClockTime,
         templates: &PipelineTemplates,
     ) -> Result<Mix> {
-        let part = |p: &str| format!("{name}/{p}");
-        let (silence, silence_caps) = mixing::silence_source(&part("silence"))?;
-        let mixer = mixing::live_audiomixer(&part("mixer"), latency)?;
-        mixing::start_now(&mixer, pipeline);
-        let mix_caps = gst::ElementFactory::make("capsfilter")
-            .name(part("caps"))
-            .property("caps", mixing::raw_audio_caps())
-            .build()?;
+        let (mut elements, mixer) = mixing::live_mix(pipeline, &format!("{name}/"), latency)?;
         let encode = templates.build(Chain::AudioEncode)?;
-        encode.set_property("name", part("audio-encode"));
+        encode.set_property("name", format!("{name}/audio-encode"));
         let tee = gst::ElementFactory::make("tee")
-            .name(part("tee"))
+            .name(format!("{name}/tee"))
             .property("allow-not-linked", true)
             .build()?;
-        let elements = vec![
-            silence,
-            silence_caps,
-            mixer.clone(),
-            mix_caps,
-            encode.upcast(),
-            tee.clone(),
-        ];
+        elements.extend([encode.upcast(), tee.clone()]);
         match owner {
             Some(owner) => owners.add(pipeline.upcast_ref(), owner, &elements)?,
             None => pipeline.add_many(&elements)?,
@@ -113,13 +100,7 @@ impl Mix {
         if self.inputs.contains_key(speaker) {
             return Ok(());
         }
-        let queue = gst::ElementFactory::make("queue")
-            .name(format!("{speaker}/into-{}", self.name))
-            .property_from_str("leaky", "downstream")
-            .property("max-size-buffers", 0u32)
-            .property("max-size-bytes", 0u32)
-            .property("max-size-time", 200_000_000u64)
-            .build()?;
+        let queue = leaky_queue(&format!("{speaker}/into-{}", self.name), 200)?;
         owners.add(pipeline.upcast_ref(), speaker, std::slice::from_ref(&queue))?;
         let mixer_pad = self
             .mixer
@@ -334,13 +315,7 @@ impl Mixes {
         sink: &gst::Pad,
         pt: u8,
     ) -> Result<()> {
-        let queue = gst::ElementFactory::make("queue")
-            .name(format!("{listener}/audio-out-queue"))
-            .property_from_str("leaky", "downstream")
-            .property("max-size-buffers", 0u32)
-            .property("max-size-bytes", 0u32)
-            .property("max-size-time", 200_000_000u64)
-            .build()?;
+        let queue = leaky_queue(&format!("{listener}/audio-out-queue"), 200)?;
         // The m-line's caps may carry the listener's audio-level extension
         // (for what it sends): the mixes have no levels to write into it.
         let pay = gst::ElementFactory::make("rtpopuspay")
@@ -348,16 +323,7 @@ impl Mixes {
             .property("pt", u32::from(pt))
             .property("auto-header-extension", false)
             .build()?;
-        owners.add(
-            pipeline.upcast_ref(),
-            listener,
-            &[queue.clone(), pay.clone()],
-        )?;
-        queue.link(&pay)?;
-        pads::answer_serialized_queries(&pads::static_pad(&queue, "sink")?);
-        pads::static_pad(&pay, "src")?.link(sink)?;
-        pay.sync_state_with_parent()?;
-        queue.sync_state_with_parent()?;
+        members::add_send_branch(pipeline, owners, listener, [&queue, &pay], sink)?;
         let tee = if self.is_mixed(listener) {
             self.own_mix(pipeline, owners, listener)?
         } else {
@@ -421,7 +387,7 @@ impl Mixes {
                 .map_or(Ok(()), |l| l.switch_to(&own));
             if let Err(e) = switched {
                 if let Some(mix) = self.own.remove(id) {
-                    crate::media::members::stop_off_thread(mix.close(pipeline, owners));
+                    members::stop_off_thread(mix.close(pipeline, owners));
                 }
                 return Err(e.context("moving onto their own mix"));
             }

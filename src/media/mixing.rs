@@ -83,6 +83,25 @@ pub fn live_audiomixer(name: &str, latency: gst::ClockTime) -> Result<gst::Eleme
         .build()?)
 }
 
+/// The head of a live mix, not yet added to `pipeline`: a silent source
+/// (so the mix flows when nobody speaks), the mixer (started now) and its
+/// output caps, in linking order. Returns them with the mixer. Element
+/// names are `name` + "silence", "mixer", "caps".
+pub fn live_mix(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    latency: gst::ClockTime,
+) -> Result<(Vec<gst::Element>, gst::Element)> {
+    let (silence, silence_caps) = silence_source(&format!("{name}silence"))?;
+    let mixer = live_audiomixer(&format!("{name}mixer"), latency)?;
+    start_now(&mixer, pipeline);
+    let mix_caps = gst::ElementFactory::make("capsfilter")
+        .name(format!("{name}caps"))
+        .property("caps", raw_audio_caps())
+        .build()?;
+    Ok((vec![silence, silence_caps, mixer.clone(), mix_caps], mixer))
+}
+
 /// A live silent input that keeps a mix flowing when nobody speaks, with its
 /// caps.
 pub fn silence_source(name: &str) -> Result<(gst::Element, gst::Element)> {

@@ -45,7 +45,7 @@ fn tee(name: &str) -> Result<gst::Element> {
 
 /// A leaky queue off a live tee: a slow consumer drops its own data rather
 /// than holding back the tee's other branches.
-fn leaky_queue(name: &str, max_time_ms: u64) -> Result<gst::Element> {
+pub fn leaky_queue(name: &str, max_time_ms: u64) -> Result<gst::Element> {
     Ok(gst::ElementFactory::make("queue")
         .name(name)
         .property_from_str("leaky", "downstream")
@@ -142,15 +142,9 @@ pub struct FullMix {
 
 impl FullMix {
     pub fn new(pipeline: &gst::Pipeline, latency: gst::ClockTime) -> Result<FullMix> {
-        let (silence, silence_caps) = mixing::silence_source(&program_name("silence"))?;
-        let mixer = mixing::live_audiomixer(&program_name("mix"), latency)?;
-        mixing::start_now(&mixer, pipeline);
-        let mix_caps = gst::ElementFactory::make("capsfilter")
-            .name(program_name("mix-caps"))
-            .property("caps", mixing::raw_audio_caps())
-            .build()?;
+        let (mut elements, mixer) = mixing::live_mix(pipeline, &program_name("mix-"), latency)?;
         let tee = tee(&program_name("audio-tee"))?;
-        let elements = [silence, silence_caps, mixer.clone(), mix_caps, tee.clone()];
+        elements.push(tee.clone());
         pipeline.add_many(&elements)?;
         gst::Element::link_many(&elements)?;
         for element in elements.iter().rev() {
