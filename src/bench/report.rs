@@ -2,7 +2,7 @@
 //! per mode) and SVG charts (one line per mode).
 
 use super::results::{BenchResults, RunResult};
-use crate::protocol::Mode;
+use crate::protocol::{LayoutKind, Mode};
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -153,17 +153,31 @@ const CHARTS: [Chart; 3] = [
     },
 ];
 
+/// The lines of a chart: one per mode, and the MCU's speaker-layout runs
+/// apart from its grid ones.
+const SERIES: [(Mode, Option<LayoutKind>, &str); 4] = [
+    (Mode::Mcu, None, "MCU"),
+    (Mode::Mcu, Some(LayoutKind::Speaker), "MCU speaker"),
+    (Mode::Sfu, None, "SFU"),
+    (Mode::Mesh, None, "MESH"),
+];
+
+fn in_series(r: &RunResult, mode: Mode, layout: Option<LayoutKind>) -> bool {
+    let speaker = r.layout == Some(LayoutKind::Speaker);
+    r.mode == mode && speaker == (layout == Some(LayoutKind::Speaker))
+}
+
 fn draw_chart(results: &BenchResults, chart: &Chart, path: &Path) -> Result<()> {
-    let series: Vec<(Mode, Vec<(f64, f64)>)> = [Mode::Mcu, Mode::Sfu, Mode::Mesh]
+    let series: Vec<(&str, Vec<(f64, f64)>)> = SERIES
         .into_iter()
-        .map(|mode| {
+        .map(|(mode, layout, label)| {
             let points = results
                 .runs
                 .iter()
-                .filter(|r| r.mode == mode && r.ok)
+                .filter(|r| r.ok && in_series(r, mode, layout))
                 .filter_map(|r| Some((r.participants as f64, (chart.value)(r)?)))
                 .collect();
-            (mode, points)
+            (label, points)
         })
         .collect();
     let all = series.iter().flat_map(|(_, p)| p.iter());
@@ -181,7 +195,7 @@ fn draw_chart(results: &BenchResults, chart: &Chart, path: &Path) -> Result<()> 
         .x_desc("participants")
         .y_desc(chart.y_label)
         .draw()?;
-    for ((mode, points), colour) in series.iter().zip([RED, BLUE, GREEN]) {
+    for ((label, points), colour) in series.iter().zip([RED, MAGENTA, BLUE, GREEN]) {
         if points.is_empty() {
             continue;
         }
@@ -189,7 +203,7 @@ fn draw_chart(results: &BenchResults, chart: &Chart, path: &Path) -> Result<()> 
             points.iter().copied(),
             colour.stroke_width(2),
         ))?
-        .label(mode.to_string().to_uppercase())
+        .label(*label)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
         plot.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
     }

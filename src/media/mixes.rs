@@ -193,7 +193,12 @@ impl Listener {
             .tee_pad
             .add_probe(gst::PadProbeType::IDLE, move |pad, _| {
                 let _ = pad.unlink(&sink);
-                let _ = done.try_send(relinked.link(&sink).is_ok());
+                let linked = relinked.link(&sink).is_ok();
+                if !linked {
+                    // Back onto the old mix rather than silent.
+                    let _ = pad.link(&sink);
+                }
+                let _ = done.try_send(linked);
                 gst::PadProbeReturn::Remove
             });
         let outcome = switched.recv_timeout(SWITCH_TIMEOUT).ok().or_else(|| {
@@ -215,7 +220,7 @@ impl Listener {
                 Ok(())
             }
             Some(false) => {
-                // Unlinked from the old mix, refused by the new: silent.
+                // Refused by the new mix: still on the old one.
                 to.release_request_pad(&new_pad);
                 Err(anyhow!("the listener's queue refused {}", to.name()))
             }
