@@ -361,3 +361,52 @@ async fn a_forward_one_subscriber_refuses_leaves_the_publisher_and_everyone_else
     }
     server.shut_down().await;
 }
+
+/// Who speaks in an SFU room, read from the levels in the publishers'
+/// audio packets (RFC 6464): nothing is decoded on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn everyone_in_an_sfu_room_hears_who_speaks_from_the_levels_in_the_packets() {
+    let server = start_server(ServeArgs::default()).await;
+    let room = "sfu-speakers";
+    // The first speaks up; the second's tone is below speech level, the
+    // third sends silence.
+    let mut members = Vec::new();
+    for (i, volume) in [0.3, 0.003, 0.0].into_iter().enumerate() {
+        members.push(
+            join_member_with(
+                &server,
+                room,
+                &format!("bot{i}"),
+                Mode::Sfu,
+                SENDERS[i],
+                false,
+                |config| config.tone_volume = volume,
+            )
+            .await,
+        );
+    }
+    let loud = members[0].bot.id().to_owned();
+    for member in &members {
+        let state = member
+            .bot
+            .wait_for_state(TIMEOUT, |s| !s.speakers.active.is_empty())
+            .await
+            .expect("someone is heard speaking");
+        assert_eq!(state.speakers.active, std::slice::from_ref(&loud));
+        assert_eq!(state.speakers.dominant.as_deref(), Some(loud.as_str()));
+    }
+    // It falls silent: after the window, nobody speaks.
+    members[0].bot.set_tone_volume(0.0);
+    for member in &members {
+        member
+            .bot
+            .wait_for_state(TIMEOUT, |s| s.speakers.active.is_empty())
+            .await
+            .expect("nobody speaks once it is silent");
+    }
+    for member in members {
+        member.bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}

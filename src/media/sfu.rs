@@ -42,6 +42,7 @@ use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_outp
 use crate::media::events::MediaEvent;
 use crate::media::forward::ForwardGate;
 use crate::media::keyframes::{self, LimitedRequests};
+use crate::media::levels;
 use crate::media::mcu::McuSettings;
 use crate::media::members::{self, Owners};
 use crate::media::mixing;
@@ -49,8 +50,8 @@ use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, SfuProgram};
 use crate::media::sdp::{
-    CheckedOffer, Direction, MID_EXTENSION, MediaKind, MediaLine, OfferSummary, TrackLabel,
-    label_tracks, summarize_offer,
+    AUDIO_LEVEL_EXTENSION, CheckedOffer, Direction, MID_EXTENSION, MediaKind, MediaLine,
+    OfferSummary, TrackLabel, label_tracks, summarize_offer,
 };
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
@@ -104,6 +105,8 @@ struct Member {
     publish_attached: bool,
     video_tee: gst::Element,
     audio_tee: gst::Element,
+    /// The levels in the publisher's audio packets (RFC 6464): who speaks.
+    rtp_levels: Arc<levels::RtpLevels>,
     /// The tracks this participant publishes, with their RTP caps.
     published: Vec<(MediaKind, gst::Caps)>,
     /// The server offers everyone else's tracks; the client answers.
@@ -326,6 +329,10 @@ impl SfuRouter {
             ))
         };
         let (video_keyframes, audio_keyframes) = (limited(&video_tee)?, limited(&audio_tee)?);
+        // Nothing is decoded here: who speaks is read from the levels the
+        // publisher puts in its audio packets, where it does.
+        let rtp_levels = Arc::new(levels::RtpLevels::default());
+        rtp_levels.watch(&pads::static_pad(&audio_tee, "sink")?, &audio_tee);
         self.link_published_tracks(id, publish.element(), &video_tee, &audio_tee);
         // The subscribe connection only sends; anything it receives is dropped.
         let owners = self.owners.clone();
@@ -350,6 +357,7 @@ impl SfuRouter {
             publish_attached: false,
             video_tee,
             audio_tee,
+            rtp_levels,
             published: Vec::new(),
             subscribe,
             subscribe_offered: false,
@@ -581,7 +589,13 @@ impl SfuRouter {
                         if !line.direction.client_sends() {
                             continue;
                         }
-                        let caps = webrtc::rtp_caps(line.kind, pt);
+                        let mut caps = webrtc::rtp_caps(line.kind, pt);
+                        if let (MediaKind::Audio, Some(level_id)) =
+                            (line.kind, line.extmap_id(AUDIO_LEVEL_EXTENSION))
+                        {
+                            caps = webrtc::with_extension(caps, level_id, AUDIO_LEVEL_EXTENSION);
+                            member.rtp_levels.set_extension_id(level_id);
+                        }
                         let transceiver = member
                             .publish
                             .element()
