@@ -246,11 +246,23 @@ impl ForwardState {
     }
 }
 
-/// RTP caps as they leave the gate: at payload type `pt`.
+/// RTP caps as they leave the gate: at payload type `pt`, and without the
+/// publisher's header extensions (`extmap-N`): their ids were negotiated
+/// with the publisher, and the same id can mean another extension on the
+/// subscriber's m-line (the publisher's audio level at 1 against the
+/// subscribe offers' MID at 1), which would make the caps refused there.
 fn with_payload_type(mut caps: gst::Caps, pt: u8) -> gst::Caps {
     for s in caps.make_mut().iter_mut() {
         if s.name() == "application/x-rtp" {
             s.set("payload", i32::from(pt));
+            let extensions: Vec<String> = s
+                .fields()
+                .filter(|f| f.starts_with("extmap-"))
+                .map(|f| f.to_string())
+                .collect();
+            for field in extensions {
+                s.remove_field(&field);
+            }
         }
     }
     caps
