@@ -117,15 +117,27 @@ pub fn is_in(pipeline: &gst::Pipeline, source: &gst::Object) -> bool {
     false
 }
 
-/// How many elements made by `factory` are in `pipeline`, at any depth:
-/// what the room reports runs is read from the pipeline itself.
-pub fn count_elements(pipeline: &gst::Pipeline, factory: &str) -> usize {
-    pipeline
+/// How many elements made by each of `factories` are in `pipeline`, at
+/// any depth, in one walk: what the room reports runs is read from the
+/// pipeline itself.
+pub fn count_elements<const N: usize>(
+    pipeline: &gst::Pipeline,
+    factories: [&str; N],
+) -> [usize; N] {
+    let mut counts = [0; N];
+    for element in pipeline
         .iterate_recurse()
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.factory().is_some_and(|f| f.name() == factory))
-        .count()
+    {
+        let Some(factory) = element.factory() else {
+            continue;
+        };
+        if let Some(i) = factories.iter().position(|f| factory.name() == *f) {
+            counts[i] += 1;
+        }
+    }
+    counts
 }
 
 fn is_webrtcbin(element: &gst::Element) -> bool {

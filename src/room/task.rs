@@ -17,6 +17,7 @@ use crate::media::backend::{NoMedia, RoomMedia};
 use crate::media::events::MediaEvent;
 use crate::media::levels;
 use crate::media::mcu::McuMixer;
+use crate::media::members;
 use crate::media::recorder;
 use crate::media::sfu::SfuRouter;
 use crate::protocol::{ErrorCode, Mode, ProtocolError, RecordingState};
@@ -240,6 +241,9 @@ impl Room {
                 self.apply(effects);
             }
             RoomCommand::Describe { reply } => {
+                let [audio_encoders, audio_mixers] = self.media.pipeline().map_or([0, 0], |p| {
+                    members::count_elements(p, ["opusenc", "audiomixer"])
+                });
                 let _ = reply.send(RoomSnapshot {
                     id: self.handle.id.to_string(),
                     mode: self.handle.mode,
@@ -248,8 +252,8 @@ impl Room {
                     encoders: self.media.call_encoders_running(),
                     videos_decoded: self.media.videos_decoded(),
                     audio_decoded: self.media.audio_decoded(),
-                    audio_encoders: self.count_elements("opusenc"),
-                    audio_mixers: self.count_elements("audiomixer"),
+                    audio_encoders,
+                    audio_mixers,
                     mixed: self.core.mixed(),
                 });
             }
@@ -383,12 +387,6 @@ impl Room {
                 }
             }
         }
-    }
-
-    fn count_elements(&self, factory: &str) -> usize {
-        self.media
-            .pipeline()
-            .map_or(0, |p| crate::media::members::count_elements(p, factory))
     }
 
     fn handle_bus_message(&mut self, message: &gst::Message) {
