@@ -4,6 +4,8 @@
 //! posted on the bus, which the room reads to tell who speaks (room/core.rs,
 //! media/speakers.rs).
 
+use crate::media::sdp::{AUDIO_LEVEL_EXTENSION, MediaKind, MediaLine};
+use crate::media::webrtc;
 use anyhow::Result;
 use gst::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -61,8 +63,22 @@ pub struct RtpLevels {
 }
 
 impl RtpLevels {
-    pub fn set_extension_id(&self, id: u8) {
-        self.id.store(id, Ordering::Relaxed);
+    /// What a server's transceiver answers the sender's m-line `line`
+    /// with: `caps`, plus the audio-level extension where the line sends
+    /// audio and offers it, whose levels are then read from the packets.
+    /// (webrtcbin 1.22 writes an `a=extmap` only from codec preferences.)
+    pub fn answer_caps(&self, line: &MediaLine, caps: gst::Caps) -> gst::Caps {
+        match (
+            line.kind,
+            line.extmap_id(AUDIO_LEVEL_EXTENSION),
+            line.direction.client_sends(),
+        ) {
+            (MediaKind::Audio, Some(id), true) => {
+                self.id.store(id, Ordering::Relaxed);
+                webrtc::with_extension(caps, id, AUDIO_LEVEL_EXTENSION)
+            }
+            _ => caps,
+        }
     }
 
     /// Whether the sender's packets carry levels.

@@ -31,7 +31,7 @@ use crate::media::mixing::{self, PLACEHOLDER_ARGB, solid_video_source};
 use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, McuProgram};
-use crate::media::sdp::{AUDIO_LEVEL_EXTENSION, CheckedOffer, MediaKind, MediaLine};
+use crate::media::sdp::{CheckedOffer, MediaKind, MediaLine};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
@@ -113,8 +113,6 @@ pub struct McuMixer {
     settings: McuSettings,
     /// What each listener hears (top-k audio).
     mixes: Mixes,
-    /// Whose voices are mixed, as the room last said.
-    mixed: Vec<ParticipantId>,
     /// The full mix, while any recording runs.
     program: Option<McuProgram>,
     events: UnboundedSender<MediaEvent>,
@@ -219,7 +217,6 @@ impl McuMixer {
                 mixing::mixer_latency(settings.webrtc.jitter_latency_ms),
                 settings.templates.clone(),
             ),
-            mixed: Vec::new(),
             settings,
             program: None,
             events,
@@ -463,18 +460,13 @@ impl McuMixer {
         let Some(pt) = line.payload_type else {
             return Ok(());
         };
-        let mut caps = webrtc::rtp_caps(line.kind, pt);
         // Levels in the client's audio packets, where it offers them, tell
         // who speaks without decoding (RFC 6464).
-        let level_id = line.extmap_id(AUDIO_LEVEL_EXTENSION);
-        if let (MediaKind::Audio, Some(level_id), true) =
-            (line.kind, level_id, line.direction.client_sends())
-        {
-            caps = webrtc::with_extension(caps, level_id, AUDIO_LEVEL_EXTENSION);
-            if let Some(member) = self.member_mut(id) {
-                member.rtp_levels.set_extension_id(level_id);
-            }
-        }
+        let caps = webrtc::rtp_caps(line.kind, pt);
+        let caps = match self.member_mut(id) {
+            Some(member) => member.rtp_levels.answer_caps(line, caps),
+            None => caps,
+        };
         let direction = match (
             line.direction.client_sends(),
             line.direction.client_receives(),
@@ -608,7 +600,7 @@ impl McuMixer {
     fn update_audio_gates(&mut self) {
         let recording = self.program.is_some();
         for member in &mut self.members {
-            let gated = member.rtp_levels.seen() && !recording && !self.mixed.contains(&member.id);
+            let gated = member.rtp_levels.seen() && !recording && !self.mixes.is_mixed(&member.id);
             if gated != member.audio_gated {
                 member.audio_gated = gated;
                 member.audio_gate.set_property("drop", gated);
@@ -750,8 +742,6 @@ impl RoomMedia for McuMixer {
     }
 
     fn mix(&mut self, mixed: &[ParticipantId]) {
-        self.mixed = mixed.to_vec();
-        self.update_audio_gates();
         let voices: Vec<(ParticipantId, gst::Element)> = mixed
             .iter()
             .filter_map(|id| self.members.iter().find(|m| &m.id == id))
@@ -759,6 +749,7 @@ impl RoomMedia for McuMixer {
             .collect();
         let removed = self.mixes.set_mixed(&self.pipeline, &self.owners, &voices);
         members::stop_off_thread(removed);
+        self.update_audio_gates();
     }
 
     fn take_outputs(&mut self) -> Vec<MediaOutput> {

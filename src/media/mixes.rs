@@ -120,6 +120,20 @@ impl Mix {
         Ok(())
     }
 
+    /// As `add_input`; a voice that cannot be added is missing from this
+    /// mix only, and said so.
+    fn add_input_or_warn(
+        &mut self,
+        pipeline: &gst::Pipeline,
+        owners: &Owners,
+        speaker: &ParticipantId,
+        speaker_tee: &gst::Element,
+    ) {
+        if let Err(e) = self.add_input(pipeline, owners, speaker, speaker_tee) {
+            tracing::warn!(%speaker, mix = %self.name, "not heard in this mix: {e:#}");
+        }
+    }
+
     /// Takes `speaker`'s voice out; returns its queue, still to be stopped.
     fn remove_input(
         &mut self,
@@ -260,13 +274,14 @@ impl Mixes {
         }
     }
 
-    fn is_mixed(&self, id: &ParticipantId) -> bool {
+    /// Whether `id`'s voice is in the mixes now.
+    pub fn is_mixed(&self, id: &ParticipantId) -> bool {
         self.mixed.iter().any(|(m, _)| m == id)
     }
 
     fn everyone(&mut self, pipeline: &gst::Pipeline, owners: &Owners) -> Result<&mut Mix> {
         if self.everyone.is_none() {
-            let mix = Mix::build(
+            let mut mix = Mix::build(
                 pipeline,
                 owners,
                 None,
@@ -274,10 +289,10 @@ impl Mixes {
                 self.latency,
                 &self.templates,
             )?;
-            self.everyone = Some(mix);
             for (speaker, tee) in &self.mixed {
-                mix_in_or_warn(&mut self.everyone, pipeline, owners, speaker, tee);
+                mix.add_input_or_warn(pipeline, owners, speaker, tee);
             }
+            self.everyone = Some(mix);
         }
         Ok(self.everyone.as_mut().expect("just built"))
     }
@@ -301,9 +316,7 @@ impl Mixes {
             &self.templates,
         )?;
         for (speaker, tee) in self.mixed.iter().filter(|(s, _)| s != listener) {
-            if let Err(e) = mix.add_input(pipeline, owners, speaker, tee) {
-                tracing::warn!(%listener, %speaker, "not heard in this mix: {e:#}");
-            }
+            mix.add_input_or_warn(pipeline, owners, speaker, tee);
         }
         let tee = mix.tee.clone();
         self.own.insert(listener.clone(), mix);
@@ -397,12 +410,10 @@ impl Mixes {
                 return Err(e.context("moving onto their own mix"));
             }
         }
-        self.everyone(pipeline, owners)?;
-        mix_in_or_warn(&mut self.everyone, pipeline, owners, id, tee);
-        for (listener, mix) in self.own.iter_mut().filter(|(l, _)| *l != id) {
-            if let Err(e) = mix.add_input(pipeline, owners, id, tee) {
-                tracing::warn!(%listener, speaker = %id, "not heard in this mix: {e:#}");
-            }
+        self.everyone(pipeline, owners)?
+            .add_input_or_warn(pipeline, owners, id, tee);
+        for (_, mix) in self.own.iter_mut().filter(|(l, _)| *l != id) {
+            mix.add_input_or_warn(pipeline, owners, id, tee);
         }
         self.mixed.push((id.clone(), tee.clone()));
         tracing::info!(participant = %id, mixed = self.mixed.len(), "mixed");
@@ -417,13 +428,7 @@ impl Mixes {
         owners: &Owners,
         id: &ParticipantId,
     ) -> Vec<gst::Element> {
-        self.mixed.retain(|(m, _)| m != id);
-        let mut removed: Vec<gst::Element> = self
-            .everyone
-            .iter_mut()
-            .chain(self.own.values_mut())
-            .filter_map(|mix| mix.remove_input(pipeline, owners, id))
-            .collect();
+        let mut removed = self.remove_voice(pipeline, owners, id);
         let back = match (self.listeners.get_mut(id), self.everyone.as_ref()) {
             (Some(listener), Some(everyone)) => listener.switch_to(&everyone.tee),
             _ => Ok(()),
@@ -441,6 +446,22 @@ impl Mixes {
         removed
     }
 
+    /// Takes `id`'s voice out of every mix (it is no longer mixed); returns
+    /// the queues that fed it in, still to be stopped.
+    fn remove_voice(
+        &mut self,
+        pipeline: &gst::Pipeline,
+        owners: &Owners,
+        id: &ParticipantId,
+    ) -> Vec<gst::Element> {
+        self.mixed.retain(|(m, _)| m != id);
+        self.everyone
+            .iter_mut()
+            .chain(self.own.values_mut())
+            .filter_map(|mix| mix.remove_input(pipeline, owners, id))
+            .collect()
+    }
+
     /// Takes a leaving participant out of every mix, with their own mix
     /// and branch. Returns the elements taken out, still to be stopped.
     pub fn remove(
@@ -456,30 +477,10 @@ impl Mixes {
             let _ = pipeline.remove(&listener.queue);
             listener.tee.release_request_pad(&listener.tee_pad);
         }
-        self.mixed.retain(|(m, _)| m != id);
-        removed.extend(
-            self.everyone
-                .iter_mut()
-                .chain(self.own.values_mut())
-                .filter_map(|mix| mix.remove_input(pipeline, owners, id)),
-        );
+        removed.extend(self.remove_voice(pipeline, owners, id));
         if let Some(mix) = self.own.remove(id) {
             removed.extend(mix.close(pipeline, owners));
         }
         removed
-    }
-}
-
-fn mix_in_or_warn(
-    mix: &mut Option<Mix>,
-    pipeline: &gst::Pipeline,
-    owners: &Owners,
-    speaker: &ParticipantId,
-    tee: &gst::Element,
-) {
-    if let Some(mix) = mix.as_mut()
-        && let Err(e) = mix.add_input(pipeline, owners, speaker, tee)
-    {
-        tracing::warn!(%speaker, mix = %mix.name, "not heard in this mix: {e:#}");
     }
 }

@@ -50,8 +50,8 @@ use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, SfuProgram};
 use crate::media::sdp::{
-    AUDIO_LEVEL_EXTENSION, CheckedOffer, Direction, MID_EXTENSION, MediaKind, MediaLine,
-    OfferSummary, TrackLabel, label_tracks, summarize_offer,
+    CheckedOffer, Direction, MID_EXTENSION, MediaKind, MediaLine, OfferSummary, TrackLabel,
+    label_tracks, summarize_offer,
 };
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
@@ -589,13 +589,9 @@ impl SfuRouter {
                         if !line.direction.client_sends() {
                             continue;
                         }
-                        let mut caps = webrtc::rtp_caps(line.kind, pt);
-                        if let (MediaKind::Audio, Some(level_id)) =
-                            (line.kind, line.extmap_id(AUDIO_LEVEL_EXTENSION))
-                        {
-                            caps = webrtc::with_extension(caps, level_id, AUDIO_LEVEL_EXTENSION);
-                            member.rtp_levels.set_extension_id(level_id);
-                        }
+                        let caps = member
+                            .rtp_levels
+                            .answer_caps(line, webrtc::rtp_caps(line.kind, pt));
                         let transceiver = member
                             .publish
                             .element()
