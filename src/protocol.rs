@@ -146,6 +146,15 @@ pub enum ServerMessage {
         /// Mesh rooms: the participant who made the offer.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<String>,
+        /// SFU rooms: this offer opens a new subscribe connection, which
+        /// replaces the old one (answer it on a new peer connection, and
+        /// close the old once the new is connected).
+        #[serde(
+            rename = "newConnection",
+            default,
+            skip_serializing_if = "std::ops::Not::not"
+        )]
+        new_connection: bool,
     },
     Answer {
         sdp: String,
@@ -655,8 +664,17 @@ mod tests {
                 ServerMessage::Offer {
                     sdp: "v=0".into(),
                     from: None,
+                    new_connection: false,
                 },
                 json!({"type":"offer","sdp":"v=0"}),
+            ),
+            (
+                ServerMessage::Offer {
+                    sdp: "v=0".into(),
+                    from: None,
+                    new_connection: true,
+                },
+                json!({"type":"offer","sdp":"v=0","newConnection":true}),
             ),
             (
                 ServerMessage::Answer {

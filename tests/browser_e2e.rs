@@ -626,6 +626,121 @@ async fn late_pages_in_an_sfu_room_see_every_publisher_already_there() {
     server.shut_down().await;
 }
 
+/// A Chromium viewer and a Firefox viewer stay in an SFU room while
+/// publishers come and go. Each departed publisher leaves two inactive
+/// m-lines that webrtcbin 1.22 cannot reuse, so the server gives each page
+/// a fresh subscribe connection (an offer with "newConnection"); the page
+/// answers it on a new RTCPeerConnection and closes the old one once the
+/// new is connected. Afterwards each page still shows the steady publisher
+/// and a late one in their colours and receives both voices, and the
+/// server holds no replaced connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sfu_pages_move_to_a_fresh_subscribe_connection_as_publishers_come_and_go() {
+    use gridmix::media::subscription::RENEW_AFTER_ENDED;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let server = start_server(ServeArgs::default()).await;
+    let base = format!("http://{}", server.local_addr());
+    let room = "browser-sfu-renew";
+    let join_bot = |name: &str, (colour, tone): (u32, f64)| {
+        let mut config = bot_config(&server, room, name, colour, tone);
+        config.mode = gridmix::protocol::Mode::Sfu;
+        Bot::join(config)
+    };
+    let steady = join_bot("steady", SENDERS[0]).await.expect("bot joins");
+    let mut chromium = None;
+    let (alice, bob) = alice_and_bob_in(&mut chromium, [Browser::Chromium, Browser::Firefox]).await;
+    let pages = [&alice, &bob];
+    for page in pages {
+        let check = async {
+            page.join(&base, room, "sfu", true).await?;
+            wait_for_page(page, "the steady publisher's tile", |s| {
+                tiles_playing(&publishers_only(s), &["steady"])
+            })
+            .await
+        };
+        or_screenshots(check.await, &format!("sfu-renew-{}", page.name), &pages).await;
+    }
+    let churners = RENEW_AFTER_ENDED / 2 + 1;
+    for i in 0..churners {
+        let name = format!("churn{i}");
+        let churn = join_bot(&name, SENDERS[1 + i % 3])
+            .await
+            .expect("bot joins");
+        for page in pages {
+            let what = format!("{name}'s tile");
+            let check = wait_for_page(page, &what, |s| {
+                tiles_playing(&publishers_only(s), &["steady", &name])
+            });
+            or_screenshots(check.await, &format!("sfu-renew-{name}"), &pages).await;
+        }
+        churn.leave().await;
+    }
+    let late = join_bot("late", SENDERS[3]).await.expect("bot joins");
+    for page in pages {
+        let check = async {
+            let state = wait_for_page(page, "a fresh subscribe connection", |s| {
+                ensure!(
+                    s["peerConnectionsMade"].as_u64().unwrap_or(0) >= 2,
+                    "still on its first subscribe connection"
+                );
+                tiles_playing(&publishers_only(s), &["steady", "late"])
+            })
+            .await?;
+            for (name, colour) in [("steady", SENDERS[0].0), ("late", SENDERS[3].0)] {
+                let id = tile_id(&state, name).ok_or_else(|| anyhow!("no {name} tile"))?;
+                wait_for_page_colour(page, &id, 0.5, 0.5, colour).await?;
+            }
+            wait_for_page_audio(page, 2).await
+        };
+        or_screenshots(
+            check.await,
+            &format!("sfu-renew-after-{}", page.name),
+            &pages,
+        )
+        .await;
+    }
+    // Two webrtcbins per participant (publish and subscribe), none left
+    // over from the replaced subscribe connections.
+    let check = eventually(TIMEOUT, || async {
+        let rooms = open_rooms(&server).await?;
+        let found = rooms
+            .iter()
+            .find(|r| r.id == room)
+            .map(|r| r.peer_connections);
+        ensure!(
+            found == Some(8),
+            "{found:?} peer connections in the room, want 8"
+        );
+        Ok(())
+    });
+    or_screenshots(check.await, "sfu-renew-server", &pages).await;
+    alice.close().await;
+    bob.close().await;
+    for bot in [steady, late] {
+        assert!(
+            bot.state().errors.is_empty(),
+            "bot errors: {:?}",
+            bot.state().errors
+        );
+        bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+/// A page's state with only the publishers' tiles (a viewer has a tile
+/// without a picture).
+fn publishers_only(state: &Value) -> Value {
+    let mut publishers = state.clone();
+    if let Some(tiles) = publishers["tiles"].as_array_mut() {
+        tiles.retain(|t| {
+            t["name"]
+                .as_str()
+                .is_some_and(|n| n != "alice" && n != "bob")
+        });
+    }
+    publishers
+}
+
 /// "chromium-firefox" and the like, for screenshot names.
 fn browsers_label(browsers: [Browser; 2]) -> String {
     browsers.map(|b| format!("{b:?}").to_lowercase()).join("-")

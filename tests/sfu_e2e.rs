@@ -130,6 +130,96 @@ async fn sfu_forwards_every_track_renegotiates_on_join_and_leave_and_survives_ch
     server.shut_down().await;
 }
 
+/// Publishers who come and go leave inactive m-lines behind, which
+/// webrtcbin 1.22 cannot reuse: once they pile up, a subscriber is given a
+/// fresh subscribe connection with the live tracks only, and goes on seeing
+/// and hearing everyone. Without it, the viewer's SDP grows by two m-lines
+/// per departed publisher for as long as it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_subscriber_gets_a_fresh_subscribe_connection_once_departed_publishers_pile_up() {
+    use gridmix::media::subscription::RENEW_AFTER_ENDED;
+    let server = start_server(ServeArgs::default()).await;
+    let room = "sfu-renew";
+    let mut members = vec![
+        join_member(&server, room, "steady", Mode::Sfu, SENDERS[0], false).await,
+        join_member(&server, room, "viewer", Mode::Sfu, (0, 0.0), true).await,
+    ];
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("a sender and a viewer");
+    let churners = RENEW_AFTER_ENDED / 2 + 2;
+    for i in 0..churners {
+        let churn = join_member(
+            &server,
+            room,
+            &format!("churn{i}"),
+            Mode::Sfu,
+            SENDERS[1 + i % 3],
+            false,
+        )
+        .await;
+        let leaver = churn.id().to_owned();
+        members.push(churn);
+        wait_for_full_exchange(&members, TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("with churn{i}: {e:#}"));
+        members.pop().expect("just pushed").bot.leave().await;
+        for m in &members {
+            m.bot
+                .wait_for_state(TIMEOUT, |s| {
+                    !s.tracks.iter().any(|t| t.stream == leaver && t.active)
+                })
+                .await
+                .unwrap_or_else(|e| panic!("{}: {leaver}'s tracks still live: {e:#}", m.id()));
+        }
+    }
+    members.push(join_member(&server, room, "late", Mode::Sfu, SENDERS[3], false).await);
+    wait_for_full_exchange(&members, TIMEOUT)
+        .await
+        .expect("everyone, on the fresh subscribe connections");
+
+    // Without a fresh connection the viewer's last offer would have had
+    // 2 m-lines for each of the steady and the late sender and 2 for each
+    // churner; with one, at most the live ones and RENEW_AFTER_ENDED more.
+    let viewer = members[1].bot.state();
+    assert!(
+        viewer.subscribe_connections >= 2,
+        "the viewer's subscribe connection was never replaced: {} m-lines in its last offer",
+        viewer.tracks.len()
+    );
+    assert!(
+        viewer.tracks.len() <= 4 + RENEW_AFTER_ENDED,
+        "the viewer's last offer has {} m-lines ({} connections): {:?}",
+        viewer.tracks.len(),
+        viewer.subscribe_connections,
+        viewer.tracks
+    );
+    // The replaced connections are gone from the server: two webrtcbins
+    // (publish and subscribe) per participant, no more.
+    let expected = 2 * members.len();
+    eventually(TIMEOUT, || async {
+        let rooms = open_rooms(&server).await?;
+        let found = rooms
+            .iter()
+            .find(|r| r.id == room)
+            .map(|r| r.peer_connections);
+        if found == Some(expected) {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "{found:?} peer connections in the room, want {expected}"
+            ))
+        }
+    })
+    .await
+    .expect("no replaced subscribe connection left");
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
 /// Publishers that never make a keyframe unasked: a subscriber can only
 /// start decoding them if its keyframe requests (and the server's, for a new
 /// subscriber) reach them. The late viewer also answers with its own payload

@@ -541,7 +541,7 @@ async fn a_resume_replays_exactly_the_messages_the_dropped_socket_missed() {
         ServerMessage::ParticipantLeft { .. }
     ));
     assert!(
-        matches!(a.recv().await, ServerMessage::Offer { sdp, from } if sdp == "v=0 one" && from.as_deref() == Some(b_id.as_str()))
+        matches!(a.recv().await, ServerMessage::Offer { sdp, from, .. } if sdp == "v=0 one" && from.as_deref() == Some(b_id.as_str()))
     );
     assert!(matches!(a.recv().await, ServerMessage::Answer { sdp, .. } if sdp == "v=0 two"));
     // And it is the same participant: B's relay to A's id reaches it.
@@ -688,7 +688,7 @@ async fn a_session_cut_on_websocket_resumes_over_long_poll() {
         replayed = polled.messages.into_iter().map(|n| n.message).collect();
     }
     assert!(
-        matches!(&replayed[..], [ServerMessage::Offer { sdp, from }] if sdp == "v=0 missed" && from.as_deref() == Some(b_id.as_str())),
+        matches!(&replayed[..], [ServerMessage::Offer { sdp, from, .. }] if sdp == "v=0 missed" && from.as_deref() == Some(b_id.as_str())),
         "{replayed:?}"
     );
     // The same participant, now on long-poll: a relay to A's id reaches it.

@@ -2,6 +2,9 @@
 // (it offers sendonly, the server answers) and receives everyone else's on
 // the "subscribe" connection, where the server offers and the client answers
 // every renegotiation. A track's stream id is its sender's participant id.
+// An offer with "newConnection" opens a fresh subscribe connection in place
+// of the old (the server does it once departed senders' m-lines pile up):
+// the old one keeps showing everyone until the new one is connected.
 
 import { RemoteCandidates, newPeerConnection, sendLocalCandidates } from "./ice.js";
 
@@ -13,6 +16,8 @@ export class SfuSession {
     this.view = view;
     this.publish = null;
     this.subscribe = null;
+    // The subscribe connection a new one replaces, until that is connected.
+    this.replaced = null;
     // Offers are answered one at a time, in order.
     this.queue = Promise.resolve();
   }
@@ -35,15 +40,37 @@ export class SfuSession {
     const pc = newPeerConnection(this.iceServers);
     this.subscribe = { pc, candidates: new RemoteCandidates(pc) };
     sendLocalCandidates(pc, this.signaling, { pc: "subscribe" });
-    pc.addEventListener("connectionstatechange", () => this.view.connectionState("subscribe", pc.connectionState));
+    pc.addEventListener("connectionstatechange", () => {
+      if (this.subscribe?.pc !== pc) return;
+      this.view.connectionState("subscribe", pc.connectionState);
+      if (pc.connectionState === "connected") this.closeReplaced();
+    });
     pc.addEventListener("track", (event) => {
       const stream = event.streams[0];
       if (!stream) return;
       this.view.setRemoteStream(stream.id, stream);
       // A departed sender's m-line goes inactive: its track leaves the stream.
-      stream.addEventListener("removetrack", () => this.view.setRemoteStream(stream.id, stream));
+      stream.addEventListener("removetrack", () => {
+        if (this.subscribe?.pc === pc) this.view.setRemoteStream(stream.id, stream);
+      });
     });
     return this.subscribe;
+  }
+
+  // The server replaces the subscribe connection: a new one is made for
+  // its offer, and the old one goes once the new one is connected.
+  renewSubscribe() {
+    if (this.subscribe) {
+      this.replaced?.pc.close();
+      this.replaced = this.subscribe;
+      this.subscribe = null;
+    }
+    return this.subscribeConnection();
+  }
+
+  closeReplaced() {
+    this.replaced?.pc.close();
+    this.replaced = null;
   }
 
   handle(message) {
@@ -53,7 +80,7 @@ export class SfuSession {
 
   async apply(message) {
     if (message.type === "offer") {
-      const { pc, candidates } = this.subscribeConnection();
+      const { pc, candidates } = message.newConnection ? this.renewSubscribe() : this.subscribeConnection();
       await pc.setRemoteDescription({ type: "offer", sdp: message.sdp });
       candidates.flush();
       const answer = await pc.createAnswer();
@@ -74,5 +101,6 @@ export class SfuSession {
 
   close() {
     for (const pc of this.peerConnections()) pc.close();
+    this.closeReplaced();
   }
 }

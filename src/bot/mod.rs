@@ -171,6 +171,9 @@ pub struct BotState {
     pub tracks: Vec<RemoteTrack>,
     /// SFU: subscribe offers answered so far (first offer and renegotiations).
     pub subscribe_offers: u32,
+    /// SFU: subscribe connections opened so far (the server replaces one
+    /// whose departed publishers' m-lines pile up).
+    pub subscribe_connections: u32,
     /// Recordings of the room that signaling says are running, by id.
     pub recordings: Vec<String>,
     /// Times the bot resumed its session after losing its connection.

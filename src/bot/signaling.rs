@@ -412,8 +412,21 @@ impl Session {
                     Err(e) => self.record_error("applying an answer", e),
                 }
             }
-            ServerMessage::Offer { sdp, from } => {
+            ServerMessage::Offer {
+                sdp,
+                from,
+                new_connection,
+            } => {
                 let route = self.route_of(PeerConnection::Subscribe, from);
+                // The server replaces the subscribe connection: the old one
+                // goes now (the server forwards on it until the new one is
+                // up, but the bot has no need to see the switch seamless).
+                if new_connection
+                    && route == Route::Subscribe
+                    && let Some(old) = self.subscribe.take()
+                {
+                    self.stop(old);
+                }
                 if let Err(e) = self.answer(route, &sdp).await {
                     self.record_error("answering an offer", e);
                 }
@@ -501,6 +514,9 @@ impl Session {
             };
             let conn = self.connect(route.clone(), owner)?;
             self.store(route.clone(), conn);
+            if route == Route::Subscribe {
+                self.state.send_modify(|s| s.subscribe_connections += 1);
+            }
         }
         self.apply_remote(&route, WebRTCSDPType::Offer, sdp).await?;
         let offer = webrtc::parse_description(WebRTCSDPType::Offer, sdp)?;

@@ -7,6 +7,8 @@ use crate::media::sdp::MediaKind;
 use crate::protocol::PeerConnection;
 use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc::UnboundedSender;
 
 #[derive(Debug)]
@@ -44,16 +46,21 @@ pub enum MediaEvent {
 }
 
 /// Posts a webrtcbin's local ICE candidates and connection-state changes as
-/// events for the room task.
+/// events for the room task, while `live` is set.
 pub fn watch_connection(
     webrtc: &gst::Element,
     events: &UnboundedSender<MediaEvent>,
     participant: &ParticipantId,
     pc: PeerConnection,
+    live: &Arc<AtomicBool>,
 ) {
     let sender = events.clone();
     let who = participant.clone();
+    let posting = live.clone();
     crate::media::webrtc::on_ice_candidate(webrtc, move |mline, candidate| {
+        if !posting.load(Ordering::Relaxed) {
+            return;
+        }
         let _ = sender.send(MediaEvent::IceCandidate {
             participant: who.clone(),
             pc,
@@ -63,7 +70,11 @@ pub fn watch_connection(
     });
     let sender = events.clone();
     let who = participant.clone();
+    let posting = live.clone();
     webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
+        if !posting.load(Ordering::Relaxed) {
+            return;
+        }
         let state = webrtc.property::<WebRTCPeerConnectionState>("connection-state");
         let _ = sender.send(MediaEvent::ConnectionState {
             participant: who.clone(),

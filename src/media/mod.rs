@@ -26,5 +26,6 @@ pub mod rtp;
 pub mod sdp;
 pub mod sfu;
 pub mod speakers;
+pub mod subscription;
 pub mod templates;
 pub mod webrtc;

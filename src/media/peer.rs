@@ -20,6 +20,8 @@ use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError};
 use anyhow::Result;
 use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Which side of offer/answer the server is on.
@@ -98,6 +100,8 @@ pub struct Peer {
     offers: OfferNegotiation,
     /// Offerer: applying the client's answer.
     applying_answer: bool,
+    /// Cleared when the peer is replaced: nothing it does is posted after.
+    live: Arc<AtomicBool>,
 }
 
 impl Peer {
@@ -112,7 +116,8 @@ impl Peer {
         events: &UnboundedSender<MediaEvent>,
     ) -> Result<Peer> {
         let webrtc = webrtc::make_webrtcbin(name, settings)?;
-        watch_connection(&webrtc, events, participant, pc);
+        let live = Arc::new(AtomicBool::new(true));
+        watch_connection(&webrtc, events, participant, pc, &live);
         Ok(Peer {
             participant: participant.clone(),
             pc,
@@ -125,6 +130,7 @@ impl Peer {
             queued_offer: None,
             offers: OfferNegotiation::default(),
             applying_answer: false,
+            live,
         })
     }
 
@@ -182,6 +188,20 @@ impl Peer {
         if self.offers.changed() == NextStep::SendOffer {
             self.make_offer();
         }
+    }
+
+    /// Whether a step is under way or an offer waits for its answer.
+    pub fn negotiating(&self) -> bool {
+        self.offers.awaiting_answer()
+            || self.applying_answer
+            || !matches!(self.answering, AnswerStep::Idle)
+    }
+
+    /// From now on nothing this peer's webrtcbin does is posted as an
+    /// event: it is on its way out, and another peer of the same
+    /// participant and connection stands for them.
+    pub fn mute(&self) {
+        self.live.store(false, Ordering::Relaxed);
     }
 
     /// Offerer: whether an offer is out waiting for its answer.
@@ -299,8 +319,12 @@ impl Peer {
         let events = self.events.clone();
         let participant = self.participant.clone();
         let pc = self.pc;
+        let live = self.live.clone();
         tokio::spawn(async move {
             let result = step.await;
+            if !live.load(Ordering::Relaxed) {
+                return;
+            }
             let _ = events.send(MediaEvent::Negotiated {
                 participant,
                 pc,

@@ -14,11 +14,9 @@
 //! Opus 111) and sent at whatever the answer chose, with the publisher's
 //! participant id as its MediaStream id (a=msid), its SSRC and the MID
 //! header extension. A departed
-//! publisher's m-lines are set inactive; new tracks always get new m-lines,
-//! because webrtcbin 1.22 refuses to take an inactive m-line back into use
-//! ("transceiver direction changes are not implemented", on the offerer
-//! applying the answer and on a webrtcbin answerer alike) and cannot stop
-//! a transceiver to free its m-line.
+//! publisher's m-lines are set inactive; new tracks always get new m-lines
+//! (webrtcbin 1.22 cannot reuse one), and once the inactive ones pile up the
+//! subscriber gets a fresh subscribe connection (media/subscription.rs).
 //!
 //! A gate (forward.rs) has no thread of its own, unlike a queue: the
 //! publisher's receiving thread sends each packet to every subscriber
@@ -50,50 +48,17 @@ use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, SfuProgram};
 use crate::media::sdp::{
-    CheckedOffer, Direction, MID_EXTENSION, MediaKind, MediaLine, OfferSummary, TrackLabel,
-    label_tracks, summarize_offer,
+    CheckedOffer, MID_EXTENSION, MediaKind, MediaLine, label_tracks, summarize_offer,
 };
+use crate::media::subscription::{Forward, Subscription, kind_name};
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiver, WebRTCRTPTransceiverDirection};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
-
-/// One publisher's track going to one subscriber.
-struct Forward {
-    publisher: ParticipantId,
-    kind: MediaKind,
-    /// Its m-line on the subscriber's subscribe connection.
-    mline: u32,
-    /// The publisher's SSRC, from the caps of the published track.
-    ssrc: Option<u32>,
-    tee_pad: gst::Pad,
-    /// Between the publisher's tee and the subscriber's webrtcbin: drops
-    /// until negotiated and connected, rewrites payload types, writes the
-    /// MID header extension, keeps refusals here.
-    gate: ForwardGate,
-    transceiver: WebRTCRTPTransceiver,
-    /// Whether the outstanding (or last) subscribe offer has this track:
-    /// the answer to it opens the gate.
-    offered: bool,
-    /// Its m-line's a=mid in that offer.
-    mid: Option<String>,
-}
-
-impl Forward {
-    fn label(&self) -> TrackLabel {
-        TrackLabel {
-            mline: self.mline,
-            stream: self.publisher.to_string(),
-            track: format!("{}-{}", self.publisher, kind_name(self.kind)),
-            ssrc: self.ssrc,
-        }
-    }
-}
 
 struct Member {
     id: ParticipantId,
@@ -109,26 +74,14 @@ struct Member {
     rtp_levels: Arc<levels::RtpLevels>,
     /// The tracks this participant publishes, with their RTP caps.
     published: Vec<(MediaKind, gst::Caps)>,
-    /// The server offers everyone else's tracks; the client answers.
-    subscribe: Peer,
+    /// The server offers everyone else's tracks on it; the client answers.
+    subscription: Subscription,
+    /// The subscription a fresh one replaced: it goes on forwarding until
+    /// the fresh one is connected, so the subscriber sees no gap.
+    replaced: Option<Subscription>,
     /// Whether a subscribe offer was ever sent: before it, the subscribe
     /// connection does not exist for the client.
     subscribe_offered: bool,
-    /// Whether the subscribe connection is up (ICE and DTLS): until then
-    /// the gates to it drop what they get.
-    subscribe_connected: Arc<AtomicBool>,
-    forwards: Vec<Forward>,
-    /// Inactive m-lines of publishers who left, still labelled with whose
-    /// they were.
-    ended: Vec<TrackLabel>,
-    /// m-lines made so far on the subscribe connection; each new forward
-    /// gets the next one.
-    next_mline: u32,
-    /// How many m-lines the outstanding subscribe offer has: its answer
-    /// must have as many (forwards added since wait for the next offer).
-    offered_mlines: usize,
-    /// The subscribe answer being applied, read.
-    pending_answer: Option<OfferSummary>,
     /// Keyframe requests to this publisher, limited on each of its tees.
     video_keyframes: LimitedRequests,
     audio_keyframes: LimitedRequests,
@@ -160,14 +113,6 @@ pub struct SfuRouter {
 
 fn not_joined() -> ProtocolError {
     ProtocolError::new(ErrorCode::NotJoined, "You are not in this room.")
-}
-
-fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Video => "video",
-        MediaKind::Audio => "audio",
-        MediaKind::Other => "other",
-    }
 }
 
 /// The payload types of the subscribe connection's m-lines. Every forwarded
@@ -252,10 +197,19 @@ impl SfuRouter {
         {
             tracing::warn!(participant = %id, "no tile in the recording: {e:#}");
         }
+        if self.forward_everything_to(id)? {
+            self.tracks_changed(std::slice::from_ref(id));
+        }
+        Ok(())
+    }
+
+    /// Forwards everything the others publish to `subscriber`'s
+    /// subscription; whether there was anything.
+    fn forward_everything_to(&mut self, subscriber: &ParticipantId) -> Result<bool> {
         let existing: Vec<(ParticipantId, MediaKind, gst::Caps)> = self
             .members
             .iter()
-            .filter(|m| &m.id != id)
+            .filter(|m| &m.id != subscriber)
             .flat_map(|m| {
                 m.published
                     .iter()
@@ -264,12 +218,9 @@ impl SfuRouter {
             .collect();
         let any = !existing.is_empty();
         for (publisher, kind, caps) in existing {
-            self.forward(&publisher, id, kind, &caps)?;
+            self.forward(&publisher, subscriber, kind, &caps)?;
         }
-        if any {
-            self.tracks_changed(std::slice::from_ref(id));
-        }
-        Ok(())
+        Ok(any)
     }
 
     fn build_member(&self, id: &ParticipantId) -> Result<Member> {
@@ -289,21 +240,6 @@ impl SfuRouter {
             Role::Answerer,
             &self.events,
         )?;
-        let subscribe = Peer::new(
-            &name("subscribe"),
-            &self.settings,
-            id,
-            PeerConnection::Subscribe,
-            Role::Offerer,
-            &self.events,
-        )?;
-        let subscribe_connected = Arc::new(AtomicBool::new(false));
-        let connected = subscribe_connected.clone();
-        subscribe
-            .element()
-            .connect_notify(Some("connection-state"), move |webrtc, _| {
-                connected.store(webrtc::is_connected(webrtc), Ordering::Relaxed);
-            });
         let tee = |kind: &str| {
             gst::ElementFactory::make("tee")
                 .name(name(&format!("{kind}-tee")))
@@ -317,10 +253,17 @@ impl SfuRouter {
             id,
             &[
                 publish.element().clone(),
-                subscribe.element().clone(),
                 video_tee.clone(),
                 audio_tee.clone(),
             ],
+        )?;
+        let subscription = Subscription::new(
+            &self.pipeline,
+            &self.owners,
+            &self.settings,
+            id,
+            0,
+            &self.events,
         )?;
         let limited = |tee: &gst::Element| -> Result<LimitedRequests> {
             Ok(LimitedRequests::install(
@@ -334,18 +277,10 @@ impl SfuRouter {
         let rtp_levels = Arc::new(levels::RtpLevels::default());
         rtp_levels.watch(&pads::static_pad(&audio_tee, "sink")?, &audio_tee);
         self.link_published_tracks(id, publish.element(), &video_tee, &audio_tee);
-        // The subscribe connection only sends; anything it receives is dropped.
-        let owners = self.owners.clone();
-        let owner = id.clone();
-        subscribe.element().connect_pad_added(move |webrtc, pad| {
-            if pad.direction() == gst::PadDirection::Src {
-                members::discard_pad(webrtc, pad, Some((&owners, &owner)));
-            }
-        });
         for element in [
             &video_tee,
             &audio_tee,
-            subscribe.element(),
+            subscription.peer.element(),
             publish.element(),
         ] {
             element.sync_state_with_parent()?;
@@ -359,14 +294,9 @@ impl SfuRouter {
             audio_tee,
             rtp_levels,
             published: Vec::new(),
-            subscribe,
+            subscription,
+            replaced: None,
             subscribe_offered: false,
-            subscribe_connected,
-            forwards: Vec::new(),
-            ended: Vec::new(),
-            next_mline: 0,
-            offered_mlines: 0,
-            pending_answer: None,
             video_keyframes,
             audio_keyframes,
         })
@@ -430,13 +360,14 @@ impl SfuRouter {
         let sub = self
             .member_mut(subscriber)
             .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
-        let connected = sub.subscribe_connected.clone();
-        let subscribe = sub.subscribe.element().clone();
-        let mline = sub.next_mline;
-        sub.next_mline += 1;
+        let subscription = &mut sub.subscription;
+        let connected = subscription.connected.clone();
+        let subscribe = subscription.peer.element().clone();
+        let mline = subscription.next_mline;
+        subscription.next_mline += 1;
         let offered = subscribe_pt(kind);
         let gate = ForwardGate::new(
-            &format!("{subscriber}/from-{publisher}-{}", kind_name(kind)),
+            &subscription.gate_name(subscriber, publisher, kind),
             connected,
             kind == MediaKind::Video,
             offered,
@@ -465,7 +396,7 @@ impl SfuRouter {
         let sub = self
             .member_mut(subscriber)
             .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
-        sub.forwards.push(Forward {
+        sub.subscription.forwards.push(Forward {
             publisher: publisher.clone(),
             kind,
             mline,
@@ -515,13 +446,90 @@ impl SfuRouter {
     }
 
     /// The subscribers' tracks changed: an offer goes to each now, or after
-    /// the answer to the one outstanding.
+    /// the answer to the one outstanding. A subscriber whose subscription
+    /// has worn (the m-lines of publishers who left pile up) and has no
+    /// negotiation under way gets a fresh one instead.
     fn tracks_changed(&mut self, subscribers: &[ParticipantId]) {
         for subscriber in subscribers {
+            let Some(member) = self.member_mut(subscriber) else {
+                continue;
+            };
+            let subscription = &member.subscription;
+            let renew = member.subscribe_offered
+                && member.replaced.is_none()
+                && subscription.worn()
+                && !subscription.forwards.is_empty()
+                && subscription.settled();
+            if renew {
+                match self.renew_subscription(subscriber) {
+                    Ok(()) => continue,
+                    Err(e) => tracing::warn!(
+                        participant = %subscriber,
+                        "no fresh subscribe connection, the old one goes on: {e:#}"
+                    ),
+                }
+            }
             if let Some(member) = self.member_mut(subscriber) {
-                member.subscribe.changed();
+                member.subscription.peer.changed();
             }
         }
+    }
+
+    /// Replaces a subscriber's subscription by a fresh one with everything
+    /// published now and offers it; the old one forwards on until the
+    /// fresh one is connected (`close_replaced`).
+    fn renew_subscription(&mut self, subscriber: &ParticipantId) -> Result<()> {
+        let generation = self
+            .member(subscriber)
+            .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?
+            .subscription
+            .generation
+            + 1;
+        let fresh = Subscription::new(
+            &self.pipeline,
+            &self.owners,
+            &self.settings,
+            subscriber,
+            generation,
+            &self.events,
+        )?;
+        if let Err(e) = fresh.peer.element().sync_state_with_parent() {
+            members::stop_off_thread(fresh.close(&self.owners, &self.pipeline));
+            return Err(e.into());
+        }
+        let member = self
+            .member_mut(subscriber)
+            .ok_or_else(|| anyhow!("subscriber {subscriber} is gone"))?;
+        let old = std::mem::replace(&mut member.subscription, fresh);
+        tracing::info!(
+            participant = %subscriber,
+            generation,
+            ended = old.ended.len(),
+            live = old.forwards.len(),
+            "a fresh subscribe connection replaces one with more ended m-lines than it can reuse"
+        );
+        // Nothing the old connection does is the subscriber's state now.
+        old.peer.mute();
+        member.replaced = Some(old);
+        if let Err(e) = self.forward_everything_to(subscriber) {
+            tracing::warn!(participant = %subscriber, "a track is missing from the fresh subscribe connection: {e:#}");
+        }
+        if let Some(member) = self.member_mut(subscriber) {
+            member.subscription.peer.changed();
+        }
+        Ok(())
+    }
+
+    /// The fresh subscription is connected: the one it replaced goes.
+    fn close_replaced(&mut self, subscriber: &ParticipantId) {
+        let Some(old) = self
+            .member_mut(subscriber)
+            .and_then(|member| member.replaced.take())
+        else {
+            return;
+        };
+        tracing::info!(participant = %subscriber, "the replaced subscribe connection is closed");
+        members::stop_off_thread(old.close(&self.owners, &self.pipeline));
     }
 
     /// A client's offer on its publish connection: applied off the room's
@@ -551,16 +559,16 @@ impl SfuRouter {
     /// outstanding.
     fn subscribe_answer(&mut self, id: &ParticipantId, sdp: &str) -> Result<(), ProtocolError> {
         let member = self.member_mut(id).ok_or_else(not_joined)?;
-        if !member.subscribe.awaiting_answer() {
+        if !member.subscription.peer.awaiting_answer() {
             return Err(ProtocolError::new(
                 ErrorCode::BadState,
                 "There is no subscribe offer outstanding to answer.",
             ));
         }
         let answer = summarize_offer(sdp)?;
-        answer.check_answer_to(member.offered_mlines)?;
-        member.subscribe.receive_answer(sdp)?;
-        member.pending_answer = Some(answer);
+        answer.check_answer_to(member.subscription.offered_mlines)?;
+        member.subscription.peer.receive_answer(sdp)?;
+        member.subscription.pending_answer = Some(answer);
         Ok(())
     }
 
@@ -571,12 +579,12 @@ impl SfuRouter {
         pc: PeerConnection,
         result: Result<Step, StepFailure>,
     ) {
-        let Some(member) = self.member_mut(id) else {
+        let Some(member) = self.members.iter_mut().find(|m| &m.id == id) else {
             return;
         };
         let peer = match pc {
             PeerConnection::Publish => &mut member.publish,
-            PeerConnection::Subscribe => &mut member.subscribe,
+            PeerConnection::Subscribe => &mut member.subscription.peer,
         };
         match peer.step_done(result) {
             Ok(Step::OfferApplied) => {
@@ -613,31 +621,32 @@ impl SfuRouter {
             }
             Ok(Step::Offered(text)) => {
                 member.subscribe_offered = true;
-                member.offered_mlines = text.lines().filter(|l| l.starts_with("m=")).count();
-                if let Ok(offer) = summarize_offer(&text) {
-                    note_offered(&mut member.forwards, &offer);
-                }
+                let subscription = &mut member.subscription;
+                let new_connection = subscription.opens_new_connection();
+                let mlines = text.lines().filter(|l| l.starts_with("m=")).count();
+                subscription.offered(summarize_offer(&text).ok().as_ref(), mlines);
                 // The stream id of each forwarded m-line is its publisher's id.
-                let labels: Vec<TrackLabel> = member
-                    .forwards
-                    .iter()
-                    .map(Forward::label)
-                    .chain(member.ended.iter().cloned())
-                    .collect();
-                let sdp = label_tracks(&text, &labels);
-                tracing::info!(participant = %id, "subscribe offer sent");
+                let sdp = label_tracks(&text, &subscription.labels());
+                tracing::info!(participant = %id, new_connection, "subscribe offer sent");
                 tracing::debug!(participant = %id, "subscribe offer:\n{sdp}");
                 self.outputs.push(MediaOutput::Send(
                     id.clone(),
-                    ServerMessage::Offer { sdp, from: None },
+                    ServerMessage::Offer {
+                        sdp,
+                        from: None,
+                        new_connection,
+                    },
                 ));
+                // The client has a connection to add them to now.
+                self.outputs.append(&mut subscription.held_candidates);
             }
             Ok(Step::AnswerApplied) => {
                 tracing::info!(participant = %id, "subscribe answer applied");
-                let refused = match member.pending_answer.take() {
+                let subscription = &mut member.subscription;
+                let refused = match subscription.pending_answer.take() {
                     Some(answer) => {
-                        let refused = take_refused(&mut member.forwards, &answer);
-                        open_answered(&member.forwards, &answer);
+                        let refused = subscription.take_refused(&answer);
+                        subscription.open_answered(&answer, subscribe_pt);
                         refused
                     }
                     None => Vec::new(),
@@ -648,7 +657,7 @@ impl SfuRouter {
                 self.request_keyframes(&publishers);
             }
             Err(failure) => {
-                member.pending_answer = None;
+                member.subscription.pending_answer = None;
                 tracing::info!(participant = %id, "{pc:?} negotiation failed: {}", failure.message);
                 self.outputs.push(if failure.refused {
                     MediaOutput::Send(id.clone(), failure.to_error().to_message())
@@ -675,16 +684,11 @@ impl SfuRouter {
                 kind_name(forward.kind),
                 forward.mline
             );
-            if let Some(publisher) = self.member(&forward.publisher) {
-                publisher
-                    .tee(forward.kind)
-                    .release_request_pad(&forward.tee_pad);
-            }
             let Some(index) = self.members.iter().position(|m| &m.id == subscriber) else {
                 continue;
             };
-            let ended = &mut self.members[index].ended;
-            removed.push(retire(forward, ended, &self.owners, &self.pipeline));
+            let subscription = &mut self.members[index].subscription;
+            removed.push(subscription.retire(forward, &self.owners, &self.pipeline));
         }
         members::stop_off_thread(removed);
     }
@@ -711,7 +715,8 @@ impl SfuRouter {
     fn video_publishers_for(&self, subscriber: &ParticipantId) -> Vec<ParticipantId> {
         self.member(subscriber)
             .map(|m| {
-                m.forwards
+                m.subscription
+                    .forwards
                     .iter()
                     .filter(|f| f.kind == MediaKind::Video)
                     .map(|f| f.publisher.clone())
@@ -731,7 +736,7 @@ impl SfuRouter {
         match pc {
             PeerConnection::Publish => member.publish.add_candidate(mline, candidate),
             PeerConnection::Subscribe if member.subscribe_offered => {
-                member.subscribe.add_candidate(mline, candidate)
+                member.subscription.peer.add_candidate(mline, candidate)
             }
             PeerConnection::Subscribe => Err(ProtocolError::new(
                 ErrorCode::BadState,
@@ -752,32 +757,30 @@ impl SfuRouter {
             Some(program) => program.remove_participant(&self.pipeline, id),
             None => Vec::new(),
         };
-        removed.extend(self.owners.remove_all(&self.pipeline, id));
-        // What the leaver received: free the pads it held on others' tees.
-        for forward in member.forwards {
-            if let Some(publisher) = self.member(&forward.publisher) {
-                publisher
-                    .tee(forward.kind)
-                    .release_request_pad(&forward.tee_pad);
-            }
+        // What the leaver received: its subscriptions, with the pads they
+        // held on others' tees.
+        for subscription in std::iter::once(member.subscription).chain(member.replaced) {
+            removed.extend(subscription.close(&self.owners, &self.pipeline));
         }
+        removed.extend(self.owners.remove_all(&self.pipeline, id));
         // What the leaver sent: stop it at everyone else.
         let mut changed = Vec::new();
         for other in &mut self.members {
-            let (gone, kept): (Vec<Forward>, Vec<Forward>) = std::mem::take(&mut other.forwards)
-                .into_iter()
-                .partition(|f| &f.publisher == id);
-            other.forwards = kept;
+            if let Some(replaced) = other.replaced.as_mut() {
+                for forward in replaced.take_from(id) {
+                    removed.push(replaced.retire(forward, &self.owners, &self.pipeline));
+                }
+            }
+            let gone = other.subscription.take_from(id);
             if gone.is_empty() {
                 continue;
             }
             for forward in gone {
-                removed.push(retire(
-                    forward,
-                    &mut other.ended,
-                    &self.owners,
-                    &self.pipeline,
-                ));
+                removed.push(
+                    other
+                        .subscription
+                        .retire(forward, &self.owners, &self.pipeline),
+                );
             }
             changed.push(other.id.clone());
         }
@@ -833,69 +836,6 @@ impl SfuRouter {
     }
 }
 
-/// Which forwards a subscribe offer carries: those whose m-line it sends
-/// on (one linked while the offer was being made may have missed it, and
-/// waits for the next offer).
-fn note_offered(forwards: &mut [Forward], offer: &OfferSummary) {
-    for forward in forwards {
-        if let Some(line) = offer.media.get(forward.mline as usize)
-            && line.direction == Direction::SendOnly
-        {
-            forward.offered = true;
-            forward.mid = line.mid.clone();
-        }
-    }
-}
-
-/// The forwards whose m-line the subscriber's answer refused (port 0).
-fn take_refused(forwards: &mut Vec<Forward>, answer: &OfferSummary) -> Vec<Forward> {
-    let (refused, kept): (Vec<Forward>, Vec<Forward>) =
-        std::mem::take(forwards).into_iter().partition(|f| {
-            f.offered
-                && answer
-                    .media
-                    .get(f.mline as usize)
-                    .is_some_and(|line| line.rejected)
-        });
-    *forwards = kept;
-    refused
-}
-
-/// A forward that ends (its publisher left, or the subscriber refused it):
-/// its m-line goes inactive and keeps its label; its gate leaves the
-/// pipeline and is returned, to be stopped off the room's task.
-fn retire(
-    forward: Forward,
-    ended: &mut Vec<TrackLabel>,
-    owners: &Owners,
-    pipeline: &gst::Pipeline,
-) -> gst::Element {
-    forward
-        .transceiver
-        .set_direction(WebRTCRTPTransceiverDirection::Inactive);
-    ended.push(forward.label());
-    owners.forget(&forward.gate.element);
-    let _ = pipeline.remove(&forward.gate.element);
-    forward.gate.element
-}
-
-/// The subscriber answered: every forward its offer carried opens, at the
-/// payload type the answer chose and with the MID header extension where
-/// the answer took it.
-fn open_answered(forwards: &[Forward], answer: &OfferSummary) {
-    for forward in forwards.iter().filter(|f| f.offered) {
-        let Some(line) = answer.media.get(forward.mline as usize) else {
-            continue;
-        };
-        let pt = line.payload_type.unwrap_or(subscribe_pt(forward.kind));
-        let mid_extension = line
-            .extmap_id(MID_EXTENSION)
-            .zip(forward.mid.clone())
-            .map(|(id, mid)| (id, mid.into_bytes()));
-        forward.gate.state.set_negotiated(pt, mid_extension);
-    }
-}
-
 impl RoomMedia for SfuRouter {
     fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
         self.add(id)
@@ -919,7 +859,22 @@ impl RoomMedia for SfuRouter {
 
     fn on_event(&mut self, event: MediaEvent) {
         if let Some(output) = connection_output(&event) {
-            self.outputs.push(output);
+            // A subscribe connection's candidates wait for its first offer.
+            let held = match &event {
+                MediaEvent::IceCandidate {
+                    participant,
+                    pc: PeerConnection::Subscribe,
+                    ..
+                } => self
+                    .member_mut(participant)
+                    .map(|m| &mut m.subscription)
+                    .filter(|s| s.offers_sent == 0),
+                _ => None,
+            };
+            match held {
+                Some(subscription) => subscription.held_candidates.push(output),
+                None => self.outputs.push(output),
+            }
         }
         match event {
             MediaEvent::ConnectionState {
@@ -930,6 +885,7 @@ impl RoomMedia for SfuRouter {
                 tracing::info!(participant = %participant, "{pc:?} connection {state:?}");
                 if pc == PeerConnection::Subscribe && state == WebRTCPeerConnectionState::Connected
                 {
+                    self.close_replaced(&participant);
                     let publishers = self.video_publishers_for(&participant);
                     self.request_keyframes(&publishers);
                 }

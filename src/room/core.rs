@@ -285,7 +285,11 @@ impl RoomCore {
                 "join and leave are handled by the session, not the room.",
             )),
             (Mode::Mesh, ClientMessage::Offer { sdp, to }) => {
-                self.relay(from, to, |from| ServerMessage::Offer { sdp, from })
+                self.relay(from, to, |from| ServerMessage::Offer {
+                    sdp,
+                    from,
+                    new_connection: false,
+                })
             }
             (Mode::Mesh, ClientMessage::Answer { sdp, to }) => {
                 self.relay(from, to, |from| ServerMessage::Answer { sdp, from })
@@ -1074,6 +1078,7 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
             ServerMessage::Offer {
                 sdp: "v=0".into(),
                 from: None,
+                new_connection: false,
             },
         ));
         media.outputs.push(MediaOutput::Failed(
@@ -1086,6 +1091,7 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
             ServerMessage::Offer {
                 sdp: "v=0".into(),
                 from: None,
+                new_connection: false,
             },
         ));
         let effects = core.media_outputs(&mut media);
@@ -1177,7 +1183,8 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
                 id("bo"),
                 ServerMessage::Offer {
                     sdp: "v=0 hi".into(),
-                    from: Some("ada".into())
+                    from: Some("ada".into()),
+                    new_connection: false,
                 }
             )]
         );

@@ -138,6 +138,10 @@ pub struct RoomSnapshot {
     pub audio_encoders: usize,
     /// Audio mixers in the room's pipeline (a recording's full mix included).
     pub audio_mixers: usize,
+    /// Peer connections (webrtcbins) in the room's pipeline: one per MCU
+    /// participant, two per SFU participant (publish and subscribe), and
+    /// for a moment three while a subscribe connection is being replaced.
+    pub peer_connections: usize,
     /// Whose voices an MCU room mixes now (top-k audio), in the order they
     /// were let in; empty in other rooms.
     pub mixed: Vec<String>,

@@ -241,9 +241,10 @@ impl Room {
                 self.apply(effects);
             }
             RoomCommand::Describe { reply } => {
-                let [audio_encoders, audio_mixers] = self.media.pipeline().map_or([0, 0], |p| {
-                    members::count_elements(p, ["opusenc", "audiomixer"])
-                });
+                let [audio_encoders, audio_mixers, peer_connections] =
+                    self.media.pipeline().map_or([0, 0, 0], |p| {
+                        members::count_elements(p, ["opusenc", "audiomixer", "webrtcbin"])
+                    });
                 let _ = reply.send(RoomSnapshot {
                     id: self.handle.id.to_string(),
                     mode: self.handle.mode,
@@ -254,6 +255,7 @@ impl Room {
                     audio_decoded: self.media.audio_decoded(),
                     audio_encoders,
                     audio_mixers,
+                    peer_connections,
                     mixed: self.core.mixed(),
                 });
             }
