@@ -1,19 +1,58 @@
-//! What an error on a room's pipeline bus costs: the recording it came
-//! from, the participant whose element it was (found by structure: the
-//! media's ownership table), or the whole room when a shared element failed.
+//! What a message on a room's pipeline bus means for the room: a finished
+//! recording, an audio level, a latency change, or an error, which costs
+//! the recording it came from, the participant whose element it was (found
+//! by structure: the media's ownership table), or the whole room when a
+//! shared element failed.
 
 use super::core::{Effect, RoomCore};
 use super::recordings::Recordings;
 use crate::media::backend::RoomMedia;
+use crate::media::latency::LatencyRecalculation;
+use crate::media::levels;
 use crate::media::members;
 use crate::media::recorder::{self, RecordingPart};
 use crate::protocol::{ErrorCode, ProtocolError};
 use gst::prelude::*;
 
+/// Acts on one bus message; returns what the room decided.
+pub(super) fn handle(
+    message: &gst::Message,
+    core: &mut RoomCore,
+    media: &mut dyn RoomMedia,
+    recordings: &mut Recordings,
+    latency: &LatencyRecalculation,
+) -> Vec<Effect> {
+    use gst::MessageView;
+    if let Some(id) = recorder::finished_recording(message) {
+        recordings.finished(&id);
+        return Vec::new();
+    }
+    if let Some(dbov) = levels::reported_level(message) {
+        if let Some(owner) = message.src().and_then(|s| media.owner_of(s)) {
+            core.audio_level(&owner, std::time::Instant::now(), dbov);
+        }
+        return Vec::new();
+    }
+    match message.view() {
+        MessageView::Error(err) => triage(core, media, recordings, message.src(), err),
+        MessageView::Warning(w) => {
+            tracing::debug!("pipeline warning: {} ({:?})", w.error(), w.debug());
+            Vec::new()
+        }
+        MessageView::Latency(_) => {
+            if let Some(pipeline) = media.pipeline() {
+                latency.request(pipeline);
+            }
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// An error from the pipeline costs whatever it came from: a recording, a
 /// participant, or (from a shared element) the room. Returns what the room
 /// decided.
-pub(super) fn triage(
+fn triage(
     core: &mut RoomCore,
     media: &mut dyn RoomMedia,
     recordings: &mut Recordings,

@@ -13,6 +13,7 @@ mod task;
 mod task_phases;
 
 use crate::ids::{ParticipantId, RoomId};
+use crate::media::backend::RoomMedia;
 use crate::media::mcu::McuSettings;
 use crate::protocol::IceServer;
 use crate::protocol::{ClientMessage, Mode, ProtocolError, ServerMessage};
@@ -145,6 +146,30 @@ pub struct RoomSnapshot {
     /// Whose voices an MCU room mixes now (top-k audio), in the order they
     /// were let in; empty in other rooms.
     pub mixed: Vec<String>,
+}
+
+impl RoomSnapshot {
+    /// What a room is now: who is in it from its core, what runs from its
+    /// media and from the pipeline itself.
+    fn of(handle: &RoomHandle, core: &core::RoomCore, media: &dyn RoomMedia) -> RoomSnapshot {
+        let [audio_encoders, audio_mixers, peer_connections] =
+            media.pipeline().map_or([0, 0, 0], |p| {
+                crate::media::members::count_elements(p, ["opusenc", "audiomixer", "webrtcbin"])
+            });
+        RoomSnapshot {
+            id: handle.id.to_string(),
+            mode: handle.mode,
+            participants: core.participants(),
+            pipeline: media.pipeline().is_some(),
+            encoders: media.call_encoders_running(),
+            videos_decoded: media.videos_decoded(),
+            audio_decoded: media.audio_decoded(),
+            audio_encoders,
+            audio_mixers,
+            peer_connections,
+            mixed: core.mixed(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -15,10 +15,7 @@ use super::{Outbox, RoomCommand, RoomHandle, RoomSettings, RoomSnapshot};
 use crate::ids::ParticipantId;
 use crate::media::backend::{NoMedia, RoomMedia};
 use crate::media::events::MediaEvent;
-use crate::media::levels;
 use crate::media::mcu::McuMixer;
-use crate::media::members;
-use crate::media::recorder;
 use crate::media::sfu::SfuRouter;
 use crate::protocol::{ErrorCode, Mode, ProtocolError, RecordingState};
 use crate::recording::{Format, RecordingError, RecordingInfo};
@@ -241,23 +238,11 @@ impl Room {
                 self.apply(effects);
             }
             RoomCommand::Describe { reply } => {
-                let [audio_encoders, audio_mixers, peer_connections] =
-                    self.media.pipeline().map_or([0, 0, 0], |p| {
-                        members::count_elements(p, ["opusenc", "audiomixer", "webrtcbin"])
-                    });
-                let _ = reply.send(RoomSnapshot {
-                    id: self.handle.id.to_string(),
-                    mode: self.handle.mode,
-                    participants: self.core.participants(),
-                    pipeline: self.media.pipeline().is_some(),
-                    encoders: self.media.call_encoders_running(),
-                    videos_decoded: self.media.videos_decoded(),
-                    audio_decoded: self.media.audio_decoded(),
-                    audio_encoders,
-                    audio_mixers,
-                    peer_connections,
-                    mixed: self.core.mixed(),
-                });
+                let _ = reply.send(RoomSnapshot::of(
+                    &self.handle,
+                    &self.core,
+                    self.media.as_ref(),
+                ));
             }
             RoomCommand::StartRecording { format, reply } => {
                 let _ = reply.send(self.start_recording(format));
@@ -392,37 +377,13 @@ impl Room {
     }
 
     fn handle_bus_message(&mut self, message: &gst::Message) {
-        use gst::MessageView;
-        if let Some(id) = recorder::finished_recording(message) {
-            self.recordings.finished(&id);
-            return;
-        }
-        if let Some(dbov) = levels::reported_level(message) {
-            if let Some(owner) = message.src().and_then(|s| self.media.owner_of(s)) {
-                self.core.audio_level(&owner, Instant::now(), dbov);
-            }
-            return;
-        }
-        match message.view() {
-            MessageView::Error(err) => {
-                let effects = bus::triage(
-                    &mut self.core,
-                    self.media.as_mut(),
-                    &mut self.recordings,
-                    message.src(),
-                    err,
-                );
-                self.apply(effects);
-            }
-            MessageView::Warning(w) => {
-                tracing::debug!("pipeline warning: {} ({:?})", w.error(), w.debug());
-            }
-            MessageView::Latency(_) => {
-                if let Some(pipeline) = self.media.pipeline() {
-                    self.latency.request(pipeline);
-                }
-            }
-            _ => {}
-        }
+        let effects = bus::handle(
+            message,
+            &mut self.core,
+            self.media.as_mut(),
+            &mut self.recordings,
+            &self.latency,
+        );
+        self.apply(effects);
     }
 }
