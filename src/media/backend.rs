@@ -7,10 +7,10 @@
 
 use crate::ids::ParticipantId;
 use crate::media::events::MediaEvent;
+use crate::media::layout::Placement;
 use crate::media::program::Feeds;
 use crate::media::sdp::CheckedOffer;
 use crate::protocol::{ErrorCode, IceCandidate, PeerConnection, ProtocolError, ServerMessage};
-use crate::room::layout::Placement;
 use gst_webrtc::WebRTCPeerConnectionState;
 
 /// A client's signaling for the media of its room.

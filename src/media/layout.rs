@@ -14,6 +14,16 @@ pub struct Rect {
     pub height: i32,
 }
 
+/// One visible participant's tile, in canvas pixels: where the room's
+/// layout (room/layout.rs) puts them, and what the MCU draws.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement<K> {
+    pub participant: K,
+    pub rect: Rect,
+    pub z: u32,
+    pub main: bool,
+}
+
 impl Rect {
     pub fn centre(&self) -> (i32, i32) {
         (self.x + self.width / 2, self.y + self.height / 2)

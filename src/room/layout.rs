@@ -12,6 +12,7 @@
 //! order. Visible tiles other than the main one are shown in join order, so
 //! a speaker switch does not reshuffle the strip.
 
+pub use crate::media::layout::Placement;
 use crate::media::layout::{GridLayout, Rect, SpeakerLayout};
 use crate::media::speakers::Speakers;
 use crate::protocol::{Fraction, LayoutKind, LayoutTile};
@@ -296,15 +297,6 @@ impl<K: Clone + PartialEq> SpeakerOrder<K> {
         }
         order
     }
-}
-
-/// One visible participant's tile, in canvas pixels.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement<K> {
-    pub participant: K,
-    pub rect: Rect,
-    pub z: u32,
-    pub main: bool,
 }
 
 /// The tiles of everyone visible. `joined` in join order, `precedence`
