@@ -25,13 +25,8 @@ pub enum MediaEvent {
         pc: PeerConnection,
         state: WebRTCPeerConnectionState,
     },
-    /// Media of a kind ("audio"/"video") started arriving from a participant.
-    StreamStarted {
-        participant: ParticipantId,
-        media: String,
-    },
-    /// SFU: a participant's published track started arriving, with the caps
-    /// of its RTP (codec and payload type as the publisher negotiated them).
+    /// A participant's published track started arriving, with the caps of
+    /// its RTP (codec and payload type as the publisher negotiated them).
     TrackPublished {
         participant: ParticipantId,
         kind: MediaKind,

@@ -312,7 +312,14 @@ impl McuMixer {
             .ok_or_else(|| anyhow!("video-decode chain has no src pad"))?
             .link(&video_pad)?;
 
-        self.watch_webrtcbin(id, &webrtc, &video_gate, &audio_gate);
+        members::link_received_tracks(
+            &webrtc,
+            &video_gate,
+            &audio_gate,
+            &self.owners,
+            id,
+            &self.events,
+        );
         for element in elements.iter().rev() {
             element.sync_state_with_parent()?;
         }
@@ -335,42 +342,6 @@ impl McuMixer {
 
     fn request_compositor_pad(&self, zorder: u32) -> Result<gst::Pad> {
         mixing::request_tile_pad(&self.compositor, zorder)
-    }
-
-    /// Connects the webrtcbin's signals. Callbacks hold weak references only.
-    fn watch_webrtcbin(
-        &self,
-        id: &ParticipantId,
-        webrtc: &gst::Element,
-        video_in: &gst::Element,
-        audio_in: &gst::Element,
-    ) {
-        // A src pad must be linked at once or webrtcbin fails "not-linked":
-        // link it to the chain prepared for its kind, or a fakesink.
-        let events = self.events.clone();
-        let owners = self.owners.clone();
-        let participant = id.clone();
-        let video_sink = video_in.static_pad("sink").map(|p| p.downgrade());
-        let audio_sink = audio_in.static_pad("sink").map(|p| p.downgrade());
-        webrtc.connect_pad_added(move |webrtc, pad| {
-            if pad.direction() != gst::PadDirection::Src {
-                return;
-            }
-            let media = webrtc::rtp_media_of(pad).unwrap_or_default();
-            let target = match media.as_str() {
-                "video" => video_sink.as_ref().and_then(|p| p.upgrade()),
-                "audio" => audio_sink.as_ref().and_then(|p| p.upgrade()),
-                _ => None,
-            };
-            let linked = target.is_some_and(|t| !t.is_linked() && pad.link(&t).is_ok());
-            if !linked {
-                members::discard_pad(webrtc, pad, Some((&owners, &participant)));
-            }
-            let _ = events.send(MediaEvent::StreamStarted {
-                participant: participant.clone(),
-                media,
-            });
-        });
     }
 
     fn member_mut(&mut self, id: &ParticipantId) -> Option<&mut Member> {
@@ -719,8 +690,10 @@ impl RoomMedia for McuMixer {
                 self.connected.remove(&participant);
                 self.update_encoding();
             }
-            MediaEvent::StreamStarted { participant, media } => {
-                tracing::info!(participant = %participant, "receiving {media}");
+            MediaEvent::TrackPublished {
+                participant, kind, ..
+            } => {
+                tracing::info!(participant = %participant, "receiving {kind:?}");
             }
             MediaEvent::Negotiated {
                 participant,

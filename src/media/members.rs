@@ -5,10 +5,14 @@
 //! and stopped in a safe order when they leave.
 
 use crate::ids::ParticipantId;
+use crate::media::events::MediaEvent;
+use crate::media::sdp::MediaKind;
+use crate::media::webrtc;
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// The top-level elements of a pipeline that belong to participants, by
 /// participant. Shared with callbacks that add elements on streaming
@@ -202,6 +206,47 @@ pub fn stop_pipeline(pipeline: &gst::Pipeline) {
         let _ = pipeline.remove(&webrtc);
     }
     let _ = pipeline.set_state(gst::State::Null);
+}
+
+/// Links each src pad `webrtc` adds to the sink pad of `video_in` or
+/// `audio_in`, by its kind, and posts `TrackPublished` with its caps. It
+/// must be linked at once or webrtcbin fails "not-linked": a pad of another
+/// kind, or one whose sink is taken already, is discarded (as `owner`'s).
+/// Holds weak references only.
+pub fn link_received_tracks(
+    webrtc: &gst::Element,
+    video_in: &gst::Element,
+    audio_in: &gst::Element,
+    owners: &Owners,
+    owner: &ParticipantId,
+    events: &UnboundedSender<MediaEvent>,
+) {
+    let events = events.clone();
+    let owners = owners.clone();
+    let participant = owner.clone();
+    let video_in = video_in.static_pad("sink").map(|p| p.downgrade());
+    let audio_in = audio_in.static_pad("sink").map(|p| p.downgrade());
+    webrtc.connect_pad_added(move |webrtc, pad| {
+        if pad.direction() != gst::PadDirection::Src {
+            return;
+        }
+        let (kind, target) = match webrtc::rtp_media_of(pad).as_deref() {
+            Some("video") => (MediaKind::Video, video_in.as_ref()),
+            Some("audio") => (MediaKind::Audio, audio_in.as_ref()),
+            _ => (MediaKind::Other, None),
+        };
+        let target = target.and_then(|p| p.upgrade());
+        if target.is_some_and(|t| !t.is_linked() && pad.link(&t).is_ok()) {
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let _ = events.send(MediaEvent::TrackPublished {
+                participant: participant.clone(),
+                kind,
+                caps,
+            });
+        } else {
+            discard_pad(webrtc, pad, Some((&owners, &participant)));
+        }
+    });
 }
 
 /// Sinks a stream nobody uses, so webrtcbin does not fail with "not-linked";

@@ -276,7 +276,14 @@ impl SfuRouter {
         // publisher puts in its audio packets, where it does.
         let rtp_levels = Arc::new(levels::RtpLevels::default());
         rtp_levels.watch(&pads::static_pad(&audio_tee, "sink")?, &audio_tee);
-        self.link_published_tracks(id, publish.element(), &video_tee, &audio_tee);
+        members::link_received_tracks(
+            publish.element(),
+            &video_tee,
+            &audio_tee,
+            &self.owners,
+            id,
+            &self.events,
+        );
         for element in [
             &video_tee,
             &audio_tee,
@@ -300,48 +307,6 @@ impl SfuRouter {
             video_keyframes,
             audio_keyframes,
         })
-    }
-
-    /// A publish src pad must be linked at once or webrtcbin fails
-    /// "not-linked": link it to the tee of its kind, or discard it.
-    fn link_published_tracks(
-        &self,
-        id: &ParticipantId,
-        publish: &gst::Element,
-        video_tee: &gst::Element,
-        audio_tee: &gst::Element,
-    ) {
-        let events = self.events.clone();
-        let owners = self.owners.clone();
-        let participant = id.clone();
-        let video_in = video_tee.static_pad("sink").map(|p| p.downgrade());
-        let audio_in = audio_tee.static_pad("sink").map(|p| p.downgrade());
-        publish.connect_pad_added(move |webrtc, pad| {
-            if pad.direction() != gst::PadDirection::Src {
-                return;
-            }
-            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
-            let (kind, target) = match webrtc::rtp_media_of(pad).as_deref() {
-                Some("video") => (
-                    MediaKind::Video,
-                    video_in.as_ref().and_then(|p| p.upgrade()),
-                ),
-                Some("audio") => (
-                    MediaKind::Audio,
-                    audio_in.as_ref().and_then(|p| p.upgrade()),
-                ),
-                _ => (MediaKind::Other, None),
-            };
-            if target.is_some_and(|t| !t.is_linked() && pad.link(&t).is_ok()) {
-                let _ = events.send(MediaEvent::TrackPublished {
-                    participant: participant.clone(),
-                    kind,
-                    caps,
-                });
-            } else {
-                members::discard_pad(webrtc, pad, Some((&owners, &participant)));
-            }
-        });
     }
 
     /// Links one publisher's track to one subscriber as a new sendonly m-line.
@@ -904,7 +869,7 @@ impl RoomMedia for SfuRouter {
                 pc,
                 result,
             } => self.negotiated(&participant, pc, result),
-            MediaEvent::StreamStarted { .. } | MediaEvent::IceCandidate { .. } => {}
+            MediaEvent::IceCandidate { .. } => {}
         }
     }
 
