@@ -8,13 +8,18 @@ use crate::media::sdp::{AUDIO_LEVEL_EXTENSION, MediaKind, MediaLine};
 use crate::media::webrtc;
 use anyhow::Result;
 use gst::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often a voice's level is measured: ten readings a second are enough
 /// for a one-second speaking window and cheap on the room's bus.
 pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long after a sender's last packet level its levels are still
+/// counted on: a sender that stops writing them (or whose packets stop) is
+/// decoded and measured again after this, so it is never left unheard.
+pub const LEVELS_LAST: Duration = Duration::from_secs(1);
 
 /// A pass-through element that measures the audio going through it.
 pub fn level_meter(name: &str) -> Result<gst::Element> {
@@ -57,9 +62,15 @@ pub fn reported_level(message: &gst::Message) -> Option<f64> {
 pub struct RtpLevels {
     /// The extension's id in this sender's packets (0: none negotiated).
     id: AtomicU8,
-    /// Whether any packet carried a level.
-    seen: AtomicBool,
-    window: Mutex<Option<(Instant, f64, u32)>>,
+    readings: Mutex<Readings>,
+}
+
+#[derive(Debug, Default)]
+struct Readings {
+    /// When the last packet with a level came.
+    last: Option<Instant>,
+    /// The interval under way: when it started, the summed power, packets.
+    window: Option<(Instant, f64, u32)>,
 }
 
 impl RtpLevels {
@@ -81,9 +92,17 @@ impl RtpLevels {
         }
     }
 
-    /// Whether the sender's packets carry levels.
+    /// Whether the sender's packets carry levels: one did within the last
+    /// `LEVELS_LAST`.
     pub fn seen(&self) -> bool {
-        self.seen.load(Ordering::Relaxed)
+        self.seen_at(Instant::now())
+    }
+
+    fn seen_at(&self, now: Instant) -> bool {
+        let readings = self.readings.lock().unwrap_or_else(|e| e.into_inner());
+        readings
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < LEVELS_LAST)
     }
 
     /// Reads the level of each RTP packet through `pad`, posting the
@@ -104,7 +123,6 @@ impl RtpLevels {
                     .and_then(|value| value.first().copied())
             });
             if let Some(byte) = level {
-                levels.seen.store(true, Ordering::Relaxed);
                 let dbov = -f64::from(byte & 0x7f);
                 if let Some(reading) = levels.add(Instant::now(), dbov)
                     && let Some(element) = element.upgrade()
@@ -125,7 +143,9 @@ impl RtpLevels {
 
     /// Adds one packet's level; returns the interval's once it is over.
     fn add(&self, now: Instant, dbov: f64) -> Option<f64> {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let mut readings = self.readings.lock().unwrap_or_else(|e| e.into_inner());
+        readings.last = Some(now);
+        let window = &mut readings.window;
         let (started, power, count) = window.get_or_insert((now, 0.0, 0));
         *power += 10f64.powf(dbov / 10.0);
         *count += 1;
@@ -152,6 +172,20 @@ mod tests {
         // Two loud packets and a silent one: 10 log10(2/3 * 0.01).
         assert!((reading - -21.76).abs() < 0.01, "{reading}");
         assert_eq!(levels.add(t + INTERVAL * 2, -127.0), None);
+    }
+
+    /// A sender that stops writing levels is decoded again: its levels
+    /// count only for a while after the last.
+    #[test]
+    fn levels_count_for_a_while_after_the_last_packet_with_one() {
+        let levels = RtpLevels::default();
+        let t = Instant::now();
+        assert!(!levels.seen_at(t));
+        levels.add(t, -30.0);
+        assert!(levels.seen_at(t + LEVELS_LAST / 2));
+        assert!(!levels.seen_at(t + LEVELS_LAST));
+        levels.add(t + LEVELS_LAST * 2, -30.0);
+        assert!(levels.seen_at(t + LEVELS_LAST * 2));
     }
 
     /// A sine at `volume` through a level meter: what it reports.
