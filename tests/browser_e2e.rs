@@ -701,18 +701,7 @@ async fn sfu_pages_move_to_a_fresh_subscribe_connection_as_publishers_come_and_g
     }
     // Two webrtcbins per participant (publish and subscribe), none left
     // over from the replaced subscribe connections.
-    let check = eventually(TIMEOUT, || async {
-        let rooms = open_rooms(&server).await?;
-        let found = rooms
-            .iter()
-            .find(|r| r.id == room)
-            .map(|r| r.peer_connections);
-        ensure!(
-            found == Some(8),
-            "{found:?} peer connections in the room, want 8"
-        );
-        Ok(())
-    });
+    let check = wait_for_peer_connections(&server, room, 8, TIMEOUT);
     or_screenshots(check.await, "sfu-renew-server", &pages).await;
     alice.close().await;
     bob.close().await;

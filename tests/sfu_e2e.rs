@@ -196,23 +196,9 @@ async fn a_subscriber_gets_a_fresh_subscribe_connection_once_departed_publishers
     );
     // The replaced connections are gone from the server: two webrtcbins
     // (publish and subscribe) per participant, no more.
-    let expected = 2 * members.len();
-    eventually(TIMEOUT, || async {
-        let rooms = open_rooms(&server).await?;
-        let found = rooms
-            .iter()
-            .find(|r| r.id == room)
-            .map(|r| r.peer_connections);
-        if found == Some(expected) {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(
-                "{found:?} peer connections in the room, want {expected}"
-            ))
-        }
-    })
-    .await
-    .expect("no replaced subscribe connection left");
+    wait_for_peer_connections(&server, room, 2 * members.len(), TIMEOUT)
+        .await
+        .expect("no replaced subscribe connection left");
     assert_no_errors(&members);
     for m in members {
         m.bot.leave().await;

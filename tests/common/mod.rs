@@ -655,6 +655,31 @@ pub async fn open_rooms(server: &Server) -> Result<Vec<gridmix::room::RoomSnapsh
         .map_err(|_| anyhow!("a room did not describe itself within 20 s: its task is stuck"))
 }
 
+/// Waits until `room`'s pipeline holds `count` peer connections
+/// (webrtcbins), as `/api/rooms` counts them.
+pub async fn wait_for_peer_connections(
+    server: &Server,
+    room: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<()> {
+    eventually(timeout, || async {
+        let rooms = open_rooms(server).await?;
+        let found = rooms
+            .iter()
+            .find(|r| r.id == room)
+            .map(|r| r.peer_connections);
+        if found == Some(count) {
+            Ok(())
+        } else {
+            Err(anyhow!(
+                "{found:?} peer connections in room {room}, want {count}"
+            ))
+        }
+    })
+    .await
+}
+
 pub async fn wait_until_idle(server: &Server, timeout: Duration) -> Result<()> {
     eventually(timeout, || async {
         let rooms = open_rooms(server).await?;
