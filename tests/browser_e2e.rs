@@ -690,7 +690,23 @@ async fn sfu_pages_move_to_a_fresh_subscribe_connection_as_publishers_come_and_g
                 let id = tile_id(&state, name).ok_or_else(|| anyhow!("no {name} tile"))?;
                 wait_for_page_colour(page, &id, 0.5, 0.5, colour).await?;
             }
-            wait_for_page_audio(page, 2).await
+            wait_for_page_audio(page, 2).await?;
+            // The bots' tones are loud: their tiles are marked as speaking,
+            // from the levels in their packets.
+            wait_for_page(page, "the speakers' tiles marked", |s| {
+                let tiles = s["tiles"].as_array().cloned().unwrap_or_default();
+                for name in ["steady", "late"] {
+                    ensure!(
+                        tiles
+                            .iter()
+                            .any(|t| t["name"] == name && t["speaking"] == true),
+                        "{name}'s tile is not marked speaking: {tiles:?}"
+                    );
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
         };
         or_screenshots(
             check.await,

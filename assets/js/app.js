@@ -360,6 +360,7 @@ window.gridmix = {
       tiles: [...document.querySelectorAll("#tiles .tile")].map((tile) => ({
         participant: tile.dataset.participant,
         name: tile.querySelector("figcaption").textContent,
+        speaking: tile.classList.contains("speaking"),
         ...describeVideo(tile.querySelector("video")),
       })),
       framesDecoded: stats?.framesDecoded ?? 0,

@@ -53,7 +53,6 @@ export class CallView {
         return li;
       }),
     );
-    this.markSpeakers();
     if (this.layout) this.setLayout(this.layout);
     if (this.mode !== "mcu") {
       for (const p of list) this.tile(p.id);
@@ -61,10 +60,12 @@ export class CallView {
         if (!this.names.has(tile.dataset.participant)) tile.remove();
       }
     }
+    this.markSpeakers();
   }
 
-  // Who speaks ("speakers"): marked in the list of people, the dominant
-  // speaker most.
+  // Who speaks ("speakers"): marked in the list of people and on their
+  // tile (the composite's box in MCU rooms, their own tile in SFU rooms),
+  // the dominant speaker most.
   setSpeakers(active, dominant) {
     this.speakers = { active: new Set(active), dominant };
     this.markSpeakers();
@@ -102,15 +103,10 @@ export class CallView {
 
   markSpeakers() {
     const { active, dominant } = this.speakers ?? { active: new Set(), dominant: null };
-    for (const slot of this.overlay.children) {
-      const id = slot.dataset.participant;
-      slot.classList.toggle("speaking", active.has(id));
-      slot.classList.toggle("dominant", id === dominant);
-    }
-    for (const li of this.people.children) {
-      const id = li.dataset.participant;
-      li.classList.toggle("speaking", active.has(id));
-      li.classList.toggle("dominant", id === dominant);
+    for (const marked of [...this.overlay.children, ...this.tiles.children, ...this.people.children]) {
+      const id = marked.dataset.participant;
+      marked.classList.toggle("speaking", active.has(id));
+      marked.classList.toggle("dominant", id === dominant);
     }
   }
 
