@@ -28,7 +28,7 @@ use crate::media::layout::Placement;
 use crate::media::levels;
 use crate::media::members::{self, Owners};
 use crate::media::mixes::Mixes;
-use crate::media::mixing::{self, PLACEHOLDER_ARGB, solid_video_source};
+use crate::media::mixing::{self, PLACEHOLDER_ARGB};
 use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, McuProgram};
@@ -262,8 +262,6 @@ impl McuMixer {
         )?;
         let webrtc = peer.element().clone();
 
-        let (placeholder, placeholder_caps) =
-            solid_video_source(&name("placeholder"), PLACEHOLDER_ARGB, 64, 36, fps)?;
         let video_gate = gst::ElementFactory::make("valve")
             .name(name("video-gate"))
             .build()?;
@@ -285,8 +283,6 @@ impl McuMixer {
 
         let elements = vec![
             webrtc.clone(),
-            placeholder.clone(),
-            placeholder_caps.clone(),
             video_gate.clone(),
             video_decode.clone().upcast(),
             audio_gate.clone(),
@@ -295,16 +291,17 @@ impl McuMixer {
             audio_tee.clone(),
         ];
         self.owners.add(self.pipeline.upcast_ref(), id, &elements)?;
-        placeholder.link(&placeholder_caps)?;
         video_gate.link(&video_decode)?;
         gst::Element::link_many([&audio_gate, audio_decode.upcast_ref(), &level, &audio_tee])?;
 
         // Off the composite until the room's layout places it.
         let placeholder_pad = self.request_compositor_pad(1)?;
-        placeholder_caps
-            .static_pad("src")
-            .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
-            .link(&placeholder_pad)?;
+        mixing::show_still(
+            &placeholder_pad,
+            &name("placeholder"),
+            PLACEHOLDER_ARGB,
+            fps,
+        )?;
         let video_pad = self.request_compositor_pad(2)?;
         mixing::hide_tile([&placeholder_pad, &video_pad]);
         video_decode

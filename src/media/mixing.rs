@@ -150,6 +150,60 @@ pub fn solid_video_source(
     Ok((source, caps))
 }
 
+/// Gives a compositor pad one still picture of `argb` that lasts as long
+/// as the pad: a tile's placeholder without a source element, so without a
+/// thread of its own or a frame made every 1/fps. Pushed on the caller's
+/// thread without blocking (an aggregator pad queues serialized events and
+/// its first buffer). The picture starts at running time 0 and lasts
+/// `STILL_LASTS`, so whenever the compositor's output is, it is current and
+/// the compositor never waits for another.
+pub fn show_still(pad: &gst::Pad, name: &str, argb: u32, fps: i32) -> Result<()> {
+    const WIDTH: usize = 64;
+    const HEIGHT: usize = 36;
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("colorimetry", "bt601")
+        .field("width", WIDTH as i32)
+        .field("height", HEIGHT as i32)
+        .field("framerate", gst::Fraction::new(fps, 1))
+        .build();
+    let (y, u, v) = bt601_of(argb);
+    let mut picture = vec![y; WIDTH * HEIGHT];
+    picture.extend(std::iter::repeat_n(u, WIDTH * HEIGHT / 4));
+    picture.extend(std::iter::repeat_n(v, WIDTH * HEIGHT / 4));
+    let mut buffer = gst::Buffer::from_mut_slice(picture);
+    {
+        let buffer = buffer.get_mut().expect("just made");
+        buffer.set_pts(gst::ClockTime::ZERO);
+        buffer.set_duration(STILL_LASTS);
+    }
+    let segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    let sent = pad.send_event(gst::event::StreamStart::new(name))
+        && pad.send_event(gst::event::Caps::new(&caps))
+        && pad.send_event(gst::event::Segment::new(&segment));
+    if !sent {
+        return Err(anyhow!(
+            "{name}: the compositor pad refused the still's events"
+        ));
+    }
+    pad.chain(buffer)
+        .map_err(|e| anyhow!("{name}: the compositor pad refused the still: {e:?}"))?;
+    Ok(())
+}
+
+/// How long a still lasts: longer than any call.
+const STILL_LASTS: gst::ClockTime = gst::ClockTime::from_seconds(10 * 365 * 24 * 3600);
+
+/// A colour (0xAARRGGBB) in BT.601 limited-range Y, U, V.
+fn bt601_of(argb: u32) -> (u8, u8, u8) {
+    let [_, r, g, b] = argb.to_be_bytes().map(f64::from);
+    let y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0;
+    let u = 128.0 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255.0;
+    let v = 128.0 + (112.0 * r - 93.786 * g - 18.214 * b) / 255.0;
+    let byte = |x: f64| x.round().clamp(0.0, 255.0) as u8;
+    (byte(y), byte(u), byte(v))
+}
+
 /// A compositor pad for a tile layer: 1 for placeholders, 2 for pictures.
 pub fn request_tile_pad(compositor: &gst::Element, zorder: u32) -> Result<gst::Pad> {
     let pad = compositor
@@ -214,4 +268,19 @@ pub fn add_background(
         .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
         .link(&pad)?;
     Ok(vec![background, caps])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The still placeholder is the colour videotestsrc would have drawn.
+    #[test]
+    fn colours_convert_to_bt601_limited_range() {
+        assert_eq!(bt601_of(0xff000000), (16, 128, 128));
+        assert_eq!(bt601_of(0xffffffff), (235, 128, 128));
+        assert_eq!(bt601_of(PLACEHOLDER_ARGB), (68, 128, 128));
+        let (y, u, v) = bt601_of(0xffff0000);
+        assert_eq!((y, u, v), (81, 90, 240));
+    }
 }

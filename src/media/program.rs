@@ -311,21 +311,17 @@ impl SfuProgram {
     }
 
     /// A tile for a participant (grey until their video is decoded).
-    pub fn add_participant(&mut self, pipeline: &gst::Pipeline, id: &ParticipantId) -> Result<()> {
+    pub fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
         if self.tiles.iter().any(|t| &t.id == id) {
             return Ok(());
         }
-        let name = program_name(&format!("placeholder-{id}"));
-        let (source, caps) =
-            mixing::solid_video_source(&name, PLACEHOLDER_ARGB, 64, 36, self.canvas.fps as i32)?;
-        pipeline.add_many([&source, &caps])?;
-        source.link(&caps)?;
         let placeholder_pad = mixing::request_tile_pad(&self.compositor, 1)?;
-        caps.static_pad("src")
-            .ok_or_else(|| anyhow!("capsfilter has no src pad"))?
-            .link(&placeholder_pad)?;
-        caps.sync_state_with_parent()?;
-        source.sync_state_with_parent()?;
+        mixing::show_still(
+            &placeholder_pad,
+            &program_name(&format!("placeholder-{id}")),
+            PLACEHOLDER_ARGB,
+            self.canvas.fps as i32,
+        )?;
         let picture_pad = mixing::request_tile_pad(&self.compositor, 2)?;
         self.tiles.push(SfuTile {
             id: id.clone(),
@@ -393,14 +389,7 @@ impl SfuProgram {
                 Some(tap) => removed.extend(tap.close(pipeline)),
                 None => self.compositor.release_request_pad(&tile.picture_pad),
             }
-            let name = program_name(&format!("placeholder-{id}"));
-            let placeholder: Vec<gst::Element> = [name.clone(), format!("{name}-caps")]
-                .iter()
-                .filter_map(|n| pipeline.by_name(n))
-                .collect();
-            let _ = pipeline.remove_many(&placeholder);
             self.compositor.release_request_pad(&tile.placeholder_pad);
-            removed.extend(placeholder);
             self.relayout();
         }
         removed

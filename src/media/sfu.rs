@@ -193,7 +193,7 @@ impl SfuRouter {
             .with_context(|| format!("adding participant {id}"))?;
         self.members.push(member);
         if let Some(program) = self.program.as_mut()
-            && let Err(e) = program.add_participant(&self.pipeline, id)
+            && let Err(e) = program.add_participant(id)
         {
             tracing::warn!(participant = %id, "no tile in the recording: {e:#}");
         }
@@ -778,7 +778,7 @@ impl SfuRouter {
             self.recording.templates.clone(),
         )?;
         for member in &self.members {
-            program.add_participant(&self.pipeline, &member.id)?;
+            program.add_participant(&member.id)?;
             for (kind, _) in &member.published {
                 if *kind != MediaKind::Other {
                     program.add_track(
