@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! background ─┐
-//! P1 placeholder ─┤
+//! P1 placeholder (a still picture) ─┤
 //! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ raw-tee ─ valve ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
 //! P2 ...                           ┘                                                                               └ queue ─ rtpvp8pay ─ P2 webrtc
 //! P1 webrtc ─ audio-gate ─ audio-decode ─ level ─ P1 audio-tee ─ (the mixes, media/mixes.rs) ─ queue ─ rtpopuspay ─ P2 webrtc
