@@ -15,6 +15,17 @@ pub enum MediaKind {
     Other,
 }
 
+impl MediaKind {
+    /// As an m-line names it: "audio", "video", or "other" for the rest.
+    pub fn name(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Other => "other",
+        }
+    }
+}
+
 /// Direction as the client (the offerer) wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -153,7 +164,7 @@ impl OfferSummary {
             if count > 1 {
                 return Err(bad_sdp(format!(
                     "The offer has {count} {} m-lines; a participant publishes at most one.",
-                    kind_name(kind)
+                    kind.name()
                 )));
             }
         }
@@ -201,14 +212,6 @@ impl OfferSummary {
             }
         }
         Ok(())
-    }
-}
-
-fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Audio => "audio",
-        MediaKind::Video => "video",
-        MediaKind::Other => "other",
     }
 }
 

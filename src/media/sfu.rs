@@ -50,7 +50,7 @@ use crate::media::program::{Feeds, SfuProgram};
 use crate::media::sdp::{
     CheckedOffer, MID_EXTENSION, MediaKind, MediaLine, label_tracks, summarize_offer,
 };
-use crate::media::subscription::{Forward, Subscription, kind_name};
+use crate::media::subscription::{Forward, Subscription};
 use crate::media::webrtc::{self, WebrtcSettings};
 use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
 use anyhow::{Context, Result, anyhow};
@@ -405,7 +405,7 @@ impl SfuRouter {
         for subscriber in &subscribers {
             self.forward(publisher, subscriber, kind, &caps)?;
         }
-        tracing::debug!(room = %self.room, participant = %publisher, kind = kind_name(kind), "track forwarded");
+        tracing::debug!(room = %self.room, participant = %publisher, kind = kind.name(), "track forwarded");
         self.tracks_changed(&subscribers);
         Ok(())
     }
@@ -646,7 +646,7 @@ impl SfuRouter {
                 participant = %subscriber,
                 publisher = %forward.publisher,
                 "the subscriber refused the {} m-line {}: that track is not forwarded to them",
-                kind_name(forward.kind),
+                forward.kind.name(),
                 forward.mline
             );
             let Some(index) = self.members.iter().position(|m| &m.id == subscriber) else {

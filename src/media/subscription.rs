@@ -61,17 +61,9 @@ impl Forward {
         TrackLabel {
             mline: self.mline,
             stream: self.publisher.to_string(),
-            track: format!("{}-{}", self.publisher, kind_name(self.kind)),
+            track: format!("{}-{}", self.publisher, self.kind.name()),
             ssrc: self.ssrc,
         }
-    }
-}
-
-pub fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Video => "video",
-        MediaKind::Audio => "audio",
-        MediaKind::Other => "other",
     }
 }
 
@@ -166,7 +158,7 @@ impl Subscription {
         publisher: &ParticipantId,
         kind: MediaKind,
     ) -> String {
-        let track = format!("{subscriber}/from-{publisher}-{}", kind_name(kind));
+        let track = format!("{subscriber}/from-{publisher}-{}", kind.name());
         match self.generation {
             0 => track,
             n => format!("{track}-{n}"),
