@@ -10,14 +10,18 @@ LISTEN ?= 127.0.0.1:8080
 DEB_PACKAGES := pkg-config \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice \
+	gstreamer1.0-x fonts-dejavu-core
 PKGCONFIG_MODULES := gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0 gstreamer-webrtc-1.0 \
 	gstreamer-pbutils-1.0
 # One element from each plugin package gridmix needs, and those recordings
 # and their tests use: x264enc (ugly), hlssink2 and voaacenc (bad), the H.264
-# and AAC decoders the tests play recordings back with (bad).
+# and AAC decoders the tests play recordings back with (bad), textoverlay for
+# the names on recordings (gstreamer1.0-x, which draws with Pango: the font
+# is DejaVu Sans from fonts-dejavu-core).
 GST_ELEMENTS := webrtcbin nicesrc dtlssrtpenc compositor audiomixer opusenc vp8enc rtpvp8pay capssetter \
-	webmmux mp4mux x264enc h264parse voaacenc hlssink2 openh264dec faad
+	webmmux mp4mux x264enc h264parse voaacenc hlssink2 openh264dec faad textoverlay
+REQUIRED_FILES := /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf
 # What only the tests need: the browser tests drive Debian's Chromium
 # through its WebDriver and Debian's Firefox ESR through its built-in
 # WebDriver BiDi (Debian has no geckodriver); the TURN test relays media
@@ -35,6 +39,7 @@ define install_if_missing
 	pkg-config --exists $(PKGCONFIG_MODULES) 2>/dev/null || ready=no; \
 	for e in $(GST_ELEMENTS); do gst-inspect-1.0 $$e >/dev/null 2>&1 || ready=no; done; \
 	for p in $(2); do command -v $$p >/dev/null 2>&1 || ready=no; done; \
+	for f in $(REQUIRED_FILES); do test -e $$f || ready=no; done; \
 	if [ $$ready = yes ]; then \
 	  echo "everything needed is already installed"; \
 	else \

@@ -280,8 +280,9 @@ pub struct Layout {
     pub layout: LayoutKind,
     /// Who holds the main tile whoever speaks.
     pub pin: Option<String>,
-    /// Whether the server draws names on the tiles (not yet: always false;
-    /// clients draw them from `tiles`).
+    /// Whether the server draws names on the tiles of recordings. The
+    /// composite a participant receives never has them: clients draw names
+    /// from `tiles`.
     pub captions: bool,
     pub tiles: Vec<LayoutTile>,
 }

@@ -1250,8 +1250,9 @@ async fn an_mcu_page_draws_the_layout_picks_one_and_pauses_its_video_off_the_com
     let (_chromium, alice) = alice_alone().await;
     let pages = [&alice];
 
-    // The overlay follows the announced grid: a box per tile with its
-    // participant's name, a ring on the loud bot.
+    // The overlay follows the announced grid: a box per tile, a ring on the
+    // loud bot, and no names of its own, which the server draws on the
+    // composite (captions are on by default).
     let check = async {
         alice.join(&base, room, "mcu", false).await?;
         wait_for_page(&alice, "the grid drawn over the composite", |s| {
@@ -1265,10 +1266,12 @@ async fn an_mcu_page_draws_the_layout_picks_one_and_pauses_its_video_off_the_com
             ensure!(tiles.len() == 3, "layout tiles {tiles:?}");
             let boxes: Vec<&str> = overlay.iter().map(|(p, _, _)| p.as_str()).collect();
             ensure!(boxes == tiles, "overlay {boxes:?}, layout {tiles:?}");
+            ensure!(s["layout"]["captions"] == true, "captions {}", s["layout"]);
             let names: Vec<Option<String>> = overlay.iter().map(|(_, n, _)| n.clone()).collect();
-            for name in ["loud", "quiet", "alice (you)"] {
-                ensure!(names.contains(&Some(name.to_owned())), "names {names:?}");
-            }
+            ensure!(
+                names.iter().all(Option::is_none),
+                "the page draws names too: {names:?}"
+            );
             ensure!(
                 overlay
                     .iter()
@@ -1313,7 +1316,26 @@ async fn an_mcu_page_draws_the_layout_picks_one_and_pauses_its_video_off_the_com
         .await?;
         let (x, y) = tile_centre(&state, &quiet_id).ok_or_else(|| anyhow!("no quiet tile"))?;
         ensure!(y < 0.5, "the pinned tile is not the main one: {x}, {y}");
-        wait_for_page_colour(&alice, "composite", x, y, BOB.0).await
+        wait_for_page_colour(&alice, "composite", x, y, BOB.0).await?;
+        // Captions off from the picker (the pin stays): the page draws the
+        // names itself.
+        pick(&alice, "captions", Value::from(false)).await?;
+        wait_for_page(&alice, "names drawn by the page", |s| {
+            ensure!(s["layout"]["captions"] == false, "captions {}", s["layout"]);
+            ensure!(
+                s["layout"]["pin"] == quiet_id.as_str(),
+                "pin {}",
+                s["layout"]["pin"]
+            );
+            let names: Vec<Option<String>> =
+                overlay_of(s).iter().map(|(_, n, _)| n.clone()).collect();
+            for name in ["loud", "quiet", "alice (you)"] {
+                ensure!(names.contains(&Some(name.to_owned())), "names {names:?}");
+            }
+            Ok(())
+        })
+        .await
+        .map(|_| ())
     };
     or_screenshots(check.await, "layout-pinned", &pages).await;
 

@@ -132,6 +132,15 @@ async fn record_webm_and_check(mode: Mode, test: &str) {
         &[RED.1, BLUE.1],
     )
     .await;
+    // Each tile has its name written on it (the call's own composite has
+    // none; see the captions test).
+    check_captions(
+        &decoded,
+        pictures_from,
+        decoded.last_video_pts().unwrap(),
+        2,
+        true,
+    );
     // The file holds what the server counted, neither a tail cut off nor
     // more than was recorded.
     assert!(
@@ -309,6 +318,71 @@ async fn mp4_and_hls_recordings_play_to_the_end() {
         m.bot.leave().await;
     }
     server.shut_down().await;
+}
+
+/// Names on an MCU composite, as its participants and its recording get
+/// it: on each tile by default, and gone once the room's layout turns
+/// captions off (clients then draw names themselves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_mcu_composite_has_each_name_on_its_tile_until_captions_are_turned_off() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = record_dir("mcu-captions");
+    let (server, api) = server_recording_to(&dir).await;
+    let room = "mcu-captions";
+    let members = call(&server, room, Mode::Mcu).await;
+    let info = api.start(room, "webm").await;
+    let id = info["id"].as_str().unwrap().to_owned();
+    wait_recorded(&api, room, &id, 3000).await;
+    wait_for_caption_ink(&members, true).await;
+
+    let off = api
+        .put(
+            &format!("/api/rooms/{room}/layout"),
+            r#"{"layout":"grid","captions":false}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(off.status, 200, "{}", off.body);
+    assert_eq!(off.body["captions"], false, "{}", off.body);
+    let off_at = recorded_ms(&api, room, &id).await;
+    for m in &members {
+        m.bot
+            .wait_for_state(TIMEOUT, |s| s.layout.as_ref().is_some_and(|l| !l.captions))
+            .await
+            .unwrap_or_else(|e| panic!("{} was not told captions are off: {e:#}", m.id()));
+    }
+    wait_for_caption_ink(&members, false).await;
+    wait_recorded(&api, room, &id, off_at + 2500).await;
+    let stopped = api.stop(room, &id).await;
+    assert_eq!(stopped["state"], "stopped", "{stopped}");
+
+    let decoded = decode_finished(path_of(&info), 10).await;
+    let ms = Duration::from_millis;
+    let end = decoded.last_video_pts().unwrap();
+    check_frames(&decoded, ms(1000), end, &[RED.0, BLUE.0]);
+    check_captions(&decoded, ms(1000), ms(off_at - 300), 2, true);
+    check_captions(&decoded, ms(off_at + 700), end, 2, false);
+    check_no_gap(&decoded, "the MCU recording whose captions were turned off");
+    assert_no_errors(&members);
+    for m in members {
+        m.bot.leave().await;
+    }
+    server.shut_down().await;
+}
+
+/// Waits until every member's composite has a name on each of its two
+/// tiles (`named`) or none on either.
+async fn wait_for_caption_ink(members: &[Member], named: bool) {
+    for m in members {
+        eventually(TIMEOUT, || async {
+            let frame = m.bot.latest_frame(Duration::from_secs(2)).await?;
+            let ink = caption_ink(&frame, 2);
+            anyhow::ensure!(captions_are(&ink, named), "caption pixels per tile {ink:?}");
+            Ok(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}'s composite, names {named}: {e:#}", m.id()));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -296,8 +296,9 @@ function showLayoutPicker() {
   const form = $("#layout-picker");
   form.hidden = call.settings?.mode !== "mcu" || !call.layout;
   if (form.hidden) return;
-  const { layout, pin } = call.layout;
+  const { layout, pin, captions } = call.layout;
   if (layout !== "custom") form.elements.layout.value = layout;
+  form.elements.captions.checked = captions;
   const pinSelect = form.elements.pin;
   const choices = [{ id: "", name: "Whoever speaks" }, ...call.participants, { id: call.participant, name: `${call.settings.name} (you)` }];
   pinSelect.replaceChildren(
@@ -313,7 +314,8 @@ function showLayoutPicker() {
 
 async function pickLayout() {
   const form = $("#layout-picker");
-  const body = { layout: form.elements.layout.value };
+  // A PUT replaces the whole layout: captions are sent as they are ticked.
+  const body = { layout: form.elements.layout.value, captions: form.elements.captions.checked };
   if (form.elements.pin.value) body.pin = form.elements.pin.value;
   const message = $("#layout-message");
   message.textContent = "";

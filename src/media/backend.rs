@@ -39,8 +39,9 @@ pub enum MediaOutput {
 }
 
 pub trait RoomMedia: Send {
-    /// Gives a new participant everything it needs before it negotiates.
-    fn add_participant(&mut self, id: &ParticipantId) -> anyhow::Result<()>;
+    /// Gives a new participant everything it needs before it negotiates;
+    /// `name` is what recordings write on its tile.
+    fn add_participant(&mut self, id: &ParticipantId, name: &str) -> anyhow::Result<()>;
     /// Takes a participant out of the media (its elements are stopped off
     /// the room's task).
     fn remove_participant(&mut self, id: &ParticipantId);
@@ -65,6 +66,9 @@ pub trait RoomMedia: Send {
     fn arrange(&mut self, _placements: &[Placement<ParticipantId>]) {}
     /// Mixes exactly these participants' voices (MCU rooms, top-k audio).
     fn mix(&mut self, _mixed: &[ParticipantId]) {}
+    /// Whether recordings get names drawn on the composite's tiles (MCU
+    /// rooms; an SFU room's recordings always have them).
+    fn show_captions(&mut self, _shown: bool) {}
     /// Video encoders of the call running now (the MCU's composite; not a
     /// recording's own).
     fn call_encoders_running(&self) -> usize {
@@ -84,7 +88,7 @@ pub trait RoomMedia: Send {
 pub struct NoMedia;
 
 impl RoomMedia for NoMedia {
-    fn add_participant(&mut self, _: &ParticipantId) -> anyhow::Result<()> {
+    fn add_participant(&mut self, _: &ParticipantId, _: &str) -> anyhow::Result<()> {
         Ok(())
     }
 

@@ -6,13 +6,16 @@
 //! ```text
 //! background ─┐
 //! P1 placeholder (a still picture) ─┤
-//! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ raw-tee ─ valve ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
-//! P2 ...                           ┘                                                                               └ queue ─ rtpvp8pay ─ P2 webrtc
+//! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ captions ─ raw-tee ─ valve ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
+//! P2 ...                           ┘                                                                                          └ queue ─ rtpvp8pay ─ P2 webrtc
 //! P1 webrtc ─ audio-gate ─ audio-decode ─ level ─ P1 audio-tee ─ (the mixes, media/mixes.rs) ─ queue ─ rtpopuspay ─ P2 webrtc
 //! ```
 //!
-//! While a recording runs, a full mix of everyone (media/program.rs) is fed
-//! from each audio-tee, and recordings tap raw-tee, video-tee and that mix.
+//! The captions are a row of text overlays between the canvas caps and
+//! raw-tee (media/captions.rs), drawing each tile's name unless the room
+//! turned them off. While a recording runs, a full mix of everyone
+//! (media/program.rs) is fed from each audio-tee, and recordings tap
+//! raw-tee, video-tee and that mix.
 //!
 //! Owned by the room task. GStreamer callbacks only link a new webrtcbin src
 //! pad to the decode chain prepared for it (it must be linked at once) and
@@ -22,6 +25,8 @@
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
+use crate::media::caption_spots::{self, NamedTile};
+use crate::media::captions::CaptionRow;
 use crate::media::events::MediaEvent;
 use crate::media::keyframes::LimitedRequests;
 use crate::media::layout::Placement;
@@ -76,6 +81,8 @@ pub struct McuSettings {
 
 struct Member {
     id: ParticipantId,
+    /// As written on its tile in recordings.
+    name: String,
     /// The publish connection: the client offers, the server answers.
     peer: Peer,
     placeholder_pad: gst::Pad,
@@ -115,6 +122,12 @@ pub struct McuMixer {
     mixes: Mixes,
     /// The full mix, while any recording runs.
     program: Option<McuProgram>,
+    /// Names on the tiles (one overlay per tile that may be shown).
+    captions: CaptionRow,
+    /// Who is where on the composite, as last arranged.
+    placements: Vec<Placement<ParticipantId>>,
+    /// Whether the tiles get names (the room's layout says).
+    captions_shown: bool,
     events: UnboundedSender<MediaEvent>,
     members: Vec<Member>,
     /// Whose each participant element is.
@@ -150,6 +163,7 @@ impl McuMixer {
                 .build()
         };
         let raw_tee = tee("raw-tee")?;
+        let captions = CaptionRow::new("", settings.max_visible)?;
         // Compositing and encoding run on two threads, with at most one frame
         // between them: when the encoder falls behind, the stalest frame is
         // dropped instead of latency building up behind it.
@@ -179,15 +193,19 @@ impl McuMixer {
             encoder.upcast_ref(),
             &video_tee,
         ])?;
+        pipeline.add_many(captions.elements())?;
         mixing::add_background(
             pipeline.upcast_ref(),
             &compositor,
             "background",
             settings.canvas.fps,
         )?;
+        let composited = [&compositor, &canvas_caps]
+            .into_iter()
+            .chain(captions.elements())
+            .chain([&raw_tee]);
+        gst::Element::link_many(composited)?;
         gst::Element::link_many([
-            &compositor,
-            &canvas_caps,
             &raw_tee,
             &encode_valve,
             &encode_queue,
@@ -219,6 +237,9 @@ impl McuMixer {
             ),
             settings,
             program: None,
+            captions,
+            placements: Vec::new(),
+            captions_shown: true,
             events,
             members: Vec::new(),
             owners: Owners::default(),
@@ -229,9 +250,9 @@ impl McuMixer {
 
     /// Gives a new participant a tile and everything needed to receive their
     /// media; sending to them waits for their offer.
-    fn add(&mut self, id: &ParticipantId) -> Result<()> {
+    fn add(&mut self, id: &ParticipantId, name: &str) -> Result<()> {
         let member = self
-            .build_member(id)
+            .build_member(id, name)
             .with_context(|| format!("adding participant {id}"))?;
         self.members.push(member);
         let speaker_tee = self
@@ -248,7 +269,7 @@ impl McuMixer {
         Ok(())
     }
 
-    fn build_member(&self, id: &ParticipantId) -> Result<Member> {
+    fn build_member(&self, id: &ParticipantId, display_name: &str) -> Result<Member> {
         let name = |part: &str| format!("{id}/{part}");
         let fps = self.settings.canvas.fps as i32;
 
@@ -322,6 +343,7 @@ impl McuMixer {
         }
         Ok(Member {
             id: id.clone(),
+            name: display_name.to_owned(),
             peer,
             placeholder_pad,
             video_pad,
@@ -559,6 +581,30 @@ impl McuMixer {
         }
         tracing::debug!(room = %self.room, tiles = placements.len(), "layout updated");
         self.keyframes.ask();
+        self.placements = placements.to_vec();
+        self.recaption();
+    }
+
+    /// Writes the names of those on the composite on their tiles, or none
+    /// if the room turned captions off.
+    fn recaption(&self) {
+        let named: Vec<NamedTile> = if self.captions_shown {
+            self.placements
+                .iter()
+                .filter_map(|p| {
+                    let member = self.members.iter().find(|m| m.id == p.participant)?;
+                    Some(NamedTile {
+                        name: &member.name,
+                        rect: p.rect,
+                        z: p.z,
+                    })
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let canvas = (self.settings.canvas.width, self.settings.canvas.height);
+        self.captions.show(&caption_spots::captions(&named, canvas));
     }
 
     /// Decodes a participant's voice only where it is needed: while it is
@@ -632,8 +678,8 @@ impl McuMixer {
 }
 
 impl RoomMedia for McuMixer {
-    fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
-        self.add(id)
+    fn add_participant(&mut self, id: &ParticipantId, name: &str) -> Result<()> {
+        self.add(id, name)
     }
 
     fn remove_participant(&mut self, id: &ParticipantId) {
@@ -720,6 +766,11 @@ impl RoomMedia for McuMixer {
         let removed = self.mixes.set_mixed(&self.pipeline, &self.owners, &voices);
         members::stop_off_thread(removed);
         self.update_audio_gates();
+    }
+
+    fn show_captions(&mut self, shown: bool) {
+        self.captions_shown = shown;
+        self.recaption();
     }
 
     fn take_outputs(&mut self) -> Vec<MediaOutput> {

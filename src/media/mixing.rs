@@ -3,7 +3,7 @@
 //! live compositor and audiomixer settings, tiles and sources, so both look
 //! and sound alike.
 
-use crate::media::layout::{GridLayout, Rect};
+use crate::media::layout::Rect;
 use crate::media::mcu::Canvas;
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
@@ -212,19 +212,6 @@ pub fn request_tile_pad(compositor: &gst::Element, zorder: u32) -> Result<gst::P
     pad.set_property("zorder", zorder);
     pad.set_property_from_str("sizing-policy", "keep-aspect-ratio");
     Ok(pad)
-}
-
-/// Puts each participant's pads (placeholder and picture) where the grid
-/// says, in join order. Returns the number of tiles.
-pub fn place_tiles<'a>(
-    tiles: impl ExactSizeIterator<Item = [&'a gst::Pad; 2]>,
-    canvas: Canvas,
-) -> usize {
-    let layout = GridLayout::for_count(tiles.len(), canvas.width, canvas.height);
-    for (pads, rect) in tiles.zip(&layout.tiles) {
-        show_tile(pads, *rect, 1);
-    }
-    layout.tiles.len()
 }
 
 /// Shows a participant's pads (placeholder, then picture over it) at

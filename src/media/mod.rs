@@ -1,8 +1,10 @@
 //! Everything GStreamer. `layout`, `sdp`, `keyframe`, `negotiation`,
-//! `candidates`, `rtp` and `speakers` are pure logic.
+//! `candidates`, `rtp`, `speakers` and `caption_spots` are pure logic.
 
 pub mod backend;
 pub mod candidates;
+pub mod caption_spots;
+pub mod captions;
 pub mod certificate;
 pub mod events;
 pub mod forward;

@@ -43,6 +43,7 @@ pub const REQUIRED_ELEMENTS: &[(&str, &str)] = &[
     ("hlssink2", "gstreamer1.0-plugins-bad"),
     ("mpegtsmux", "gstreamer1.0-plugins-bad"),
     ("filesink", "libgstreamer1.0-0"),
+    ("textoverlay", "gstreamer1.0-x"),
 ];
 
 /// Every missing element gridmix needs, each as a sentence naming it and

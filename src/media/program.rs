@@ -11,6 +11,9 @@
 //! told apart from the call's own and costs the recordings, not the call.
 
 use crate::ids::ParticipantId;
+use crate::media::caption_spots::{self, NamedTile};
+use crate::media::captions::{self, CaptionRow};
+use crate::media::layout::GridLayout;
 use crate::media::mcu::Canvas;
 use crate::media::mixing::{self, PLACEHOLDER_ARGB};
 use crate::media::pads;
@@ -221,8 +224,9 @@ pub fn remove_program(pipeline: &gst::Pipeline) -> Vec<gst::Element> {
     own
 }
 
-/// The MCU room's program: its composite is the call's, so only the full
-/// mix is added, fed from every participant's decoded audio.
+/// The MCU room's program: its composite is the call's (names included),
+/// so only the full mix is added, fed from every participant's decoded
+/// audio.
 pub struct McuProgram {
     pub mix: FullMix,
 }
@@ -247,9 +251,14 @@ impl McuProgram {
     }
 }
 
+/// Most names the SFU program writes on its composite: its grid shows every
+/// publisher, so this is a room of the default size.
+const SFU_CAPTION_SLOTS: usize = 25;
+
 /// One participant in the SFU program's composite.
 struct SfuTile {
     id: ParticipantId,
+    name: String,
     placeholder_pad: gst::Pad,
     /// The compositor pad for the decoded picture, and the tap feeding it.
     picture_pad: gst::Pad,
@@ -262,6 +271,7 @@ pub struct SfuProgram {
     canvas: Canvas,
     templates: std::sync::Arc<PipelineTemplates>,
     compositor: gst::Element,
+    captions: CaptionRow,
     raw_tee: gst::Element,
     mix: FullMix,
     /// In join order, which is tile order.
@@ -279,15 +289,28 @@ impl SfuProgram {
         mixing::start_now(&compositor, pipeline);
         let caps = mixing::canvas_caps(&program_name("canvas"), canvas)?;
         let raw_tee = tee(&program_name("video-tee"))?;
+        let captions = CaptionRow::new(PROGRAM_PREFIX, SFU_CAPTION_SLOTS)?;
         pipeline.add_many([&compositor, &caps, &raw_tee])?;
+        pipeline.add_many(captions.elements())?;
         let mut started = mixing::add_background(
             pipeline.upcast_ref(),
             &compositor,
             &program_name("background"),
             canvas.fps,
         )?;
-        gst::Element::link_many([&compositor, &caps, &raw_tee])?;
-        started.splice(0..0, [raw_tee.clone(), caps, compositor.clone()]);
+        let composited: Vec<&gst::Element> = [&compositor, &caps]
+            .into_iter()
+            .chain(captions.elements())
+            .chain([&raw_tee])
+            .collect();
+        gst::Element::link_many(composited)?;
+        let row = captions.elements().iter().rev().cloned();
+        started.splice(
+            0..0,
+            std::iter::once(raw_tee.clone())
+                .chain(row)
+                .chain([caps, compositor.clone()]),
+        );
         for element in &started {
             element.sync_state_with_parent()?;
         }
@@ -296,6 +319,7 @@ impl SfuProgram {
             canvas,
             templates,
             compositor,
+            captions,
             raw_tee,
             mix,
             tiles: Vec::new(),
@@ -310,8 +334,9 @@ impl SfuProgram {
         }
     }
 
-    /// A tile for a participant (grey until their video is decoded).
-    pub fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
+    /// A tile for a participant (grey until their video is decoded), with
+    /// their `name` on it.
+    pub fn add_participant(&mut self, id: &ParticipantId, name: &str) -> Result<()> {
         if self.tiles.iter().any(|t| &t.id == id) {
             return Ok(());
         }
@@ -325,6 +350,7 @@ impl SfuProgram {
         let picture_pad = mixing::request_tile_pad(&self.compositor, 2)?;
         self.tiles.push(SfuTile {
             id: id.clone(),
+            name: name.to_owned(),
             placeholder_pad,
             picture_pad,
             video: None,
@@ -396,12 +422,23 @@ impl SfuProgram {
     }
 
     fn relayout(&self) {
-        mixing::place_tiles(
-            self.tiles
-                .iter()
-                .map(|t| [&t.placeholder_pad, &t.picture_pad]),
-            self.canvas,
-        );
+        let layout = GridLayout::for_count(self.tiles.len(), self.canvas.width, self.canvas.height);
+        let mut named = Vec::with_capacity(self.tiles.len());
+        for (tile, rect) in self.tiles.iter().zip(&layout.tiles) {
+            mixing::show_tile([&tile.placeholder_pad, &tile.picture_pad], *rect, 1);
+            named.push(NamedTile {
+                name: &tile.name,
+                rect: *rect,
+                z: 1,
+            });
+        }
+        let canvas = (self.canvas.width, self.canvas.height);
+        self.captions.show(&caption_spots::captions(&named, canvas));
+        // The recordings' encoders start the new picture with a keyframe,
+        // clean at once rather than the old one blending into it.
+        if let Some(pad) = self.raw_tee.static_pad("sink") {
+            pad.send_event(captions::keyframe_now());
+        }
     }
 
     pub fn close(mut self, pipeline: &gst::Pipeline) -> Vec<gst::Element> {

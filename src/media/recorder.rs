@@ -20,7 +20,7 @@
 //!   task sees when the file is complete.
 
 use crate::media::pads::discard;
-use crate::media::program::{Feeds, isolate_downstream};
+use crate::media::program::{Feeds, isolate_downstream, leaky_queue};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::recording::gate::{Admit, StartGate};
 use crate::recording::naming::{HLS_SEGMENT_PATTERN, RecordingPaths};
@@ -84,16 +84,6 @@ pub struct RecordingBranch {
     inputs: Vec<Input>,
 }
 
-fn input_queue(name: &str, max_ms: u64) -> Result<gst::Element> {
-    Ok(gst::ElementFactory::make("queue")
-        .name(name)
-        .property_from_str("leaky", "downstream")
-        .property("max-size-buffers", 0u32)
-        .property("max-size-bytes", 0u32)
-        .property("max-size-time", max_ms * 1_000_000)
-        .build()?)
-}
-
 fn chain(templates: &PipelineTemplates, chain: Chain, name: &str) -> Result<gst::Element> {
     let bin = templates.build(chain)?;
     bin.set_property("name", name);
@@ -139,8 +129,8 @@ impl RecordingBranch {
             _ => (feeds.raw_video.clone(), false),
         };
         // Encoded video is small; raw 720p frames are not.
-        let video_queue = input_queue("video-queue", 2000)?;
-        let audio_queue = input_queue("audio-queue", 2000)?;
+        let video_queue = leaky_queue("video-queue", 2000)?;
+        let audio_queue = leaky_queue("audio-queue", 2000)?;
         let mut video_chain = vec![video_queue.clone()];
         let mut audio_chain = vec![audio_queue.clone()];
         match format {

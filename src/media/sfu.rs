@@ -62,6 +62,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 struct Member {
     id: ParticipantId,
+    /// As written on its tile in recordings.
+    name: String,
     /// The client offers what it sends; the server answers recvonly.
     publish: Peer,
     /// The lines of the publish offer being negotiated.
@@ -187,13 +189,13 @@ impl SfuRouter {
 
     /// Adds a participant and forwards everything already published to
     /// them (offered on their subscribe connection at once).
-    fn add(&mut self, id: &ParticipantId) -> Result<()> {
+    fn add(&mut self, id: &ParticipantId, name: &str) -> Result<()> {
         let member = self
-            .build_member(id)
+            .build_member(id, name)
             .with_context(|| format!("adding participant {id}"))?;
         self.members.push(member);
         if let Some(program) = self.program.as_mut()
-            && let Err(e) = program.add_participant(id)
+            && let Err(e) = program.add_participant(id, name)
         {
             tracing::warn!(participant = %id, "no tile in the recording: {e:#}");
         }
@@ -223,7 +225,7 @@ impl SfuRouter {
         Ok(any)
     }
 
-    fn build_member(&self, id: &ParticipantId) -> Result<Member> {
+    fn build_member(&self, id: &ParticipantId, display_name: &str) -> Result<Member> {
         let name = |part: &str| format!("{id}/{part}");
         // Forwarding needs no jitter buffer: packets go out as they arrive and
         // each subscriber's own buffer smooths them. webrtcbin's would hold
@@ -294,6 +296,7 @@ impl SfuRouter {
         }
         Ok(Member {
             id: id.clone(),
+            name: display_name.to_owned(),
             publish,
             publish_lines: Vec::new(),
             publish_attached: false,
@@ -778,7 +781,7 @@ impl SfuRouter {
             self.recording.templates.clone(),
         )?;
         for member in &self.members {
-            program.add_participant(&member.id)?;
+            program.add_participant(&member.id, &member.name)?;
             for (kind, _) in &member.published {
                 if *kind != MediaKind::Other {
                     program.add_track(
@@ -802,8 +805,8 @@ impl SfuRouter {
 }
 
 impl RoomMedia for SfuRouter {
-    fn add_participant(&mut self, id: &ParticipantId) -> Result<()> {
-        self.add(id)
+    fn add_participant(&mut self, id: &ParticipantId, name: &str) -> Result<()> {
+        self.add(id, name)
     }
 
     fn remove_participant(&mut self, id: &ParticipantId) {

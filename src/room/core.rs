@@ -160,7 +160,7 @@ impl RoomCore {
                 format!("The room is full ({max} participants)."),
             ));
         }
-        media.add_participant(&id).map_err(|e| {
+        media.add_participant(&id, &name).map_err(|e| {
             tracing::error!(participant = %id, "could not add participant: {e:#}");
             ProtocolError::new(
                 ErrorCode::Internal,
@@ -516,6 +516,7 @@ impl RoomCore {
                     format!("There is no participant \"{name}\" in this room."),
                 )
             })?;
+        media.show_captions(spec.captions);
         arrangement.spec = spec;
         // A pinned participant is heard, whether or not they speak.
         self.remix(media, std::time::Instant::now());
@@ -531,8 +532,7 @@ impl RoomCore {
         Some(Layout {
             layout: arrangement.spec.kind,
             pin: arrangement.spec.pin.as_ref().map(ToString::to_string),
-            // The server draws no names yet (README, "layout").
-            captions: false,
+            captions: arrangement.spec.captions,
             tiles: layout::tiles_message(&arrangement.placements, arrangement.composite.canvas),
         })
     }
@@ -640,7 +640,7 @@ mod tests {
     }
 
     impl RoomMedia for FakeMedia {
-        fn add_participant(&mut self, id: &ParticipantId) -> anyhow::Result<()> {
+        fn add_participant(&mut self, id: &ParticipantId, _: &str) -> anyhow::Result<()> {
             self.calls.push(format!("add {id}"));
             if self.refuse_adding {
                 anyhow::bail!("no media today");
@@ -684,6 +684,10 @@ mod tests {
         fn mix(&mut self, mixed: &[ParticipantId]) {
             let mixed: Vec<String> = mixed.iter().map(ToString::to_string).collect();
             self.mixes.push(mixed.join(","));
+        }
+        fn show_captions(&mut self, shown: bool) {
+            self.calls
+                .push(format!("captions {}", if shown { "on" } else { "off" }));
         }
     }
 
@@ -857,6 +861,37 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
         // Setting the same layout again still tells everyone.
         let (_, effects) = core.set_layout(&mut media, &speaker).unwrap();
         assert_eq!(layouts_sent(&effects).len(), 2);
+    }
+
+    #[test]
+    fn captions_are_on_until_a_layout_turns_them_off_and_a_later_put_without_them_turns_them_on() {
+        let mut core = room_with(Mode::Mcu, 8, Some(COMPOSITE));
+        let mut media = FakeMedia::default();
+        let effects = join(&mut core, &mut media, "ada", true);
+        assert!(layouts_sent(&effects).iter().all(|(_, l)| l.captions));
+        let off = layout::parse_layout_request(br#"{"layout":"grid","captions":false}"#).unwrap();
+        let (layout, effects) = core.set_layout(&mut media, &off).unwrap();
+        assert!(!layout.captions);
+        assert!(layouts_sent(&effects).iter().all(|(_, l)| !l.captions));
+        assert!(
+            media.calls.contains(&"captions off".to_owned()),
+            "{:?}",
+            media.calls
+        );
+        // A joiner learns the layout in force.
+        let effects = join(&mut core, &mut media, "bo", true);
+        assert!(layouts_sent(&effects).iter().all(|(_, l)| !l.captions));
+        let speaker = layout::parse_layout_request(br#"{"layout":"speaker"}"#).unwrap();
+        let (layout, _) = core.set_layout(&mut media, &speaker).unwrap();
+        assert!(layout.captions);
+        assert_eq!(
+            media
+                .calls
+                .iter()
+                .filter(|c| c.starts_with("captions"))
+                .collect::<Vec<_>>(),
+            ["captions off", "captions on"]
+        );
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct LayoutSpec<K> {
     /// Custom layouts only.
     pub slots: Vec<Slot<K>>,
     pub pin: Option<K>,
+    /// Whether recordings get each tile's name drawn on it by the server
+    /// (the call's own composite never does: clients draw names).
+    pub captions: bool,
 }
 
 impl<K> Default for LayoutSpec<K> {
@@ -51,6 +54,7 @@ impl<K> Default for LayoutSpec<K> {
             kind: LayoutKind::Grid,
             slots: Vec::new(),
             pin: None,
+            captions: true,
         }
     }
 }
@@ -75,6 +79,7 @@ impl<K: Clone> LayoutSpec<K> {
                 })
                 .collect::<Result<_, String>>()?,
             pin: self.pin.as_ref().map(&f).transpose()?,
+            captions: self.captions,
         })
     }
 }
@@ -154,7 +159,8 @@ struct LayoutRequest {
     layout: LayoutKind,
     #[serde(default)]
     pin: Option<String>,
-    #[serde(default)]
+    /// A PUT replaces the whole layout: left out, captions are on.
+    #[serde(default = "captions_by_default")]
     captions: bool,
     #[serde(default)]
     tiles: Option<Vec<SlotRequest>>,
@@ -171,6 +177,10 @@ struct SlotRequest {
     z: u32,
     #[serde(default)]
     participant: Option<String>,
+}
+
+fn captions_by_default() -> bool {
+    true
 }
 
 fn bad_layout(message: impl Into<String>) -> LayoutError {
@@ -197,11 +207,6 @@ pub fn parse_layout_request(body: &[u8]) -> Result<LayoutSpec<String>, LayoutErr
             "Not a layout ({e}): send {{\"layout\":\"grid\"|\"speaker\"|\"custom\",\"pin\":id|null,\"captions\":bool,\"tiles\":[...]}}."
         ))
     })?;
-    if request.captions {
-        return Err(bad_layout(
-            "The server does not draw names on the composite yet: send \"captions\":false (or leave it out); clients draw names from the layout's tiles.",
-        ));
-    }
     let slots = match (request.layout, request.tiles) {
         (LayoutKind::Custom, Some(tiles)) => custom_slots(tiles)?,
         (LayoutKind::Custom, None) => {
@@ -218,6 +223,7 @@ pub fn parse_layout_request(body: &[u8]) -> Result<LayoutSpec<String>, LayoutErr
         kind: request.layout,
         slots,
         pin: request.pin,
+        captions: request.captions,
     })
 }
 
@@ -544,7 +550,7 @@ mod tests {
                 slot(0.5, None),
                 slot(0.75, Some("gone")),
             ],
-            pin: None,
+            ..LayoutSpec::default()
         };
         let joined = ["a", "b", "c"];
         let mut order = SpeakerOrder::default();
@@ -593,6 +599,8 @@ mod tests {
             parse_layout_request(br#"{"layout":"speaker","pin":"p1","captions":false}"#).unwrap();
         assert_eq!(speaker.kind, LayoutKind::Speaker);
         assert_eq!(speaker.pin.as_deref(), Some("p1"));
+        assert!(!speaker.captions);
+        assert!(grid.captions, "captions are on unless turned off");
         let custom = parse_layout_request(
             br#"{"layout":"custom","tiles":[{"x":0,"y":0,"width":1,"height":1},{"x":0.75,"y":0.75,"width":0.25,"height":0.25,"z":2,"participant":"p2"}]}"#,
         )
@@ -613,7 +621,7 @@ mod tests {
             r#"{"layout":"custom","tiles":[{"x":0,"y":0,"width":0,"height":1}]}"#,
             r#"{"layout":"custom","tiles":[{"x":-1,"y":0,"width":0.5,"height":1}]}"#,
             r#"{"layout":"custom","tiles":[{"x":0,"y":0,"width":0.5,"height":1,"z":101}]}"#,
-            r#"{"layout":"grid","captions":true}"#,
+            r#"{"layout":"grid","captions":"yes"}"#,
         ] {
             assert_eq!(refused(bad), LayoutErrorCode::BadLayout, "{bad}");
         }

@@ -5,7 +5,8 @@
 use super::media_file::{Decoded, Probe, decode, probe};
 use super::recording_api::Api;
 use super::{check_tiles, eventually};
-use gridmix::bot::analysis::tone_amplitude;
+use gridmix::bot::analysis::{VideoFrame, tone_amplitude};
+use gridmix::media::layout::GridLayout;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -261,4 +262,64 @@ pub fn check_hls_playlist(text: &str, ended: bool) -> Vec<(String, f64)> {
     }
     assert_eq!(text.contains("#EXT-X-ENDLIST"), ended, "{text}");
     segments
+}
+
+/// Near-white pixels (a caption's letters) in the strip along the bottom of
+/// each of `count` grid tiles of `frame`: where the server writes names on a
+/// recording (src/media/caption_spots.rs). The tiles are solid colours and
+/// the placeholder is grey, so without a caption a strip has none.
+pub fn caption_ink(frame: &VideoFrame, count: usize) -> Vec<usize> {
+    let layout = GridLayout::for_count(count, frame.width, frame.height);
+    layout
+        .tiles
+        .iter()
+        .map(|tile| {
+            let xs = (tile.x + tile.width / 4)..(tile.x + tile.width * 3 / 4);
+            let ys = (tile.y + tile.height * 5 / 6)..(tile.y + tile.height - 2);
+            ys.flat_map(|y| xs.clone().map(move |x| (x, y)))
+                .filter(|&(x, y)| {
+                    let at = y as usize * frame.stride + x as usize * 3;
+                    frame.rgb[at..at + 3].iter().all(|&c| c > 150)
+                })
+                .count()
+        })
+        .collect()
+}
+
+/// Letters enough to be a name in every tile: a short name in bold at a
+/// 640x360 tile's size has several hundred such pixels.
+pub const CAPTION_INK: usize = 40;
+
+/// Whether `ink` (`caption_ink`) is a name on every tile (`named`) or
+/// none on any.
+pub fn captions_are(ink: &[usize], named: bool) -> bool {
+    if named {
+        ink.iter().all(|&n| n >= CAPTION_INK)
+    } else {
+        ink.iter().all(|&n| n <= 2)
+    }
+}
+
+/// Checks that every kept frame in [from, to] has a name on each of its
+/// `count` tiles (`named`), or none on any.
+pub fn check_captions(decoded: &Decoded, from: Duration, to: Duration, count: usize, named: bool) {
+    let frames: Vec<_> = decoded
+        .frames
+        .iter()
+        .filter(|f| f.pts >= from && f.pts <= to)
+        .collect();
+    assert!(
+        frames.len() >= 2,
+        "only {} kept frames between {from:?} and {to:?}",
+        frames.len()
+    );
+    for f in frames {
+        let ink = caption_ink(&f.frame, count);
+        assert!(
+            captions_are(&ink, named),
+            "frame at {:?} of {from:?}..{to:?}: caption pixels per tile {ink:?}, want {}",
+            f.pts,
+            if named { "a name on each" } else { "none" }
+        );
+    }
 }
