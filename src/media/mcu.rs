@@ -81,7 +81,7 @@ pub struct McuSettings {
 
 struct Member {
     id: ParticipantId,
-    /// As written on its tile in recordings.
+    /// As written on its tile (captions).
     name: String,
     /// The publish connection: the client offers, the server answers.
     peer: Peer,

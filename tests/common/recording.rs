@@ -2,7 +2,7 @@
 //! codecs, decoded to its end, every frame in a window showing the right
 //! tiles, the tones of the people recorded and no gap in the picture.
 
-use super::media_file::{Decoded, Probe, decode, probe};
+use super::media_file::{Decoded, Probe, TimedFrame, decode, probe};
 use super::recording_api::Api;
 use super::{check_tiles, eventually};
 use gridmix::bot::analysis::{VideoFrame, tone_amplitude};
@@ -114,8 +114,8 @@ pub async fn decode_finished(path: PathBuf, keep_every: u64) -> Decoded {
     decoded
 }
 
-/// Checks the decoded frames in [from, to] show `colours` in grid order.
-pub fn check_frames(decoded: &Decoded, from: Duration, to: Duration, colours: &[u32]) {
+/// The kept frames in [from, to]; there must be at least two.
+fn kept_frames(decoded: &Decoded, from: Duration, to: Duration) -> Vec<&TimedFrame> {
     let frames: Vec<_> = decoded
         .frames
         .iter()
@@ -130,7 +130,12 @@ pub fn check_frames(decoded: &Decoded, from: Duration, to: Duration, colours: &[
         decoded.last_video_pts(),
         decoded.longest_video_gap()
     );
-    for f in frames {
+    frames
+}
+
+/// Checks the decoded frames in [from, to] show `colours` in grid order.
+pub fn check_frames(decoded: &Decoded, from: Duration, to: Duration, colours: &[u32]) {
+    for f in kept_frames(decoded, from, to) {
         check_tiles(&f.frame, CANVAS, colours)
             .unwrap_or_else(|e| panic!("frame at {:?} of {from:?}..{to:?}: {e:#}", f.pts));
     }
@@ -303,17 +308,7 @@ pub fn captions_are(ink: &[usize], named: bool) -> bool {
 /// Checks that every kept frame in [from, to] has a name on each of its
 /// `count` tiles (`named`), or none on any.
 pub fn check_captions(decoded: &Decoded, from: Duration, to: Duration, count: usize, named: bool) {
-    let frames: Vec<_> = decoded
-        .frames
-        .iter()
-        .filter(|f| f.pts >= from && f.pts <= to)
-        .collect();
-    assert!(
-        frames.len() >= 2,
-        "only {} kept frames between {from:?} and {to:?}",
-        frames.len()
-    );
-    for f in frames {
+    for f in kept_frames(decoded, from, to) {
         let ink = caption_ink(&f.frame, count);
         assert!(
             captions_are(&ink, named),
