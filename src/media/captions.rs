@@ -20,10 +20,12 @@
 use crate::media::caption_spots::Caption;
 use anyhow::{Result, anyhow};
 use gst::prelude::*;
+use std::sync::{Arc, Mutex};
 
 pub struct CaptionRow {
-    overlays: Vec<gst::Element>,
     elements: Vec<gst::Element>,
+    /// Captions to draw from the next frame on, for the streaming thread.
+    pending: Arc<Mutex<Option<Vec<Caption>>>>,
 }
 
 impl CaptionRow {
@@ -38,8 +40,25 @@ impl CaptionRow {
             .name(format!("{prefix}caption-drawn"))
             .property("caps", gst::Caps::new_empty_simple("video/x-raw"))
             .build()?;
-        let elements = overlays.iter().cloned().chain([drawn]).collect();
-        Ok(CaptionRow { overlays, elements })
+        let pending: Arc<Mutex<Option<Vec<Caption>>>> = Arc::default();
+        // textoverlay (1.22) renders with its lock released, so a "text" or
+        // "font-desc" set from another thread meanwhile changes the Pango
+        // layout under it: the bench's 25-person room crashed the server on
+        // "attempt to retrieve private data for invalid type 'PangoFont'"
+        // a few joins in. Captions are therefore applied on the streaming
+        // thread, before a frame enters the row, when no overlay in it is
+        // rendering.
+        let first_sink = crate::media::pads::static_pad(&overlays[0], "video_sink")?;
+        let (applied, row) = (pending.clone(), overlays.clone());
+        first_sink.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let captions = applied.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(captions) = captions {
+                apply(&row, &captions);
+            }
+            gst::PadProbeReturn::Ok
+        });
+        let elements = overlays.into_iter().chain([drawn]).collect();
+        Ok(CaptionRow { elements, pending })
     }
 
     /// The row's elements in the order they are linked.
@@ -47,33 +66,40 @@ impl CaptionRow {
         &self.elements
     }
 
-    /// Draws `captions`, one per overlay (those beyond the row's slots are
-    /// not drawn), and silences the other overlays.
+    /// Draws `captions` from the next frame on, one per overlay (those
+    /// beyond the row's slots are not drawn); the other overlays go silent.
     pub fn show(&self, captions: &[Caption]) {
-        let mut overlays = self.overlays.iter();
-        for (caption, overlay) in captions.iter().zip(overlays.by_ref()) {
-            let font = format!("Sans Bold {}px", caption.font_px);
-            // Setting a property, even to its value, renders the text anew.
-            if overlay.property::<Option<String>>("text").as_deref() != Some(&caption.markup) {
-                overlay.set_property("text", caption.markup.as_str());
-            }
-            if overlay.property::<Option<String>>("font-desc").as_deref() != Some(&font) {
-                overlay.set_property("font-desc", font);
-            }
-            overlay.set_property("xpos", caption.x);
-            overlay.set_property("ypos", caption.y);
-            overlay.set_property("silent", false);
-        }
-        for overlay in overlays {
-            overlay.set_property("silent", true);
-        }
-        if captions.len() > self.overlays.len() {
+        let slots = self.elements.len() - 1;
+        if captions.len() > slots {
             tracing::debug!(
-                shown = self.overlays.len(),
+                shown = slots,
                 tiles = captions.len(),
                 "more tiles than caption slots"
             );
         }
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(captions.to_vec());
+    }
+}
+
+/// Sets each overlay of the row to its caption, or silent. On the streaming
+/// thread only (see `CaptionRow::new`).
+fn apply(overlays: &[gst::Element], captions: &[Caption]) {
+    let mut overlays = overlays.iter();
+    for (caption, overlay) in captions.iter().zip(overlays.by_ref()) {
+        let font = format!("Sans Bold {}px", caption.font_px);
+        // Setting a property, even to its value, renders the text anew.
+        if overlay.property::<Option<String>>("text").as_deref() != Some(&caption.markup) {
+            overlay.set_property("text", caption.markup.as_str());
+        }
+        if overlay.property::<Option<String>>("font-desc").as_deref() != Some(&font) {
+            overlay.set_property("font-desc", font);
+        }
+        overlay.set_property("xpos", caption.x);
+        overlay.set_property("ypos", caption.y);
+        overlay.set_property("silent", false);
+    }
+    for overlay in overlays {
+        overlay.set_property("silent", true);
     }
 }
 
