@@ -12,7 +12,7 @@
 //! names cost no second encode: everyone, recordings included, gets the one
 //! composite. A silent overlay hands frames on untouched; a shown one
 //! blends only its text, rendered again only when it changes (measured: 16
-//! overlays on a 720p stream at 30 fps cost 3 % of a core). The caps filter
+//! names shown on a 720p stream at 30 fps cost 7.8 % of a core). The caps filter
 //! after them is plain system-memory caps: an overlay may otherwise agree
 //! with downstream to attach its text as a meta that encoders ignore,
 //! instead of drawing it.
