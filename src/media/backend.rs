@@ -40,7 +40,7 @@ pub enum MediaOutput {
 
 pub trait RoomMedia: Send {
     /// Gives a new participant everything it needs before it negotiates;
-    /// `name` is what recordings write on its tile.
+    /// `name` is what captions write on its tile.
     fn add_participant(&mut self, id: &ParticipantId, name: &str) -> anyhow::Result<()>;
     /// Takes a participant out of the media (its elements are stopped off
     /// the room's task).
@@ -66,7 +66,7 @@ pub trait RoomMedia: Send {
     fn arrange(&mut self, _placements: &[Placement<ParticipantId>]) {}
     /// Mixes exactly these participants' voices (MCU rooms, top-k audio).
     fn mix(&mut self, _mixed: &[ParticipantId]) {}
-    /// Whether recordings get names drawn on the composite's tiles (MCU
+    /// Whether the server writes names on the composite's tiles (MCU
     /// rooms; an SFU room's recordings always have them).
     fn show_captions(&mut self, _shown: bool) {}
     /// Video encoders of the call running now (the MCU's composite; not a

@@ -66,6 +66,22 @@ impl CaptionRow {
         &self.elements
     }
 
+    /// Adds the row to `bin` and links it from `upstream` (the composite's
+    /// caps) to `downstream` (the tee that takes the composite).
+    pub fn insert(
+        &self,
+        bin: &gst::Pipeline,
+        upstream: &gst::Element,
+        downstream: &gst::Element,
+    ) -> Result<()> {
+        bin.add_many(&self.elements)?;
+        let chain = std::iter::once(upstream)
+            .chain(&self.elements)
+            .chain([downstream]);
+        gst::Element::link_many(chain)?;
+        Ok(())
+    }
+
     /// Draws `captions` from the next frame on, one per overlay (those
     /// beyond the row's slots are not drawn); the other overlays go silent.
     pub fn show(&self, captions: &[Caption]) {
@@ -101,21 +117,6 @@ fn apply(overlays: &[gst::Element], captions: &[Caption]) {
     for overlay in overlays {
         overlay.set_property("silent", true);
     }
-}
-
-/// A downstream keyframe request for the next frame, for encoders that
-/// take the composite from a tee. Its running time is 0,
-/// not "none": each recording input shifts running times by a pad offset
-/// (recorder.rs), and an encoder (GstVideoEncoder) adds that offset to the
-/// request's running time, which turns "none" into a time that never comes
-/// and leaves 0 at 0, which every frame is past.
-pub fn keyframe_now() -> gst::Event {
-    gst::event::CustomDownstream::new(
-        gst::Structure::builder("GstForceKeyUnit")
-            .field("running-time", 0u64)
-            .field("all-headers", true)
-            .build(),
-    )
 }
 
 fn overlay(name: &str) -> Result<gst::Element> {

@@ -193,18 +193,14 @@ impl McuMixer {
             encoder.upcast_ref(),
             &video_tee,
         ])?;
-        pipeline.add_many(captions.elements())?;
         mixing::add_background(
             pipeline.upcast_ref(),
             &compositor,
             "background",
             settings.canvas.fps,
         )?;
-        let composited = [&compositor, &canvas_caps]
-            .into_iter()
-            .chain(captions.elements())
-            .chain([&raw_tee]);
-        gst::Element::link_many(composited)?;
+        compositor.link(&canvas_caps)?;
+        captions.insert(&pipeline, &canvas_caps, &raw_tee)?;
         gst::Element::link_many([
             &raw_tee,
             &encode_valve,

@@ -12,7 +12,7 @@
 
 use crate::ids::ParticipantId;
 use crate::media::caption_spots::{self, NamedTile};
-use crate::media::captions::{self, CaptionRow};
+use crate::media::captions::CaptionRow;
 use crate::media::layout::GridLayout;
 use crate::media::mcu::Canvas;
 use crate::media::mixing::{self, PLACEHOLDER_ARGB};
@@ -255,6 +255,21 @@ impl McuProgram {
 /// publisher, so this is a room of the default size.
 const SFU_CAPTION_SLOTS: usize = 25;
 
+/// A downstream keyframe request for the next frame, for the recordings'
+/// encoders that take the composite from a tee. Its running time is 0,
+/// not "none": each recording input shifts running times by a pad offset
+/// (recorder.rs), and an encoder (GstVideoEncoder) adds that offset to the
+/// request's running time, which turns "none" into a time that never comes
+/// and leaves 0 at 0, which every frame is past.
+fn keyframe_now() -> gst::Event {
+    gst::event::CustomDownstream::new(
+        gst::Structure::builder("GstForceKeyUnit")
+            .field("running-time", 0u64)
+            .field("all-headers", true)
+            .build(),
+    )
+}
+
 /// One participant in the SFU program's composite.
 struct SfuTile {
     id: ParticipantId,
@@ -291,19 +306,14 @@ impl SfuProgram {
         let raw_tee = tee(&program_name("video-tee"))?;
         let captions = CaptionRow::new(PROGRAM_PREFIX, SFU_CAPTION_SLOTS)?;
         pipeline.add_many([&compositor, &caps, &raw_tee])?;
-        pipeline.add_many(captions.elements())?;
         let mut started = mixing::add_background(
             pipeline.upcast_ref(),
             &compositor,
             &program_name("background"),
             canvas.fps,
         )?;
-        let composited: Vec<&gst::Element> = [&compositor, &caps]
-            .into_iter()
-            .chain(captions.elements())
-            .chain([&raw_tee])
-            .collect();
-        gst::Element::link_many(composited)?;
+        compositor.link(&caps)?;
+        captions.insert(pipeline, &caps, &raw_tee)?;
         let row = captions.elements().iter().rev().cloned();
         started.splice(
             0..0,
@@ -437,7 +447,7 @@ impl SfuProgram {
         // The recordings' encoders start the new picture with a keyframe,
         // clean at once rather than the old one blending into it.
         if let Some(pad) = self.raw_tee.static_pad("sink") {
-            pad.send_event(captions::keyframe_now());
+            pad.send_event(keyframe_now());
         }
     }
 
