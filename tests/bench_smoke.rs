@@ -101,6 +101,14 @@ fn a_short_bench_of_every_mode_writes_every_figure() {
             .is_some_and(|g| g.starts_with("GStreamer 1.")),
         "{machine}"
     );
+    // One SFU size cannot split per-packet from per-participant cost.
+    assert!(
+        results
+            .as_object()
+            .is_some_and(|r| r.contains_key("sfu_cost_fit") && r["sfu_cost_fit"].is_null()),
+        "sfu_cost_fit: {}",
+        results["sfu_cost_fit"]
+    );
     let runs = results["runs"].as_array().expect("runs");
     let modes: Vec<&str> = runs.iter().filter_map(|r| r["mode"].as_str()).collect();
     assert_eq!(modes, ["mcu", "sfu", "mesh"]);

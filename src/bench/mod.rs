@@ -5,6 +5,7 @@
 //! charts (report.rs). `--churn` runs the churn soak instead (churn.rs).
 
 pub mod churn;
+pub mod fit;
 pub mod process;
 pub mod report;
 pub mod results;
@@ -141,6 +142,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchResults> {
     }
     progress.finish_with_message("done");
     let results = BenchResults {
+        sfu_cost_fit: BenchResults::fit_sfu_costs(&runs),
         machine: Machine::this_one(),
         settings: Settings {
             duration_s: config.duration.as_secs_f64(),

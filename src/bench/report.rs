@@ -121,6 +121,18 @@ pub fn markdown(results: &BenchResults) -> String {
                 if mcu { mcu_cells(r) } else { String::new() },
             );
         }
+        if let (Mode::Sfu, Some(fit)) = (mode, &results.sfu_cost_fit) {
+            let _ = writeln!(
+                out,
+                "\nFitted over the {} SFU runs (CPU = a × packets forwarded + b × participants): \
+                 **{:.1} µs per forwarded packet** and **{:.1} ms of CPU per second per participant** \
+                 (worst run {:.1} % of a core off the fit).",
+                fit.runs,
+                fit.us_per_packet_out,
+                fit.ms_per_second_per_participant,
+                fit.worst_residual_percent
+            );
+        }
     }
     out
 }

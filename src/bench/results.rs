@@ -2,6 +2,7 @@
 //! always present (null when it could not be measured), so readers and the
 //! smoke test can rely on the shape.
 
+use super::fit::{CostFit, CostSample, fit_costs};
 use super::summary::Percentiles;
 use crate::protocol::Mode;
 use serde::Serialize;
@@ -11,6 +12,28 @@ pub struct BenchResults {
     pub machine: Machine,
     pub settings: Settings,
     pub runs: Vec<RunResult>,
+    /// The SFU runs' CPU split into a cost per forwarded packet and a cost
+    /// per participant (`fit.rs`); null with fewer than two SFU sizes.
+    pub sfu_cost_fit: Option<CostFit>,
+}
+
+impl BenchResults {
+    /// The fit of the SFU runs that measured their server.
+    pub fn fit_sfu_costs(runs: &[RunResult]) -> Option<CostFit> {
+        let samples: Vec<CostSample> = runs
+            .iter()
+            .filter(|r| r.ok && r.mode == Mode::Sfu)
+            .filter_map(|r| {
+                let seconds = r.measured_s?;
+                Some(CostSample {
+                    cores: r.server.cpu_percent? / 100.0,
+                    packets_per_second: r.server.packets_out? as f64 / seconds,
+                    participants: r.participants as f64,
+                })
+            })
+            .collect();
+        fit_costs(&samples)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
