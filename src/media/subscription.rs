@@ -117,7 +117,6 @@ impl Subscription {
             Role::Offerer,
             events,
         )?;
-        webrtc::send_without_clock_waits(peer.element());
         let connected = Arc::new(AtomicBool::new(false));
         let up = connected.clone();
         peer.element()
