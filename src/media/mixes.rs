@@ -194,9 +194,7 @@ impl Listener {
         if &self.tee == to {
             return Ok(());
         }
-        let new_pad = to
-            .request_pad_simple("src_%u")
-            .ok_or_else(|| anyhow!("{} gave no src pad", to.name()))?;
+        let new_pad = pads::request_tee_pad(to)?;
         let sink = pads::static_pad(&self.queue, "sink")?;
         let began = std::time::Instant::now();
         let (done, switched) = std::sync::mpsc::sync_channel(1);

@@ -15,11 +15,27 @@ pub fn static_pad(element: &gst::Element, name: &str) -> Result<gst::Pad> {
 /// of `to`. Returns the tee's pad, which the caller releases when the branch
 /// goes.
 pub fn branch_tee(tee: &gst::Element, to: &gst::Element) -> Result<gst::Pad> {
-    let tee_pad = tee
-        .request_pad_simple("src_%u")
-        .ok_or_else(|| anyhow!("{} gave no src pad", tee.name()))?;
+    let tee_pad = request_tee_pad(tee)?;
     tee_pad.link(&static_pad(to, "sink")?)?;
     Ok(tee_pad)
+}
+
+/// A new src pad of a live `tee`, holding the sticky events its sink has.
+///
+/// The pad is requested with the tee's sink stream lock held. tee 1.22
+/// copies the sink's sticky events to a new pad before it adds the pad to
+/// those it pushes to; a stream-start arriving in between goes to the
+/// others only, and the new pad's first buffer is "data flow before
+/// stream-start" (seen in the SFU suite, when a subscriber's forward was
+/// made as the publisher's first packet arrived). Every branch is a leaky
+/// queue or an SFU gate, so the tee's thread never holds that lock long.
+pub fn request_tee_pad(tee: &gst::Element) -> Result<gst::Pad> {
+    let tee_sink = static_pad(tee, "sink")?;
+    let requested = {
+        let _no_events_now = tee_sink.stream_lock();
+        tee.request_pad_simple("src_%u")
+    };
+    requested.ok_or_else(|| anyhow!("{} gave no src pad", tee.name()))
 }
 
 /// What a pad probe returns to throw away the buffer it was given. Not

@@ -19,7 +19,7 @@
 //!   and duration. The bin forwards its children's EOS messages so the room
 //!   task sees when the file is complete.
 
-use crate::media::pads::discard;
+use crate::media::pads::{self, discard};
 use crate::media::program::{Feeds, isolate_downstream, leaky_queue};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::recording::gate::{Admit, StartGate};
@@ -242,9 +242,12 @@ impl RecordingBranch {
             ),
         ];
         for (tee, entry, shifted, video) in taps {
-            let Some(tee_pad) = tee.request_pad_simple("src_%u") else {
-                branch.discard(pipeline);
-                return Err(anyhow!("{} gave no src pad", tee.name()));
+            let tee_pad = match pads::request_tee_pad(&tee) {
+                Ok(pad) => pad,
+                Err(e) => {
+                    branch.discard(pipeline);
+                    return Err(e);
+                }
             };
             install_gate(&tee_pad, gate.clone(), shifted, video);
             branch.inputs.push(Input {
