@@ -55,7 +55,8 @@ pub struct MediaLine {
     /// The payload type the client chose for the codec gridmix uses on this
     /// kind (VP8 for video, Opus for audio), if it offered that codec.
     pub payload_type: Option<u8>,
-    /// Port 0 without a=bundle-only means the m-line is rejected.
+    /// Port 0 means the m-line is rejected, but in an offer with
+    /// a=bundle-only (carried on the BUNDLE transport).
     pub rejected: bool,
     /// The MediaStream id of the m-line's track: a=msid, else the msid of
     /// its a=ssrc lines.
@@ -230,6 +231,23 @@ fn wanted_codec(kind: MediaKind) -> Option<(&'static str, u32)> {
 
 /// Reads an offer. Errors are `bad-sdp` with a sentence saying what is wrong.
 pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
+    summarize(sdp, Role::Offer)
+}
+
+/// Reads an answer: there, port 0 is a refused m-line even with
+/// a=bundle-only (RFC 8843 has answers never carry it; webrtcbin 1.22
+/// refuses an m-line by copying the offer's, bundle-only included).
+pub fn summarize_answer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
+    summarize(sdp, Role::Answer)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Offer,
+    Answer,
+}
+
+fn summarize(sdp: &str, role: Role) -> Result<OfferSummary, ProtocolError> {
     let mut lines = sdp.lines().map(str::trim_end).filter(|l| !l.is_empty());
     if lines.next() != Some("v=0") {
         return Err(bad_sdp("The SDP must start with \"v=0\"."));
@@ -331,7 +349,7 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
                 } else if let Some(group) = value.strip_prefix("group:BUNDLE") {
                     bundles.push(group.split_whitespace().map(str::to_owned).collect());
                 } else if let Some(m) = media.last_mut() {
-                    read_media_attribute(m, &payloads, value);
+                    read_media_attribute(m, &payloads, value, role);
                 }
             }
             _ => {}
@@ -345,10 +363,12 @@ pub fn summarize_offer(sdp: &str) -> Result<OfferSummary, ProtocolError> {
     Ok(OfferSummary { media, bundles })
 }
 
-fn read_media_attribute(m: &mut MediaLine, payloads: &[u8], value: &str) {
+fn read_media_attribute(m: &mut MediaLine, payloads: &[u8], value: &str, role: Role) {
     if value == "bundle-only" {
-        // Port 0 plus bundle-only: carried on the BUNDLE transport, not rejected.
-        m.rejected = false;
+        if role == Role::Offer {
+            // Port 0 plus bundle-only: carried on the BUNDLE transport.
+            m.rejected = false;
+        }
     } else if let Some(mid) = value.strip_prefix("mid:") {
         m.mid = Some(mid.to_owned());
     } else if let Some(msid) = value.strip_prefix("msid:") {
@@ -728,6 +748,21 @@ a=rtpmap:98 VP9/90000\r\n";
         let s = summarize_offer(sdp).unwrap();
         assert!(!s.media[1].rejected);
         assert_eq!(s.first(MediaKind::Audio).unwrap().payload_type, Some(111));
+    }
+
+    /// webrtcbin 1.22 refuses an m-line it cannot answer by copying the
+    /// offer's with port 0, a=bundle-only and all, and leaves its mid out of
+    /// the BUNDLE group: a refusal, which must not fail the answer.
+    #[test]
+    fn in_an_answer_port_zero_is_a_refusal_even_with_bundle_only() {
+        let sdp = "v=0\na=group:BUNDLE video0\nm=video 9 RTP/AVP 96\na=mid:video0\n\
+                   a=rtpmap:96 VP8/90000\nm=audio 0 RTP/AVP 111\na=mid:audio1\n\
+                   a=bundle-only\na=rtpmap:111 OPUS/48000/2\n";
+        let answer = summarize_answer(sdp).unwrap();
+        assert!(answer.media[1].rejected);
+        answer.check_answer_to(2).unwrap();
+        let as_offer = summarize_offer(sdp).unwrap();
+        assert!(as_offer.check_answer_to(2).is_err());
     }
 
     /// A publish offer of `lines` (kind, mid) m-lines, bundled as `bundle`.

@@ -48,7 +48,8 @@ use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, SfuProgram};
 use crate::media::sdp::{
-    CheckedOffer, MID_EXTENSION, MediaKind, MediaLine, label_tracks, summarize_offer,
+    CheckedOffer, MID_EXTENSION, MediaKind, MediaLine, label_tracks, summarize_answer,
+    summarize_offer,
 };
 use crate::media::subscription::{Forward, Subscription};
 use crate::media::webrtc::{self, WebrtcSettings};
@@ -533,7 +534,7 @@ impl SfuRouter {
                 "There is no subscribe offer outstanding to answer.",
             ));
         }
-        let answer = summarize_offer(sdp)?;
+        let answer = summarize_answer(sdp)?;
         answer.check_answer_to(member.subscription.offered_mlines)?;
         member.subscription.peer.receive_answer(sdp)?;
         member.subscription.pending_answer = Some(answer);
