@@ -7,7 +7,7 @@
 
 use crate::ids::{ParticipantId, RoomId};
 use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia};
-use crate::media::sdp::{CheckedOffer, summarize_offer};
+use crate::media::sdp::{CheckedOffer, summarize_answer, summarize_offer};
 use crate::media::speakers::{SpeakerDetector, SpeakerSettings, Speakers};
 use crate::protocol::{
     ClientMessage, ErrorCode, IceCandidate, IceServer, Layout, Mode, ParticipantInfo,
@@ -600,12 +600,11 @@ fn speakers_message(speakers: &Speakers<ParticipantId>) -> ServerMessage {
 /// MCU viewers offer recvonly; SFU viewers never open the publish
 /// connection; mesh viewers offer recvonly and answer recvonly.
 fn refuse_publishing(mode: Mode, message: &ClientMessage) -> Result<(), ProtocolError> {
-    let sdp = match (mode, message) {
-        (_, ClientMessage::Offer { sdp, .. }) => sdp,
-        (Mode::Mesh, ClientMessage::Answer { sdp, .. }) => sdp,
+    let summary = match (mode, message) {
+        (_, ClientMessage::Offer { sdp, .. }) => summarize_offer(sdp)?,
+        (Mode::Mesh, ClientMessage::Answer { sdp, .. }) => summarize_answer(sdp)?,
         _ => return Ok(()),
     };
-    let summary = summarize_offer(sdp)?;
     if mode == Mode::Sfu
         || summary
             .media
