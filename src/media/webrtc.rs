@@ -107,6 +107,11 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
     Ok(webrtc)
 }
 
+/// The rtpbin inside a webrtcbin (1.22 names it "rtpbin").
+pub fn rtpbin_of(webrtc: &gst::Element) -> Option<gst::Element> {
+    webrtc.downcast_ref::<gst::Bin>()?.by_name("rtpbin")
+}
+
 /// No UPnP port mapping: libnice asks the local network's router for one by
 /// default, which a server (or a bot on loopback) has no use for, and every
 /// agent at once binding the same UPnP HTTP port fills the log with
