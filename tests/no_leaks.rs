@@ -78,6 +78,11 @@ async fn everything(server: &gridmix::server::Server, round: usize) {
             .await,
         ];
         wait_for_full_exchange(&members, TIMEOUT).await.unwrap();
+        if mode == Mode::Sfu {
+            // Each published stream came through one (checked gone below).
+            let alive = gridmix::media::forwarding_buffer::ForwardingBuffer::alive();
+            assert!(alive >= 4, "{alive} forwarding buffers for two publishers");
+        }
         for m in members {
             m.bot.leave().await;
         }
@@ -152,5 +157,16 @@ async fn nothing_is_left_behind() {
     })
     .await
     .expect("no descriptor leaked");
+    // The SFU rooms' publish connections had forwarding jitter buffers.
+    eventually(TIMEOUT, || async {
+        let alive = gridmix::media::forwarding_buffer::ForwardingBuffer::alive();
+        anyhow::ensure!(
+            alive == 0,
+            "{alive} forwarding buffers outlived their rooms"
+        );
+        Ok(())
+    })
+    .await
+    .expect("no forwarding buffer leaked");
     server.shut_down().await;
 }

@@ -8,6 +8,7 @@ pub mod captions;
 pub mod certificate;
 pub mod events;
 pub mod forward;
+pub mod forwarding_buffer;
 pub mod keyframe;
 pub mod keyframes;
 pub mod latency;

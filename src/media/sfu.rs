@@ -39,6 +39,7 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
 use crate::media::events::MediaEvent;
 use crate::media::forward::ForwardGate;
+use crate::media::forwarding_buffer;
 use crate::media::keyframes::{self, LimitedRequests};
 use crate::media::levels;
 use crate::media::mcu::McuSettings;
@@ -243,6 +244,8 @@ impl SfuRouter {
             Role::Answerer,
             &self.events,
         )?;
+        // Received packets are forwarded by the thread that received them.
+        forwarding_buffer::install(publish.element());
         let tee = |kind: &str| {
             gst::ElementFactory::make("tee")
                 .name(name(&format!("{kind}-tee")))
