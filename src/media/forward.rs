@@ -171,6 +171,7 @@ impl ForwardGate {
                             .seqnum(event.seqnum())
                             .build()
                     }
+                    gst::EventView::Segment(_) => shared_segment(event),
                     _ => event,
                 };
                 // Whatever downstream says, the publisher's stream goes on.
@@ -266,6 +267,29 @@ fn with_payload_type(mut caps: gst::Caps, pt: u8) -> gst::Caps {
         }
     }
     caps
+}
+
+/// One SEGMENT event object for every forward whose publisher's segment is
+/// the same (on a live pipeline they all are: time from 0). webrtcbin's
+/// rtpfunnel re-sends the segment of its input pad each time the next
+/// packet comes from another pad, which with many forwards into one
+/// subscriber is nearly every packet; GStreamer passes a sticky event on
+/// only when it is another object than the one already there, so with
+/// one shared object there is nothing to pass on.
+fn shared_segment(event: gst::Event) -> gst::Event {
+    static SHARED: Mutex<Option<gst::Event>> = Mutex::new(None);
+    let gst::EventView::Segment(segment) = event.view() else {
+        return event;
+    };
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = shared.as_ref()
+        && let gst::EventView::Segment(known) = existing.view()
+        && known.segment() == segment.segment()
+    {
+        return existing.clone();
+    }
+    *shared = Some(event.clone());
+    event
 }
 
 /// The gate's sink pad, seen from its src pad.

@@ -61,7 +61,10 @@ impl ForwardingBuffer {
 /// stream a `ForwardingBuffer` instead of an rtpjitterbuffer. Must be
 /// called before any stream arrives.
 pub fn install(webrtc: &gst::Element) {
-    let Some(rtpbin) = crate::media::webrtc::rtpbin_of(webrtc) else {
+    let Some(rtpbin) = webrtc
+        .downcast_ref::<gst::Bin>()
+        .and_then(|bin| bin.by_name("rtpbin"))
+    else {
         tracing::warn!("webrtcbin has no rtpbin: its jitter buffers stay");
         return;
     };

@@ -117,6 +117,7 @@ impl Subscription {
             Role::Offerer,
             events,
         )?;
+        webrtc::send_without_clock_waits(peer.element());
         let connected = Arc::new(AtomicBool::new(false));
         let up = connected.clone();
         peer.element()

@@ -107,9 +107,25 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
     Ok(webrtc)
 }
 
-/// The rtpbin inside a webrtcbin (1.22 names it "rtpbin").
-pub fn rtpbin_of(webrtc: &gst::Element) -> Option<gst::Element> {
-    webrtc.downcast_ref::<gst::Bin>()?.by_name("rtpbin")
+/// Makes `webrtc` send each packet as soon as it is given one. webrtcbin
+/// puts a `clocksync` (sync on) in front of every m-line it sends, which
+/// waits on the clock for each packet's running time: right for a source
+/// that makes media ahead of time, needless for forwarded packets, which
+/// are sent as they arrive, and a wait on one holds up the publisher's
+/// thread and every other subscriber it sends to. Call before any pad is
+/// linked (webrtcbin adds a clocksync when one is).
+pub fn send_without_clock_waits(webrtc: &gst::Element) {
+    let Some(bin) = webrtc.downcast_ref::<gst::Bin>() else {
+        return;
+    };
+    bin.connect_element_added(|_, element| {
+        if element
+            .factory()
+            .is_some_and(|factory| factory.name() == "clocksync")
+        {
+            element.set_property("sync", false);
+        }
+    });
 }
 
 /// No UPnP port mapping: libnice asks the local network's router for one by
