@@ -2,6 +2,7 @@
 
 use crate::connections::HttpSettings;
 use crate::media::certificate::DtlsCertificate;
+use crate::media::ladder::Ladder;
 use crate::media::mcu::{Canvas, McuSettings};
 use crate::media::templates::PipelineTemplates;
 use crate::media::webrtc::WebrtcSettings;
@@ -46,6 +47,11 @@ pub struct ServeArgs {
     /// participant comes on top): everyone else hears one shared mix.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
     pub max_mixed_speakers: u16,
+    /// The encodings of an MCU room's composite, best first, as
+    /// WIDTHxHEIGHT@KBPS: each receiver gets one (the best its `quality`
+    /// allows), and a rung nobody receives is not encoded.
+    #[arg(long, default_value_t = Ladder::default())]
+    pub ladder: Ladder,
     /// STUN server for the server's own ICE and for clients, host:port.
     #[arg(long, env = "GRIDMIX_STUN")]
     pub stun: Option<String>,
@@ -196,6 +202,7 @@ impl Default for ServeArgs {
             max_participants: 25,
             max_visible: 16,
             max_mixed_speakers: 3,
+            ladder: Ladder::default(),
             stun: None,
             ice_addresses: Vec::new(),
             record_dir: PathBuf::from("recordings"),
@@ -295,6 +302,7 @@ impl ServeArgs {
             keyframe_interval: Duration::from_millis(500),
             max_visible: usize::from(self.max_visible),
             max_mixed_speakers: usize::from(self.max_mixed_speakers),
+            ladder: self.ladder.clone(),
         };
         let recording_urls = self
             .auth_secret

@@ -144,6 +144,10 @@ struct BotArgs {
     /// presenting an RSA certificate cannot connect.
     #[arg(long)]
     ecdsa_only: bool,
+    /// MCU rooms: the best encoding of the composite to receive (low,
+    /// medium or high), sent before the bot's offer.
+    #[arg(long, value_parser = parse_quality)]
+    quality: Option<gridmix::protocol::Quality>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -182,6 +186,11 @@ impl From<ModeArg> for Mode {
             ModeArg::Mesh => Mode::Mesh,
         }
     }
+}
+
+fn parse_quality(s: &str) -> Result<gridmix::protocol::Quality, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("\"{s}\" is not a quality: use low, medium or high"))
 }
 
 fn parse_colour(s: &str) -> Result<u32, String> {
@@ -329,6 +338,7 @@ async fn bot(args: BotArgs) -> Result<()> {
     };
     config.token = args.token;
     config.relay_only = args.relay_only;
+    config.quality = args.quality;
     config.av_pulses = args.av_pulses;
     if let Some(types) = args.payload_types {
         config.payload_types = types;

@@ -17,6 +17,17 @@ pub enum Mode {
     Mesh,
 }
 
+/// The best picture a receiver wants from an MCU room: a low-power device
+/// that cannot decode 720p, or a link that cannot carry it, asks for less.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    Low,
+    Medium,
+    #[default]
+    High,
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -90,6 +101,10 @@ pub enum ClientMessage {
         to: Option<String>,
     },
     Ice(IceCandidate),
+    /// MCU rooms: the best encoding of the composite to send this client.
+    Quality {
+        max: Quality,
+    },
     Leave,
 }
 
@@ -463,7 +478,9 @@ impl ProtocolError {
     }
 }
 
-const CLIENT_TYPES: &[&str] = &["join", "offer", "answer", "ice", "leave", "resume"];
+const CLIENT_TYPES: &[&str] = &[
+    "join", "offer", "answer", "ice", "quality", "leave", "resume",
+];
 
 /// Parses one client text frame, telling apart "not JSON", "unknown type" and
 /// "known type with bad fields" so that each gets its own error code.
@@ -593,6 +610,10 @@ mod tests {
                     from: None,
                 }),
                 json!({"type":"ice","candidate":"","sdpMLineIndex":1,"pc":"publish","to":"p1"}),
+            ),
+            (
+                ClientMessage::Quality { max: Quality::Low },
+                json!({"type":"quality","max":"low"}),
             ),
             (ClientMessage::Leave, json!({"type":"leave"})),
         ]

@@ -1391,6 +1391,37 @@ async fn an_mcu_page_draws_the_layout_picks_one_and_pauses_its_video_off_the_com
     };
     or_screenshots(check.await, "layout-paused", &pages).await;
 
+    // The quality menu: "low" brings the page the 320x180 rung of the
+    // composite, with its tiles; the bots keep 720p.
+    let check = async {
+        alice
+            .eval_with(
+                "const select = document.querySelector('#quality-picker').elements.quality;
+                 select.value = arguments[0];
+                 select.dispatchEvent(new Event('change', { bubbles: true }));",
+                vec![Value::from("low")],
+            )
+            .await?;
+        wait_for_page(&alice, "the low rung", |s| {
+            let c = &s["composite"];
+            ensure!(
+                c["width"] == 320 && c["height"] == 180 && c["playing"] == true,
+                "composite {c}"
+            );
+            Ok(())
+        })
+        .await?;
+        let frame = loud.latest_frame(Duration::from_secs(2)).await?;
+        ensure!(
+            (frame.width, frame.height) == (1280, 720),
+            "the loud bot gets {}x{}",
+            frame.width,
+            frame.height
+        );
+        Ok(())
+    };
+    or_screenshots(check.await, "quality-low", &pages).await;
+
     alice.close().await;
     loud.leave().await;
     quiet.leave().await;

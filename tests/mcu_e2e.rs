@@ -8,6 +8,7 @@ use common::*;
 use gridmix::bot::Bot;
 use gridmix::config::ServeArgs;
 use gridmix::media::layout::GridLayout;
+use gridmix::protocol::Quality;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -725,6 +726,115 @@ async fn with_six_talking_two_are_mixed_on_three_encoders_and_nobody_hears_thems
 
     for bot in bots {
         assert!(bot.state().errors.is_empty(), "{:?}", bot.state().errors);
+        bot.leave().await;
+    }
+    wait_until_idle(&server, TIMEOUT).await.expect("all gone");
+    server.shut_down().await;
+}
+
+/// What `/api/rooms` says `room`'s receivers get: (participant, rung).
+async fn receiver_rungs(
+    server: &gridmix::server::Server,
+    room: &str,
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let rooms = open_rooms(server).await?;
+    let room = rooms
+        .iter()
+        .find(|r| r.id == room)
+        .ok_or_else(|| anyhow::anyhow!("no room {room}"))?;
+    Ok(room
+        .receivers
+        .iter()
+        .map(|r| (r.participant.clone(), r.rung.clone()))
+        .collect())
+}
+
+/// The encode ladder: a receiver that asks for low quality before its
+/// offer decodes the 320x180 rung from its very first picture, with every
+/// tile in it; the others keep 720p, and the room encodes exactly the
+/// rungs someone receives. Asked mid-call, a receiver moves to another rung
+/// at once and for good (one change of frame size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_asking_for_low_quality_gets_the_lowest_rung_from_its_first_frame() {
+    let server = start_server(ServeArgs::default()).await;
+    let room = "mcu-ladder";
+    let red = Bot::join(bot_config(&server, room, "red", COLOURS[0], TONES[0]))
+        .await
+        .expect("red joins");
+    wait_for_tiles(&red, &COLOURS[..1], TIMEOUT)
+        .await
+        .expect("red sees itself");
+
+    let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    let mut config = bot_config(&server, room, "green", COLOURS[1], TONES[1]);
+    config.quality = Some(Quality::Low);
+    config.on_frame = Some(gridmix::bot::OnFrame(std::sync::Arc::new(
+        move |_stream: &str, frame: &gridmix::bot::analysis::FrameView<'_>| {
+            seen.lock().unwrap().push((frame.width, frame.height));
+        },
+    )));
+    let green = Bot::join(config).await.expect("green joins");
+    eventually(TIMEOUT, || async {
+        let frame = green.latest_frame(Duration::from_secs(2)).await?;
+        check_tiles(&frame, (320, 180), &COLOURS[..2])
+    })
+    .await
+    .expect("green sees both tiles at 320x180");
+    wait_for_tiles(&red, &COLOURS[..2], TIMEOUT)
+        .await
+        .expect("red still gets 720p");
+
+    let first_sizes = sizes.lock().unwrap().clone();
+    assert!(!first_sizes.is_empty(), "green decoded no frame");
+    assert!(
+        first_sizes.iter().all(|&size| size == (320, 180)),
+        "green's frames were not all 320x180: {:?}",
+        &first_sizes[..first_sizes.len().min(10)]
+    );
+    let rungs = receiver_rungs(&server, room).await.expect("room described");
+    let rung_of = |bot: &Bot| {
+        rungs
+            .iter()
+            .find(|(id, _)| id == bot.id())
+            .and_then(|(_, rung)| rung.clone())
+    };
+    assert_eq!(rung_of(&red).as_deref(), Some("1280x720@1500"), "{rungs:?}");
+    assert_eq!(rung_of(&green).as_deref(), Some("320x180@150"), "{rungs:?}");
+    assert_eq!(
+        encoders_in(&server, room).await,
+        Some(2),
+        "two rungs in use"
+    );
+
+    // Mid-call changes: green up to 720p, red down to the middle rung.
+    // Each switch happens once, at a keyframe, and the unused low rung stops.
+    green.set_quality(Quality::High);
+    red.set_quality(Quality::Medium);
+    for (bot, size) in [(&green, (1280, 720)), (&red, (640, 360))] {
+        eventually(TIMEOUT, || async {
+            let frame = bot.latest_frame(Duration::from_secs(2)).await?;
+            check_tiles(&frame, size, &COLOURS[..2])
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{} at {size:?}: {e:#}", bot.id()));
+    }
+    let sizes = sizes.lock().unwrap().clone();
+    let changes = sizes.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(changes, 1, "green's frame sizes changed {changes} times");
+    eventually(TIMEOUT, || async {
+        let encoders = encoders_in(&server, room).await;
+        anyhow::ensure!(encoders == Some(2), "encoders {encoders:?}");
+        Ok(())
+    })
+    .await
+    .expect("the low rung stops once nobody receives it");
+    for bot in [red, green] {
+        assert!(
+            bot.state().errors.is_empty(),
+            "errors: {:?}",
+            bot.state().errors
+        );
         bot.leave().await;
     }
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");

@@ -135,6 +135,11 @@ async function onMessage(message) {
       view.setParticipants(call.participants);
       showLayoutPicker();
       setStatus("joined", `In the call as ${call.settings.name} (${call.signaling.transport})`);
+      // Before the offer, so the first picture is already the one asked for.
+      const qualityPicker = $("#quality-picker");
+      qualityPicker.hidden = message.mode !== "mcu";
+      const quality = qualityPicker.elements.quality.value;
+      if (message.mode === "mcu" && quality !== "high") call.signaling.send({ type: "quality", max: quality });
       const Session = SESSIONS[message.mode];
       call.session = new Session({
         signaling: call.signaling,
@@ -387,6 +392,10 @@ window.gridmix = {
 
 $("#join-form").addEventListener("submit", join);
 $("#layout-picker").addEventListener("change", pickLayout);
+// MCU rooms: the best encoding of the composite the server sends this page.
+$("#quality-picker").addEventListener("change", (event) => {
+  call.signaling?.send({ type: "quality", max: event.target.value });
+});
 $("#leave").addEventListener("click", () => leave());
 $("#mic").addEventListener("click", () => toggle("audio"));
 $("#camera").addEventListener("click", () => toggle("video"));

@@ -72,6 +72,9 @@ pub struct BotConfig {
     /// offer, as a client that cannot take one more video does. (Not the
     /// first m-line: that one tags the BUNDLE group, see README.)
     pub refuse_last_subscribe_video: bool,
+    /// MCU: the best encoding of the composite it asks for, before its
+    /// first offer (none: whatever the server sends).
+    pub quality: Option<crate::protocol::Quality>,
     /// WebSocket (default) or long-poll.
     pub transport: TransportKind,
     /// A room token for servers that want one.
@@ -128,6 +131,7 @@ impl BotConfig {
             payload_types: PayloadTypes::default(),
             subscribe_payload_renumbering: Vec::new(),
             refuse_last_subscribe_video: false,
+            quality: None,
             timecode_origin: None,
             av_pulses: false,
             decode: true,
@@ -325,6 +329,12 @@ impl Bot {
     /// `BotState::answers`.
     pub fn offer_again(&self) {
         let _ = self.control.send(Control::OfferAgain);
+    }
+
+    /// MCU: asks for `quality` as the best encoding of the composite, as a
+    /// client whose user picked it in a menu does.
+    pub fn set_quality(&self, quality: crate::protocol::Quality) {
+        let _ = self.control.send(Control::Quality(quality));
     }
 
     /// Its tone at `volume` (0 to 1) from now on: it starts or stops

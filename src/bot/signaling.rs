@@ -35,6 +35,8 @@ pub enum Control {
     OfferAgain,
     /// The tone at this volume from now on (0 to 1).
     ToneVolume(f64),
+    /// MCU: asks for another best encoding of the composite.
+    Quality(crate::protocol::Quality),
 }
 
 /// How long the bot keeps trying to resume after losing its connection.
@@ -123,6 +125,9 @@ impl Session {
                 session
                     .media
                     .offer_lines(&mut conn.link, direction, config.receive)?;
+                if let Some(max) = config.quality {
+                    session.send(ClientMessage::Quality { max }).await?;
+                }
                 session.offer(conn, Route::Publish).await?;
             }
             Mode::Sfu if session.media.sends_anything() => {
@@ -352,6 +357,11 @@ impl Session {
                     Control::OfferAgain => {
                         if let Err(e) = self.offer_again().await {
                             self.record_error("offering again", e);
+                        }
+                    }
+                    Control::Quality(max) => {
+                        if let Err(e) = self.send(ClientMessage::Quality { max }).await {
+                            self.record_error("asking for a quality", e);
                         }
                     }
                     Control::ToneVolume(volume) => {

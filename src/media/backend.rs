@@ -10,7 +10,9 @@ use crate::media::events::MediaEvent;
 use crate::media::layout::Placement;
 use crate::media::program::Feeds;
 use crate::media::sdp::CheckedOffer;
-use crate::protocol::{ErrorCode, IceCandidate, PeerConnection, ProtocolError, ServerMessage};
+use crate::protocol::{
+    ErrorCode, IceCandidate, PeerConnection, ProtocolError, Quality, ServerMessage,
+};
 use gst_webrtc::WebRTCPeerConnectionState;
 
 /// A client's signaling for the media of its room.
@@ -26,6 +28,8 @@ pub enum MediaSignal {
         mline: u32,
         candidate: String,
     },
+    /// The best encoding of the composite the client wants (MCU rooms).
+    Quality(Quality),
 }
 
 /// What the media has for the room to do.
@@ -36,6 +40,20 @@ pub enum MediaOutput {
     Send(ParticipantId, ServerMessage),
     /// A participant's media failed: the room removes it, telling it this.
     Failed(ParticipantId, ProtocolError),
+}
+
+/// Which encoding of the composite an MCU receiver gets.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReceiverRung {
+    pub participant: String,
+    /// The rung it receives, as `--ladder` writes it (`640x360@500`);
+    /// none before its first picture.
+    pub rung: Option<String>,
+    /// The rung it is moving to, until that rung's next keyframe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<String>,
+    /// The best it asked for.
+    pub quality: Quality,
 }
 
 pub trait RoomMedia: Send {
@@ -73,6 +91,10 @@ pub trait RoomMedia: Send {
     /// recording's own).
     fn call_encoders_running(&self) -> usize {
         0
+    }
+    /// Each receiver's rung of the encode ladder (MCU rooms).
+    fn receiver_rungs(&self) -> Vec<ReceiverRung> {
+        Vec::new()
     }
     /// Participants' videos being decoded now (MCU rooms).
     fn videos_decoded(&self) -> usize {

@@ -32,6 +32,12 @@ pub enum MediaEvent {
         kind: MediaKind,
         caps: gst::Caps,
     },
+    /// An MCU receiver's first picture of the rung it was moving to passed
+    /// (media/encode_ladder.rs).
+    RungReached {
+        participant: ParticipantId,
+        rung: usize,
+    },
     /// A negotiation step of one peer connection came back (media/peer.rs).
     Negotiated {
         participant: ParticipantId,

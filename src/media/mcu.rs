@@ -6,8 +6,8 @@
 //! ```text
 //! background ─┐
 //! P1 placeholder (a still picture) ─┤
-//! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ captions ─ raw-tee ─ valve ─ queue ─ video-encode ─ video-tee ─┬ queue ─ rtpvp8pay ─ P1 webrtc
-//! P2 ...                           ┘                                                                                          └ queue ─ rtpvp8pay ─ P2 webrtc
+//! P1 webrtc ─ gate ─ video-decode ─┤ compositor ─ canvas caps ─ captions ─ raw-tee ─ (a rung of the ladder) ─ selector ─ queue ─ rtpvp8pay ─ P1 webrtc
+//! P2 ...                           ┘                       (encode_ladder.rs)  ─ selector ─ queue ─ rtpvp8pay ─ P2 webrtc
 //! P1 webrtc ─ audio-gate ─ audio-decode ─ level ─ P1 audio-tee ─ (the mixes, media/mixes.rs) ─ queue ─ rtpopuspay ─ P2 webrtc
 //! ```
 //!
@@ -24,11 +24,12 @@
 //! traced to the participant it concerns.
 
 use crate::ids::{ParticipantId, RoomId};
-use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
+use crate::media::backend::{MediaOutput, MediaSignal, ReceiverRung, RoomMedia, connection_output};
 use crate::media::caption_spots::{self, NamedTile};
 use crate::media::captions::CaptionRow;
+use crate::media::encode_ladder::{EncodeLadder, RungFeed};
 use crate::media::events::MediaEvent;
-use crate::media::keyframes::LimitedRequests;
+use crate::media::ladder::Ladder;
 use crate::media::layout::Placement;
 use crate::media::levels;
 use crate::media::members::{self, Owners};
@@ -40,7 +41,7 @@ use crate::media::program::{Feeds, McuProgram};
 use crate::media::sdp::{CheckedOffer, MediaKind, MediaLine};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
-use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, ServerMessage};
+use crate::protocol::{ErrorCode, PeerConnection, ProtocolError, Quality, ServerMessage};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection};
@@ -77,6 +78,8 @@ pub struct McuSettings {
     pub max_visible: usize,
     /// Most voices mixed at once (`--max-mixed-speakers`).
     pub max_mixed_speakers: usize,
+    /// The encodings of the composite receivers choose from (`--ladder`).
+    pub ladder: Ladder,
 }
 
 struct Member {
@@ -97,8 +100,11 @@ struct Member {
     audio_gated: bool,
     rtp_levels: Arc<levels::RtpLevels>,
     audio_tee: gst::Element,
-    /// The video tee's pad feeding this participant's copy of the composite.
-    video_out: Option<gst::Pad>,
+    /// What feeds this participant's copy of the composite: a rung of the
+    /// ladder.
+    video_feed: Option<RungFeed>,
+    /// The best rung the participant asked for (`quality`).
+    quality: Quality,
     /// The audio and video m-lines of the offer being negotiated.
     offered: Vec<MediaLine>,
     /// Whether the first offer's media is attached: later offers (ICE
@@ -112,11 +118,10 @@ pub struct McuMixer {
     compositor: gst::Element,
     /// The composite before encoding, for recordings that encode their own.
     raw_tee: gst::Element,
-    /// Open while the composite is encoded (see `update_encoding`).
-    encode_valve: gst::Element,
     /// Participants whose connection is up: they receive the composite.
     connected: std::collections::HashSet<ParticipantId>,
-    video_tee: gst::Element,
+    /// The composite's encoders, one per rung.
+    encoders: EncodeLadder,
     settings: McuSettings,
     /// What each listener hears (top-k audio).
     mixes: Mixes,
@@ -132,8 +137,6 @@ pub struct McuMixer {
     members: Vec<Member>,
     /// Whose each participant element is.
     owners: Owners,
-    /// Keyframe requests to the shared encoder, rate-limited.
-    keyframes: LimitedRequests,
     outputs: Vec<MediaOutput>,
 }
 
@@ -164,35 +167,7 @@ impl McuMixer {
         };
         let raw_tee = tee("raw-tee")?;
         let captions = CaptionRow::new("", settings.max_visible)?;
-        // Compositing and encoding run on two threads, with at most one frame
-        // between them: when the encoder falls behind, the stalest frame is
-        // dropped instead of latency building up behind it.
-        let encode_queue = gst::ElementFactory::make("queue")
-            .name("encode-queue")
-            .property_from_str("leaky", "downstream")
-            .property("max-size-buffers", 1u32)
-            .property("max-size-bytes", 0u32)
-            .property("max-size-time", 0u64)
-            .build()?;
-        // Shut until someone can receive the composite (or a recording
-        // wants it): a room of joins that never connect media costs no
-        // encoding (ten of them used to keep two cores busy).
-        let encode_valve = gst::ElementFactory::make("valve")
-            .name("encode-valve")
-            .property("drop", true)
-            .build()?;
-        let encoder = settings.templates.build(Chain::VideoEncode)?;
-        encoder.set_property("name", "video-encode");
-        let video_tee = tee("video-tee")?;
-        pipeline.add_many([
-            &compositor,
-            &canvas_caps,
-            &raw_tee,
-            &encode_valve,
-            &encode_queue,
-            encoder.upcast_ref(),
-            &video_tee,
-        ])?;
+        pipeline.add_many([&compositor, &canvas_caps, &raw_tee])?;
         mixing::add_background(
             pipeline.upcast_ref(),
             &compositor,
@@ -201,20 +176,17 @@ impl McuMixer {
         )?;
         compositor.link(&canvas_caps)?;
         captions.insert(&pipeline, &canvas_caps, &raw_tee)?;
-        gst::Element::link_many([
+        // Shut until someone receives a rung (or a recording wants the
+        // top one): a room of joins that never connect media costs no
+        // encoding (ten of them used to keep two cores busy).
+        let encoders = EncodeLadder::build(
+            &pipeline,
             &raw_tee,
-            &encode_valve,
-            &encode_queue,
-            encoder.upcast_ref(),
-            &video_tee,
-        ])?;
-
-        // Receivers' keyframe requests travel up to the shared encoder:
-        // limited where they leave the encoder's tee.
-        let keyframes = LimitedRequests::install(
-            &pads::static_pad(&video_tee, "sink")?,
+            (settings.canvas.width, settings.canvas.height),
+            &settings.ladder,
+            &settings.templates,
             settings.keyframe_interval,
-        );
+        )?;
 
         pipeline
             .set_state(gst::State::Playing)
@@ -224,9 +196,8 @@ impl McuMixer {
             pipeline,
             compositor,
             raw_tee,
-            encode_valve,
             connected: Default::default(),
-            video_tee,
+            encoders,
             mixes: Mixes::new(
                 mixing::mixer_latency(settings.webrtc.jitter_latency_ms),
                 settings.templates.clone(),
@@ -239,7 +210,6 @@ impl McuMixer {
             events,
             members: Vec::new(),
             owners: Owners::default(),
-            keyframes,
             outputs: Vec::new(),
         })
     }
@@ -349,7 +319,8 @@ impl McuMixer {
             audio_gated: false,
             rtp_levels,
             audio_tee,
-            video_out: None,
+            video_feed: None,
+            quality: Quality::default(),
             offered: Vec::new(),
             attached: false,
         })
@@ -416,7 +387,7 @@ impl McuMixer {
                     ServerMessage::Answer { sdp, from: None },
                 ));
                 if first && receives_video {
-                    self.keyframes.ask();
+                    self.ask_keyframe(id);
                 }
             }
             Ok(Step::Offered(_) | Step::AnswerApplied) => {}
@@ -484,8 +455,9 @@ impl McuMixer {
         Ok(())
     }
 
-    /// Links the shared encoded composite to one participant.
+    /// Feeds one participant the composite from the best rung it asked for.
     fn attach_video_out(&mut self, id: &ParticipantId, sink: &gst::Pad, pt: u8) -> Result<()> {
+        let feed = RungFeed::new(id)?;
         let queue = gst::ElementFactory::make("queue")
             .name(format!("{id}/video-out-queue"))
             .property_from_str("leaky", "downstream")
@@ -499,12 +471,65 @@ impl McuMixer {
             .property_from_str("picture-id-mode", "15-bit")
             .build()?;
         members::add_send_branch(&self.pipeline, &self.owners, id, [&queue, &pay], sink)?;
-        let tee_pad = pads::branch_tee(&self.video_tee, &queue)?;
+        let selector = feed.selector();
+        self.owners.add(
+            self.pipeline.upcast_ref(),
+            id,
+            std::slice::from_ref(selector),
+        )?;
+        selector.link(&queue)?;
+        selector.sync_state_with_parent()?;
         let member = self
             .member_mut(id)
             .ok_or_else(|| anyhow!("participant {id} is gone"))?;
-        member.video_out = Some(tee_pad);
+        member.video_feed = Some(feed);
+        let quality = member.quality;
+        self.move_to_rung(id, self.encoders.ladder().best_for(quality))
+    }
+
+    /// Starts moving a receiver to `rung` (at its next keyframe).
+    fn move_to_rung(&mut self, id: &ParticipantId, rung: usize) -> Result<()> {
+        let events = self.events.clone();
+        let Some(member) = self.members.iter_mut().find(|m| &m.id == id) else {
+            return Ok(());
+        };
+        let Some(feed) = member.video_feed.as_mut() else {
+            return Ok(());
+        };
+        feed.move_to(&self.encoders, rung, &events)?;
+        self.update_encoding();
+        self.encoders.ask_keyframe(rung);
         Ok(())
+    }
+
+    /// A keyframe for one receiver, on the rung that feeds it.
+    fn ask_keyframe(&self, id: &ParticipantId) {
+        let rung = self
+            .members
+            .iter()
+            .find(|m| &m.id == id)
+            .and_then(|m| m.video_feed.as_ref())
+            .and_then(|feed| {
+                let (current, pending) = feed.rungs();
+                pending.or(current)
+            });
+        if let Some(rung) = rung {
+            self.encoders.ask_keyframe(rung);
+        }
+    }
+
+    /// What the participant asked for: the best rung it may be on.
+    fn set_quality(&mut self, id: &ParticipantId, quality: Quality) -> Result<(), ProtocolError> {
+        let member = self.member_mut(id).ok_or_else(not_joined)?;
+        member.quality = quality;
+        let rung = self.encoders.ladder().best_for(quality);
+        tracing::info!(participant = %id, "asks for {quality:?} quality: rung {rung}");
+        self.move_to_rung(id, rung).map_err(|e| {
+            ProtocolError::new(
+                ErrorCode::MediaFailed,
+                format!("The server could not change the quality of your video: {e:#}."),
+            )
+        })
     }
 
     /// Sends the listener what the room's mixes have for them.
@@ -532,8 +557,8 @@ impl McuMixer {
         // callbacks made for unused streams. Removing unlinks them.
         removed.extend(self.owners.remove_all(&self.pipeline, id));
         // Then the request pads the participant held on shared elements.
-        if let Some(tee_pad) = member.video_out {
-            self.video_tee.release_request_pad(&tee_pad);
+        if let Some(mut feed) = member.video_feed {
+            feed.release();
         }
         self.compositor.release_request_pad(&member.placeholder_pad);
         self.compositor.release_request_pad(&member.video_pad);
@@ -576,7 +601,7 @@ impl McuMixer {
             ));
         }
         tracing::debug!(room = %self.room, tiles = placements.len(), "layout updated");
-        self.keyframes.ask();
+        self.encoders.ask_keyframes();
         self.placements = placements.to_vec();
         self.recaption();
     }
@@ -647,29 +672,42 @@ impl McuMixer {
         let program = self.program.as_ref().expect("just built");
         Ok(Feeds {
             raw_video: self.raw_tee.clone(),
-            vp8_video: Some(self.video_tee.clone()),
+            vp8_video: Some(self.encoders.top_tee().clone()),
             audio: program.mix.tee().clone(),
         })
     }
 
-    /// The composite is encoded while anyone's connection is up or a
-    /// recording runs, and not otherwise. Encoding starts on a keyframe.
+    /// A rung is encoded while a receiver whose connection is up is on it
+    /// (or moving to it), and the top one while a recording runs.
     fn update_encoding(&mut self) {
-        let wanted = !self.connected.is_empty() || self.program.is_some();
-        let encoding = !self.encode_valve.property::<bool>("drop");
-        if wanted == encoding {
-            return;
-        }
-        self.encode_valve.set_property("drop", !wanted);
-        tracing::info!(room = %self.room, "composite encoding {}", if wanted { "on" } else { "off" });
-        if wanted {
-            self.force_keyframe();
-        }
+        let recording = self.program.is_some();
+        let receiving = |rung: usize| {
+            self.members.iter().any(|m| {
+                self.connected.contains(&m.id)
+                    && m.video_feed.as_ref().is_some_and(|feed| feed.uses(rung))
+            })
+        };
+        self.encoders
+            .encode(|rung| (recording && rung == 0) || receiving(rung));
     }
 
+    /// A keyframe on the top rung now (a recording's start).
     fn force_keyframe(&self) {
-        self.keyframes.force();
+        self.encoders.force_keyframe(0);
         tracing::debug!(room = %self.room, "keyframe forced");
+    }
+
+    /// A receiver's first picture of the rung it moved to came: the rung it
+    /// left may stop.
+    fn rung_reached(&mut self, id: &ParticipantId, rung: usize) {
+        let Some(feed) = self.member_mut(id).and_then(|m| m.video_feed.as_mut()) else {
+            return;
+        };
+        if feed.reached(rung) {
+            let rung_name = self.encoders.ladder().rungs()[rung];
+            tracing::info!(participant = %id, "receives the composite at {rung_name}");
+            self.update_encoding();
+        }
     }
 }
 
@@ -702,6 +740,7 @@ impl RoomMedia for McuMixer {
                 ErrorCode::BadState,
                 "There is no subscribe connection in an MCU room.",
             )),
+            MediaSignal::Quality(quality) => self.set_quality(id, quality),
         }
     }
 
@@ -716,10 +755,10 @@ impl RoomMedia for McuMixer {
                 ..
             } => {
                 tracing::info!(participant = %participant, "publish connection up");
-                self.connected.insert(participant);
+                self.connected.insert(participant.clone());
                 self.update_encoding();
                 // Its first picture of the composite.
-                self.keyframes.ask();
+                self.ask_keyframe(&participant);
             }
             MediaEvent::ConnectionState {
                 participant,
@@ -739,12 +778,13 @@ impl RoomMedia for McuMixer {
                 result,
                 ..
             } => self.negotiated(&participant, result),
+            MediaEvent::RungReached { participant, rung } => self.rung_reached(&participant, rung),
             _ => {}
         }
     }
 
     fn tick(&mut self) {
-        self.keyframes.poll();
+        self.encoders.poll();
         // A sender's first level in its packets lets its decoding stop.
         self.update_audio_gates();
     }
@@ -785,8 +825,27 @@ impl RoomMedia for McuMixer {
         self.feeds()
     }
 
+    fn receiver_rungs(&self) -> Vec<ReceiverRung> {
+        let name = |rung: Option<usize>| {
+            rung.and_then(|r| self.encoders.ladder().rungs().get(r))
+                .map(ToString::to_string)
+        };
+        self.members
+            .iter()
+            .filter_map(|m| {
+                let (current, pending) = m.video_feed.as_ref()?.rungs();
+                Some(ReceiverRung {
+                    participant: m.id.to_string(),
+                    rung: name(current),
+                    moving_to: name(pending),
+                    quality: m.quality,
+                })
+            })
+            .collect()
+    }
+
     fn call_encoders_running(&self) -> usize {
-        usize::from(!self.encode_valve.property::<bool>("drop"))
+        self.encoders.running()
     }
 
     /// Read from the pipeline: audio gates open with a stream linked to them.

@@ -826,6 +826,10 @@ impl RoomMedia for SfuRouter {
                 mline,
                 candidate,
             } => self.candidate(id, pc, mline, candidate),
+            MediaSignal::Quality(_) => Err(ProtocolError::new(
+                ErrorCode::BadState,
+                "quality applies to MCU rooms: in an SFU room each stream is sent as its sender encoded it.",
+            )),
         }
     }
 
@@ -876,7 +880,7 @@ impl RoomMedia for SfuRouter {
                 pc,
                 result,
             } => self.negotiated(&participant, pc, result),
-            MediaEvent::IceCandidate { .. } => {}
+            MediaEvent::IceCandidate { .. } | MediaEvent::RungReached { .. } => {}
         }
     }
 

@@ -304,6 +304,14 @@ impl RoomCore {
                     })
                 })
             }
+            (Mode::Mcu, ClientMessage::Quality { max }) => {
+                media.signal(from, MediaSignal::Quality(max))?;
+                Ok(Vec::new())
+            }
+            (_, ClientMessage::Quality { .. }) => Err(ProtocolError::new(
+                ErrorCode::BadState,
+                "quality applies to MCU rooms: in SFU and mesh rooms each stream is sent as its sender encoded it.",
+            )),
             (_, ClientMessage::Offer { sdp, .. }) => {
                 let offer = CheckedOffer::publish(sdp)?;
                 media.signal(from, MediaSignal::PublishOffer(offer))?;
@@ -654,6 +662,7 @@ mod tests {
                 MediaSignal::PublishOffer(_) => "offer",
                 MediaSignal::SubscribeAnswer(_) => "answer",
                 MediaSignal::Candidate { .. } => "candidate",
+                MediaSignal::Quality(_) => "quality",
             };
             self.calls.push(format!("{what} {id}"));
             self.signal_result.clone().map_or(Ok(()), Err)
@@ -1143,6 +1152,29 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na=rtpmap:96 VP8/90000\r\na=sendrecv
                 .any(|e| matches!(e, Effect::Send(to, _) if to.as_str() == "zed"))
         );
         assert_eq!(core.ids(), [id("ada")]);
+    }
+
+    #[test]
+    fn quality_goes_to_an_mcu_room_s_media_and_is_refused_elsewhere() {
+        let low = || ClientMessage::Quality {
+            max: crate::protocol::Quality::Low,
+        };
+        let (mut core, mut media) = (room(Mode::Mcu, 4), FakeMedia::default());
+        join(&mut core, &mut media, "ada", true);
+        let effects = core.signal(&mut media, &id("ada"), low());
+        assert_eq!(error_to(&effects, "ada"), None);
+        assert_eq!(media.calls.last().unwrap(), "quality ada");
+        for mode in [Mode::Sfu, Mode::Mesh] {
+            let (mut core, mut media) = (room(mode, 4), FakeMedia::default());
+            join(&mut core, &mut media, "ada", true);
+            let effects = core.signal(&mut media, &id("ada"), low());
+            assert_eq!(
+                error_to(&effects, "ada"),
+                Some(ErrorCode::BadState),
+                "{mode}"
+            );
+            assert!(!media.calls.iter().any(|c| c.starts_with("quality")));
+        }
     }
 
     #[test]

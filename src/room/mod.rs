@@ -146,6 +146,8 @@ pub struct RoomSnapshot {
     /// Whose voices an MCU room mixes now (top-k audio), in the order they
     /// were let in; empty in other rooms.
     pub mixed: Vec<String>,
+    /// Which encoding of the composite each MCU receiver gets.
+    pub receivers: Vec<crate::media::backend::ReceiverRung>,
 }
 
 impl RoomSnapshot {
@@ -168,6 +170,7 @@ impl RoomSnapshot {
             audio_mixers,
             peer_connections,
             mixed: core.mixed(),
+            receivers: media.receiver_rungs(),
         }
     }
 }
