@@ -61,10 +61,7 @@ impl ForwardingBuffer {
 /// stream a `ForwardingBuffer` instead of an rtpjitterbuffer. Must be
 /// called before any stream arrives.
 pub fn install(webrtc: &gst::Element) {
-    let Some(rtpbin) = webrtc
-        .downcast_ref::<gst::Bin>()
-        .and_then(|bin| bin.by_name("rtpbin"))
-    else {
+    let Some(rtpbin) = crate::media::webrtc::rtpbin_of(webrtc) else {
         tracing::warn!("webrtcbin has no rtpbin: its jitter buffers stay");
         return;
     };

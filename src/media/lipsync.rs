@@ -28,10 +28,7 @@ const SKEW_SETTLING: Duration = Duration::from_millis(2500);
 
 /// Sets up lip sync in `webrtc`'s rtpbin (see the module comment).
 pub fn configure(webrtc: &gst::Element) {
-    let Some(rtpbin) = webrtc
-        .downcast_ref::<gst::Bin>()
-        .and_then(|bin| bin.by_name("rtpbin"))
-    else {
+    let Some(rtpbin) = crate::media::webrtc::rtpbin_of(webrtc) else {
         tracing::warn!("webrtcbin has no rtpbin: lip sync left at its defaults");
         return;
     };

@@ -107,6 +107,11 @@ pub fn make_webrtcbin(name: &str, settings: &WebrtcSettings) -> Result<gst::Elem
     Ok(webrtc)
 }
 
+/// The rtpbin inside a webrtcbin (1.22 names it "rtpbin").
+pub fn rtpbin_of(webrtc: &gst::Element) -> Option<gst::Element> {
+    webrtc.downcast_ref::<gst::Bin>()?.by_name("rtpbin")
+}
+
 /// Makes `webrtc` send each packet as soon as it is given one. webrtcbin
 /// puts a `clocksync` (sync on) in front of every m-line it sends, which
 /// waits on the clock for each packet's running time: right for a source
