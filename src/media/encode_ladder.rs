@@ -318,7 +318,15 @@ impl RungFeed {
                 self.pending = Some(pending);
                 return Ok(());
             }
-            pending.release(&self.selector);
+            if self.is_active(&pending) {
+                // Its keyframe passed and its `RungReached` is on the way:
+                // it feeds the receiver now, so it is the one to move from.
+                if let Some(old) = self.current.replace(pending) {
+                    old.release(&self.selector);
+                }
+            } else {
+                pending.release(&self.selector);
+            }
         }
         if self.current.as_ref().is_some_and(|b| b.rung == rung) {
             return Ok(());
@@ -362,6 +370,12 @@ impl RungFeed {
             selector_pad,
         });
         Ok(())
+    }
+
+    fn is_active(&self, branch: &Branch) -> bool {
+        self.selector
+            .property::<Option<gst::Pad>>("active-pad")
+            .is_some_and(|pad| pad == branch.selector_pad)
     }
 
     /// The receiver got its first picture of `rung`: the rung it was on
