@@ -206,6 +206,9 @@ fn build_rung(
     let encoder = templates.build(Chain::VideoEncode)?;
     encoder.set_property("name", name("encode"));
     set_bitrate(&encoder, rung);
+    if index > 0 {
+        one_thread(&encoder);
+    }
     let tee = gst::ElementFactory::make("tee")
         .name(name("tee"))
         .property("allow-not-linked", true)
@@ -240,6 +243,19 @@ fn set_bitrate(encoder: &gst::Bin, rung: Rung) {
     }
     if !set {
         tracing::warn!(rung = %rung, "the video-encode chain has no target-bitrate: the rung's bitrate is not applied");
+    }
+}
+
+/// One encoding thread for a lower rung, whatever the chain (which may be
+/// an override) says. libvpx's worker threads spin while they wait for
+/// each other: with three two-thread encoders on two cores the spinning
+/// took over half a core (README, Encode ladder), and a 360p or 180p
+/// picture gains nothing from a second thread.
+fn one_thread(encoder: &gst::Bin) {
+    for element in encoder.iterate_recurse().into_iter().flatten() {
+        if element.find_property("threads").is_some() {
+            element.set_property_from_str("threads", "1");
+        }
     }
 }
 
