@@ -21,6 +21,7 @@ use crate::media::events::MediaEvent;
 use crate::media::keyframes::LimitedRequests;
 use crate::media::ladder::{Ladder, Rung};
 use crate::media::pads;
+use crate::media::program::leaky_buffer_queue;
 use crate::media::templates::{Chain, PipelineTemplates};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
@@ -33,6 +34,12 @@ struct RungChain {
     valve: gst::Element,
     tee: gst::Element,
     keyframes: LimitedRequests,
+}
+
+impl RungChain {
+    fn encoding(&self) -> bool {
+        !self.valve.property::<bool>("drop")
+    }
 }
 
 pub struct EncodeLadder {
@@ -84,32 +91,24 @@ impl EncodeLadder {
     }
 
     /// Opens the rungs `wanted` says and shuts the others; a rung that
-    /// starts encoding starts on a keyframe. Returns whether anything
-    /// changed.
-    pub fn encode(&self, wanted: impl Fn(usize) -> bool) -> bool {
-        let mut changed = false;
+    /// starts encoding starts on a keyframe.
+    pub fn encode(&self, wanted: impl Fn(usize) -> bool) {
         for (index, chain) in self.rungs.iter().enumerate() {
             let wanted = wanted(index);
-            let encoding = !chain.valve.property::<bool>("drop");
-            if wanted == encoding {
+            if wanted == chain.encoding() {
                 continue;
             }
-            changed = true;
             chain.valve.set_property("drop", !wanted);
             tracing::info!(rung = %chain.rung, "composite encoding {}", if wanted { "on" } else { "off" });
             if wanted {
                 chain.keyframes.force();
             }
         }
-        changed
     }
 
     /// Rungs being encoded now.
     pub fn running(&self) -> usize {
-        self.rungs
-            .iter()
-            .filter(|chain| !chain.valve.property::<bool>("drop"))
-            .count()
+        self.rungs.iter().filter(|chain| chain.encoding()).count()
     }
 
     /// A keyframe on `rung` now (a new receiver, a recording's start).
@@ -129,10 +128,8 @@ impl EncodeLadder {
     /// A keyframe on every rung being encoded, as soon as each allows (the
     /// picture changed for everyone).
     pub fn ask_keyframes(&self) {
-        for chain in &self.rungs {
-            if !chain.valve.property::<bool>("drop") {
-                chain.keyframes.ask();
-            }
+        for chain in self.rungs.iter().filter(|chain| chain.encoding()) {
+            chain.keyframes.ask();
         }
     }
 
@@ -182,13 +179,7 @@ fn build_rung(
     // Scaling and encoding run on a thread of their own per rung, with at
     // most one frame waiting: when an encoder falls behind, the stalest
     // frame is dropped instead of latency building up behind it.
-    let queue = gst::ElementFactory::make("queue")
-        .name(name("encode-queue"))
-        .property_from_str("leaky", "downstream")
-        .property("max-size-buffers", 1u32)
-        .property("max-size-bytes", 0u32)
-        .property("max-size-time", 0u64)
-        .build()?;
+    let queue = leaky_buffer_queue(&name("encode-queue"), 1)?;
     let scale = gst::ElementFactory::make("videoscale")
         .name(name("scale"))
         .build()?;
@@ -234,14 +225,8 @@ fn build_rung(
 /// `target-bitrate` (vp8enc's, in bit/s): the chain says how to encode, the
 /// ladder how much.
 fn set_bitrate(encoder: &gst::Bin, rung: Rung) {
-    let mut set = false;
-    for element in encoder.iterate_recurse().into_iter().flatten() {
-        if element.find_property("target-bitrate").is_some() {
-            element.set_property_from_str("target-bitrate", &rung.bits_per_second().to_string());
-            set = true;
-        }
-    }
-    if !set {
+    let bitrate = rung.bits_per_second().to_string();
+    if !set_wherever_present(encoder, "target-bitrate", &bitrate) {
         tracing::warn!(rung = %rung, "the video-encode chain has no target-bitrate: the rung's bitrate is not applied");
     }
 }
@@ -252,11 +237,19 @@ fn set_bitrate(encoder: &gst::Bin, rung: Rung) {
 /// took over half a core (README, Encode ladder), and a 360p or 180p
 /// picture gains nothing from a second thread.
 fn one_thread(encoder: &gst::Bin) {
-    for element in encoder.iterate_recurse().into_iter().flatten() {
-        if element.find_property("threads").is_some() {
-            element.set_property_from_str("threads", "1");
+    set_wherever_present(encoder, "threads", "1");
+}
+
+/// Sets `property` on every element of `chain` that has it; whether any had.
+fn set_wherever_present(chain: &gst::Bin, property: &str, value: &str) -> bool {
+    let mut found = false;
+    for element in chain.iterate_recurse().into_iter().flatten() {
+        if element.find_property(property).is_some() {
+            element.set_property_from_str(property, value);
+            found = true;
         }
     }
+    found
 }
 
 /// What feeds one receiver's payloader: a selector with a pad from the rung

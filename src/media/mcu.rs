@@ -37,7 +37,7 @@ use crate::media::mixes::Mixes;
 use crate::media::mixing::{self, PLACEHOLDER_ARGB};
 use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
-use crate::media::program::{Feeds, McuProgram};
+use crate::media::program::{Feeds, McuProgram, leaky_buffer_queue};
 use crate::media::sdp::{CheckedOffer, MediaKind, MediaLine};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
@@ -458,13 +458,7 @@ impl McuMixer {
     /// Feeds one participant the composite from the best rung it asked for.
     fn attach_video_out(&mut self, id: &ParticipantId, sink: &gst::Pad, pt: u8) -> Result<()> {
         let feed = RungFeed::new(id)?;
-        let queue = gst::ElementFactory::make("queue")
-            .name(format!("{id}/video-out-queue"))
-            .property_from_str("leaky", "downstream")
-            .property("max-size-buffers", 60u32)
-            .property("max-size-bytes", 0u32)
-            .property("max-size-time", 0u64)
-            .build()?;
+        let queue = leaky_buffer_queue(&format!("{id}/video-out-queue"), 60)?;
         let pay = gst::ElementFactory::make("rtpvp8pay")
             .name(format!("{id}/video-pay"))
             .property("pt", u32::from(pt))

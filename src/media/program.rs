@@ -58,6 +58,19 @@ pub fn leaky_queue(name: &str, max_time_ms: u64) -> Result<gst::Element> {
         .build()?)
 }
 
+/// A leaky queue of at most `max_buffers` buffers: past that the oldest is
+/// dropped, so a slow consumer loses data instead of building latency or
+/// holding up the thread that feeds it.
+pub fn leaky_buffer_queue(name: &str, max_buffers: u32) -> Result<gst::Element> {
+    Ok(gst::ElementFactory::make("queue")
+        .name(name)
+        .property_from_str("leaky", "downstream")
+        .property("max-size-buffers", max_buffers)
+        .property("max-size-bytes", 0u32)
+        .property("max-size-time", 0u64)
+        .build()?)
+}
+
 /// Makes a queue's src pad deaf to what happens downstream: each buffer is
 /// handed on and the result is always OK. A queue whose downstream fails
 /// stops its task and answers every later buffer with that error, and a tee
