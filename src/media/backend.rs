@@ -32,6 +32,15 @@ pub enum MediaSignal {
     Quality(Quality),
 }
 
+/// The refusal of `quality` outside an MCU room (the room refuses it
+/// before an SFU's media would see it).
+pub fn quality_needs_mcu() -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::BadState,
+        "quality applies to MCU rooms: in SFU and mesh rooms each stream is sent as its sender encoded it.",
+    )
+}
+
 /// What the media has for the room to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaOutput {

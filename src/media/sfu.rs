@@ -36,7 +36,9 @@
 //! tee prepared for its kind and post `MediaEvent`s.
 
 use crate::ids::{ParticipantId, RoomId};
-use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, connection_output};
+use crate::media::backend::{
+    MediaOutput, MediaSignal, RoomMedia, connection_output, quality_needs_mcu,
+};
 use crate::media::events::MediaEvent;
 use crate::media::forward::ForwardGate;
 use crate::media::forwarding_buffer;
@@ -826,10 +828,7 @@ impl RoomMedia for SfuRouter {
                 mline,
                 candidate,
             } => self.candidate(id, pc, mline, candidate),
-            MediaSignal::Quality(_) => Err(ProtocolError::new(
-                ErrorCode::BadState,
-                "quality applies to MCU rooms: in an SFU room each stream is sent as its sender encoded it.",
-            )),
+            MediaSignal::Quality(_) => Err(quality_needs_mcu()),
         }
     }
 

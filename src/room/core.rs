@@ -6,7 +6,7 @@
 //! without GStreamer (below).
 
 use crate::ids::{ParticipantId, RoomId};
-use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia};
+use crate::media::backend::{MediaOutput, MediaSignal, RoomMedia, quality_needs_mcu};
 use crate::media::sdp::{CheckedOffer, summarize_answer, summarize_offer};
 use crate::media::speakers::{SpeakerDetector, SpeakerSettings, Speakers};
 use crate::protocol::{
@@ -308,10 +308,7 @@ impl RoomCore {
                 media.signal(from, MediaSignal::Quality(max))?;
                 Ok(Vec::new())
             }
-            (_, ClientMessage::Quality { .. }) => Err(ProtocolError::new(
-                ErrorCode::BadState,
-                "quality applies to MCU rooms: in SFU and mesh rooms each stream is sent as its sender encoded it.",
-            )),
+            (_, ClientMessage::Quality { .. }) => Err(quality_needs_mcu()),
             (_, ClientMessage::Offer { sdp, .. }) => {
                 let offer = CheckedOffer::publish(sdp)?;
                 media.signal(from, MediaSignal::PublishOffer(offer))?;
