@@ -240,6 +240,20 @@ async fn encoders_in(server: &gridmix::server::Server, room: &str) -> Option<usi
     rooms.iter().find(|r| r.id == room).map(|r| r.encoders)
 }
 
+/// Waits until `room` runs `count` video encoders, as `/api/rooms` says.
+async fn wait_for_encoders(
+    server: &gridmix::server::Server,
+    room: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    eventually(TIMEOUT, || async {
+        let encoders = encoders_in(server, room).await;
+        anyhow::ensure!(encoders == Some(count), "encoders {encoders:?}");
+        Ok(())
+    })
+    .await
+}
+
 /// Waits until `room` decodes `count` participants' videos, as
 /// `/api/rooms` says (read from the pipeline's gates).
 async fn wait_for_decoded(
@@ -287,13 +301,9 @@ async fn the_composite_is_encoded_only_while_someone_receives_it() {
         "while the bot receives"
     );
     within("the bot leaves", TIMEOUT, bot.leave()).await;
-    eventually(TIMEOUT, || async {
-        let encoders = encoders_in(&server, room).await;
-        anyhow::ensure!(encoders == Some(0), "encoders {encoders:?}");
-        Ok(())
-    })
-    .await
-    .expect("no encoder once nobody receives");
+    wait_for_encoders(&server, room, 0)
+        .await
+        .expect("no encoder once nobody receives");
     within("the silent joiner leaves", TIMEOUT, idle.leave()).await;
     wait_until_idle(&server, TIMEOUT).await.expect("all gone");
     within("the server shuts down", TIMEOUT, server.shut_down()).await;
@@ -822,13 +832,9 @@ async fn a_receiver_asking_for_low_quality_gets_the_lowest_rung_from_its_first_f
     let sizes = sizes.lock().unwrap().clone();
     let changes = sizes.windows(2).filter(|w| w[0] != w[1]).count();
     assert_eq!(changes, 1, "green's frame sizes changed {changes} times");
-    eventually(TIMEOUT, || async {
-        let encoders = encoders_in(&server, room).await;
-        anyhow::ensure!(encoders == Some(2), "encoders {encoders:?}");
-        Ok(())
-    })
-    .await
-    .expect("the low rung stops once nobody receives it");
+    wait_for_encoders(&server, room, 2)
+        .await
+        .expect("the low rung stops once nobody receives it");
     for bot in [red, green] {
         assert!(
             bot.state().errors.is_empty(),
