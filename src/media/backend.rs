@@ -52,7 +52,7 @@ pub enum MediaOutput {
 }
 
 /// Which encoding of the composite an MCU receiver gets.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ReceiverRung {
     pub participant: String,
     /// The rung it receives, as `--ladder` writes it (`640x360@500`);
@@ -63,6 +63,16 @@ pub struct ReceiverRung {
     pub moving_to: Option<String>,
     /// The best it asked for.
     pub quality: Quality,
+    /// What its link was last seen to carry, in kbit/s, while that holds
+    /// it below the rung it asked for.
+    pub estimated_kbps: Option<u32>,
+    /// Why it was last moved to another rung.
+    pub last_switch: Option<String>,
+    /// From its latest receiver report: the share of the video lost, the
+    /// round trip, and what the server sent it (video, kbit/s).
+    pub loss_percent: Option<f64>,
+    pub rtt_ms: Option<u64>,
+    pub sent_kbps: Option<u32>,
 }
 
 pub trait RoomMedia: Send {

@@ -24,6 +24,7 @@
 //! traced to the participant it concerns.
 
 use crate::ids::{ParticipantId, RoomId};
+use crate::media::adaptation::Adaptation;
 use crate::media::backend::{MediaOutput, MediaSignal, ReceiverRung, RoomMedia, connection_output};
 use crate::media::caption_spots::{self, NamedTile};
 use crate::media::captions::CaptionRow;
@@ -38,6 +39,7 @@ use crate::media::mixing::{self, PLACEHOLDER_ARGB};
 use crate::media::pads;
 use crate::media::peer::{Peer, Role, Step, StepFailure};
 use crate::media::program::{Feeds, McuProgram, leaky_buffer_queue};
+use crate::media::rung_control::Switch;
 use crate::media::sdp::{CheckedOffer, MediaKind, MediaLine};
 use crate::media::templates::{Chain, PipelineTemplates};
 use crate::media::webrtc::{self, WebrtcSettings};
@@ -46,7 +48,7 @@ use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 use gst_webrtc::{WebRTCPeerConnectionState, WebRTCRTPTransceiverDirection};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The composite's size and rate.
@@ -103,6 +105,8 @@ struct Member {
     /// What feeds this participant's copy of the composite: a rung of the
     /// ladder.
     video_feed: Option<RungFeed>,
+    /// Which rung its link carries, from its receiver reports.
+    adaptation: Option<Adaptation>,
     /// The best rung the participant asked for (`quality`).
     quality: Quality,
     /// The audio and video m-lines of the offer being negotiated.
@@ -138,7 +142,15 @@ pub struct McuMixer {
     /// Whose each participant element is.
     owners: Owners,
     outputs: Vec<MediaOutput>,
+    /// What the rung controllers' clocks count from.
+    started: Instant,
+    /// When receivers' reports were last read.
+    reports_read: Instant,
 }
+
+/// How often receivers' reports are read: they come about once a second,
+/// and a report read late delays a step down by as much.
+const REPORT_READING: Duration = Duration::from_millis(250);
 
 fn media_failed(what: &str, e: &anyhow::Error) -> ProtocolError {
     ProtocolError::new(
@@ -211,7 +223,14 @@ impl McuMixer {
             members: Vec::new(),
             owners: Owners::default(),
             outputs: Vec::new(),
+            started: Instant::now(),
+            reports_read: Instant::now(),
         })
+    }
+
+    /// The rung controllers' clock.
+    fn now(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Gives a new participant a tile and everything needed to receive their
@@ -320,6 +339,7 @@ impl McuMixer {
             rtp_levels,
             audio_tee,
             video_feed: None,
+            adaptation: None,
             quality: Quality::default(),
             offered: Vec::new(),
             attached: false,
@@ -465,6 +485,7 @@ impl McuMixer {
             .property_from_str("picture-id-mode", "15-bit")
             .build()?;
         members::add_send_branch(&self.pipeline, &self.owners, id, [&queue, &pay], sink)?;
+        let now = self.now();
         let selector = feed.selector();
         self.owners.add(
             self.pipeline.upcast_ref(),
@@ -473,12 +494,22 @@ impl McuMixer {
         )?;
         selector.link(&queue)?;
         selector.sync_state_with_parent()?;
+        let ladder = self.encoders.ladder();
         let member = self
-            .member_mut(id)
+            .members
+            .iter_mut()
+            .find(|m| &m.id == id)
             .ok_or_else(|| anyhow!("participant {id} is gone"))?;
         member.video_feed = Some(feed);
-        let quality = member.quality;
-        self.move_to_rung(id, self.encoders.ladder().best_for(quality))
+        let cap = ladder.best_for(member.quality);
+        member.adaptation = Some(Adaptation::new(
+            pay,
+            member.peer.element().clone(),
+            ladder,
+            cap,
+            now,
+        ));
+        self.move_to_rung(id, cap)
     }
 
     /// Starts moving a receiver to `rung` (at its next keyframe).
@@ -512,18 +543,52 @@ impl McuMixer {
         }
     }
 
-    /// What the participant asked for: the best rung it may be on.
+    /// What the participant asked for: the best rung it may be on. Before
+    /// its video is attached, that is where it will start.
     fn set_quality(&mut self, id: &ParticipantId, quality: Quality) -> Result<(), ProtocolError> {
+        let now = self.now();
+        let cap = self.encoders.ladder().best_for(quality);
         let member = self.member_mut(id).ok_or_else(not_joined)?;
         member.quality = quality;
-        let rung = self.encoders.ladder().best_for(quality);
-        tracing::info!(participant = %id, "asks for {quality:?} quality: rung {rung}");
-        self.move_to_rung(id, rung).map_err(|e| {
+        tracing::info!(participant = %id, "asks for {quality:?} quality: at most rung {cap}");
+        let Some(switch) = member.adaptation.as_mut().and_then(|a| a.set_cap(cap, now)) else {
+            return Ok(());
+        };
+        self.switch_rung(id, switch).map_err(|e| {
             ProtocolError::new(
                 ErrorCode::MediaFailed,
                 format!("The server could not change the quality of your video: {e:#}."),
             )
         })
+    }
+
+    /// Carries out what a receiver's rung controller decided.
+    fn switch_rung(&mut self, id: &ParticipantId, switch: Switch) -> Result<()> {
+        let to = self.encoders.ladder().rungs()[switch.to];
+        tracing::info!(participant = %id, reason = %switch.reason, "moves to the {to} rung");
+        self.move_to_rung(id, switch.to)
+    }
+
+    /// Reads receivers' latest reports and moves those whose link calls
+    /// for another rung.
+    fn adapt_to_links(&mut self) {
+        if self.reports_read.elapsed() < REPORT_READING {
+            return;
+        }
+        self.reports_read = Instant::now();
+        let now = self.now();
+        let connected = &self.connected;
+        let switches: Vec<(ParticipantId, Switch)> = self
+            .members
+            .iter_mut()
+            .filter(|m| connected.contains(&m.id))
+            .filter_map(|m| Some((m.id.clone(), m.adaptation.as_mut()?.poll(now)?)))
+            .collect();
+        for (id, switch) in switches {
+            if let Err(e) = self.switch_rung(&id, switch) {
+                tracing::warn!(participant = %id, "could not change rung: {e:#}");
+            }
+        }
     }
 
     /// Sends the listener what the room's mixes have for them.
@@ -694,7 +759,14 @@ impl McuMixer {
     /// A receiver's first picture of the rung it moved to came: the rung it
     /// left may stop.
     fn rung_reached(&mut self, id: &ParticipantId, rung: usize) {
-        let Some(feed) = self.member_mut(id).and_then(|m| m.video_feed.as_mut()) else {
+        let now = self.now();
+        let Some(member) = self.member_mut(id) else {
+            return;
+        };
+        if let Some(adaptation) = member.adaptation.as_mut() {
+            adaptation.reached(now);
+        }
+        let Some(feed) = member.video_feed.as_mut() else {
             return;
         };
         if feed.reached(rung) {
@@ -781,6 +853,7 @@ impl RoomMedia for McuMixer {
         self.encoders.poll();
         // A sender's first level in its packets lets its decoding stop.
         self.update_audio_gates();
+        self.adapt_to_links();
     }
 
     fn arrange(&mut self, placements: &[Placement<ParticipantId>]) {
@@ -828,11 +901,20 @@ impl RoomMedia for McuMixer {
             .iter()
             .filter_map(|m| {
                 let (current, pending) = m.video_feed.as_ref()?.rungs();
+                let adaptation = m.adaptation.as_ref();
+                let report = adaptation.and_then(Adaptation::last_report);
                 Some(ReceiverRung {
                     participant: m.id.to_string(),
                     rung: name(current),
                     moving_to: name(pending),
                     quality: m.quality,
+                    estimated_kbps: adaptation.and_then(Adaptation::estimate_kbps),
+                    last_switch: adaptation
+                        .and_then(Adaptation::last_reason)
+                        .map(ToString::to_string),
+                    loss_percent: report.map(|r| (r.fraction_lost * 1000.0).round() / 10.0),
+                    rtt_ms: report.and_then(|r| r.rtt).map(|rtt| rtt.as_millis() as u64),
+                    sent_kbps: report.map(|r| r.sent_kbps),
                 })
             })
             .collect()

@@ -1,6 +1,7 @@
 //! Everything GStreamer. `layout`, `sdp`, `keyframe`, `negotiation`,
 //! `candidates`, `rtp`, `speakers` and `caption_spots` are pure logic.
 
+pub mod adaptation;
 pub mod backend;
 pub mod candidates;
 pub mod caption_spots;
@@ -26,8 +27,10 @@ pub mod pads;
 pub mod peer;
 pub mod preflight;
 pub mod program;
+pub mod receiver_reports;
 pub mod recorder;
 pub mod rtp;
+pub mod rung_control;
 pub mod sdp;
 pub mod sfu;
 pub mod speakers;

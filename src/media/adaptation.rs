@@ -1,0 +1,152 @@
+//! One MCU receiver's adaptation to its link: reads what rtpsession holds
+//! of the receiver's reports about the composite it is sent, and lets the
+//! rung controller (rung_control.rs) decide on them. The MCU carries out
+//! the switches it returns.
+
+use crate::media::ladder::Ladder;
+use crate::media::receiver_reports::{
+    Report, ReportBlock, ReportDeltas, SenderReading, report_blocks, round_trip,
+};
+use crate::media::rung_control::{RungController, Switch, SwitchReason};
+use crate::media::webrtc;
+use gst::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct Adaptation {
+    /// The receiver's VP8 payloader: its SSRC is the stream reported on.
+    pay: gst::Element,
+    webrtc: gst::Element,
+    reports: ReportDeltas,
+    control: RungController,
+    last_report: Option<Report>,
+    /// The payloader's SSRC, for the RTCP callback; it is only settled
+    /// once the payloader has its caps.
+    ssrc: Arc<AtomicU32>,
+    latest: LatestBlock,
+    /// Whether the RTCP callback is connected.
+    listening: bool,
+}
+
+impl Adaptation {
+    pub fn new(
+        pay: gst::Element,
+        webrtc: gst::Element,
+        ladder: &Ladder,
+        cap: usize,
+        now: Duration,
+    ) -> Self {
+        Adaptation {
+            pay,
+            webrtc,
+            reports: ReportDeltas::default(),
+            control: RungController::new(ladder, cap, now),
+            last_report: None,
+            ssrc: Arc::new(AtomicU32::new(0)),
+            latest: Arc::default(),
+            listening: false,
+        }
+    }
+
+    /// Reads the latest figures; a switch if a new report calls for one.
+    pub fn poll(&mut self, now: Duration) -> Option<Switch> {
+        let reading = self.reading()?;
+        let report = self.reports.update(now, reading)?;
+        tracing::debug!(?report, "receiver report");
+        self.last_report = Some(report);
+        self.control.on_report(&report)
+    }
+
+    pub fn set_cap(&mut self, cap: usize, now: Duration) -> Option<Switch> {
+        self.control.set_cap(cap, now)
+    }
+
+    pub fn reached(&mut self, now: Duration) {
+        self.control.reached(now);
+    }
+
+    pub fn estimate_kbps(&self) -> Option<u32> {
+        self.control.estimate_kbps()
+    }
+
+    pub fn last_reason(&self) -> Option<&SwitchReason> {
+        self.control.last_reason()
+    }
+
+    pub fn last_report(&self) -> Option<&Report> {
+        self.last_report.as_ref()
+    }
+
+    /// What was sent comes from rtpsession's statistics for the
+    /// payloader's SSRC (with BUNDLE every m-line is in one session, but
+    /// which one is webrtcbin's business: look in each); the report blocks
+    /// about it come from the session's RTCP as it arrives (see
+    /// `receiver_reports::report_blocks` for why).
+    fn reading(&mut self) -> Option<SenderReading> {
+        let ssrc = self
+            .pay
+            .property::<gst::Structure>("stats")
+            .get::<u32>("ssrc")
+            .ok()?;
+        self.ssrc.store(ssrc, Ordering::Relaxed);
+        let rtpbin = webrtc::rtpbin_of(&self.webrtc)?;
+        let (session, own) = (0u32..4).find_map(|id| {
+            let session =
+                rtpbin.emit_by_name::<Option<gst::glib::Object>>("get-session", &[&id])?;
+            let stats = session.property::<gst::Structure>("stats");
+            let own = stats
+                .get::<gst::glib::ValueArray>("source-stats")
+                .ok()?
+                .iter()
+                .filter_map(|source| source.get::<gst::Structure>().ok())
+                .find(|source| source.get::<u32>("ssrc").ok() == Some(ssrc))?;
+            Some((session, own))
+        })?;
+        if !self.listening {
+            self.listening = true;
+            listen_for_reports(&session, self.ssrc.clone(), self.latest.clone());
+        }
+        Some(SenderReading {
+            packets_sent: own.get::<u64>("packets-sent").unwrap_or(0),
+            payload_bytes_sent: own.get::<u64>("octets-sent").unwrap_or(0),
+            block: *self.latest.lock().unwrap_or_else(|e| e.into_inner()),
+        })
+    }
+}
+
+type LatestBlock = Arc<Mutex<Option<(ReportBlock, Option<Duration>)>>>;
+
+/// Keeps the latest report block about `ssrc` in `latest`, with the round
+/// trip it implies, from each RTCP packet `session` receives.
+fn listen_for_reports(session: &gst::glib::Object, ssrc: Arc<AtomicU32>, latest: LatestBlock) {
+    // rtpbin's `get-session` gives the rtpsession element; the signal is
+    // on the session object inside it.
+    let session = session.property::<gst::glib::Object>("internal-session");
+    session.connect("on-receiving-rtcp", false, move |args| {
+        let buffer = args.get(1)?.get::<gst::Buffer>().ok()?;
+        let map = buffer.map_readable().ok()?;
+        let wanted = ssrc.load(Ordering::Relaxed);
+        let block = report_blocks(&map)
+            .into_iter()
+            .rev()
+            .find(|(about, _)| *about == wanted)?
+            .1;
+        let rtt = round_trip(&block, ntp_short_now());
+        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some((block, rtt));
+        None
+    });
+}
+
+/// The middle 32 bits of the NTP time now: the clock rtpsession stamps its
+/// sender reports with (rtpbin's default NTP time source, the real-time
+/// clock).
+fn ntp_short_now() -> u32 {
+    const NTP_TO_UNIX_SECONDS: u64 = 2_208_988_800;
+    let since_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = since_unix.as_secs() + NTP_TO_UNIX_SECONDS;
+    let fraction = (u64::from(since_unix.subsec_nanos()) << 16) / 1_000_000_000;
+    ((seconds << 16) as u32) | fraction as u32
+}
