@@ -1,7 +1,8 @@
-//! One MCU receiver's adaptation to its link: reads what rtpsession holds
-//! of the receiver's reports about the composite it is sent, and lets the
-//! rung controller (rung_control.rs) decide on them. The MCU carries out
-//! the switches it returns.
+//! One MCU receiver's adaptation to its link: reads the receiver's reports
+//! about the composite it is sent (from the RTCP its session receives) and
+//! what was sent (from the session's statistics), and lets the rung
+//! controller (rung_control.rs) decide on them. The MCU carries out the
+//! switches it returns.
 
 use crate::media::ladder::Ladder;
 use crate::media::receiver_reports::{
@@ -25,8 +26,9 @@ pub struct Adaptation {
     /// once the payloader has its caps.
     ssrc: Arc<AtomicU32>,
     latest: LatestBlock,
-    /// Whether the RTCP callback is connected.
-    listening: bool,
+    /// The rtpsession sending the payloader's SSRC, once found; the RTCP
+    /// callback is connected to it then.
+    session: Option<gst::Element>,
 }
 
 impl Adaptation {
@@ -45,7 +47,7 @@ impl Adaptation {
             last_report: None,
             ssrc: Arc::new(AtomicU32::new(0)),
             latest: Arc::default(),
-            listening: false,
+            session: None,
         }
     }
 
@@ -79,10 +81,8 @@ impl Adaptation {
     }
 
     /// What was sent comes from rtpsession's statistics for the
-    /// payloader's SSRC (with BUNDLE every m-line is in one session, but
-    /// which one is webrtcbin's business: look in each); the report blocks
-    /// about it come from the session's RTCP as it arrives (see
-    /// `receiver_reports::report_blocks` for why).
+    /// payloader's SSRC; the report blocks about it come from the session's
+    /// RTCP as it arrives (see `receiver_reports::report_blocks` for why).
     fn reading(&mut self) -> Option<SenderReading> {
         let ssrc = self
             .pay
@@ -90,36 +90,46 @@ impl Adaptation {
             .get::<u32>("ssrc")
             .ok()?;
         self.ssrc.store(ssrc, Ordering::Relaxed);
-        let rtpbin = webrtc::rtpbin_of(&self.webrtc)?;
-        let (session, own) = (0u32..4).find_map(|id| {
-            let session =
-                rtpbin.emit_by_name::<Option<gst::glib::Object>>("get-session", &[&id])?;
-            let stats = session.property::<gst::Structure>("stats");
-            let own = stats
-                .get::<gst::glib::ValueArray>("source-stats")
-                .ok()?
-                .iter()
-                .filter_map(|source| source.get::<gst::Structure>().ok())
-                .find(|source| source.get::<u32>("ssrc").ok() == Some(ssrc))?;
-            Some((session, own))
-        })?;
-        if !self.listening {
-            self.listening = true;
-            listen_for_reports(&session, self.ssrc.clone(), self.latest.clone());
+        if self.session.is_none() {
+            self.session = self.find_session(ssrc);
         }
+        let own = sender_stats(self.session.as_ref()?, ssrc)?;
         Some(SenderReading {
             packets_sent: own.get::<u64>("packets-sent").unwrap_or(0),
             payload_bytes_sent: own.get::<u64>("octets-sent").unwrap_or(0),
             block: *self.latest.lock().unwrap_or_else(|e| e.into_inner()),
         })
     }
+
+    /// The session sending `ssrc`, with the RTCP callback connected. With
+    /// BUNDLE every m-line is in one session, but which one is webrtcbin's
+    /// business: look in each.
+    fn find_session(&self, ssrc: u32) -> Option<gst::Element> {
+        let rtpbin = webrtc::rtpbin_of(&self.webrtc)?;
+        let session = (0u32..4)
+            .filter_map(|id| rtpbin.emit_by_name::<Option<gst::Element>>("get-session", &[&id]))
+            .find(|session| sender_stats(session, ssrc).is_some())?;
+        listen_for_reports(&session, self.ssrc.clone(), self.latest.clone());
+        Some(session)
+    }
+}
+
+/// `session`'s statistics for the stream it sends with `ssrc`.
+fn sender_stats(session: &gst::Element, ssrc: u32) -> Option<gst::Structure> {
+    session
+        .property::<gst::Structure>("stats")
+        .get::<gst::glib::ValueArray>("source-stats")
+        .ok()?
+        .iter()
+        .filter_map(|source| source.get::<gst::Structure>().ok())
+        .find(|source| source.get::<u32>("ssrc").ok() == Some(ssrc))
 }
 
 type LatestBlock = Arc<Mutex<Option<(ReportBlock, Option<Duration>)>>>;
 
 /// Keeps the latest report block about `ssrc` in `latest`, with the round
 /// trip it implies, from each RTCP packet `session` receives.
-fn listen_for_reports(session: &gst::glib::Object, ssrc: Arc<AtomicU32>, latest: LatestBlock) {
+fn listen_for_reports(session: &gst::Element, ssrc: Arc<AtomicU32>, latest: LatestBlock) {
     // rtpbin's `get-session` gives the rtpsession element; the signal is
     // on the session object inside it.
     let session = session.property::<gst::glib::Object>("internal-session");
