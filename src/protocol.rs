@@ -79,6 +79,10 @@ pub enum ClientMessage {
         /// A room token (JWT HS256); required when the server has an auth secret.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// MCU rooms: the best encoding to send, as "quality" would ask,
+        /// so a low-power device gets what it can decode from its first frame.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quality: Option<Quality>,
     },
     /// Takes over a session whose connection dropped, keeping its
     /// participant id and media. `received` is how many session messages the
@@ -532,8 +536,9 @@ mod tests {
                     name: "Ada".into(),
                     mode: Some(Mode::Mcu),
                     token: None,
+                    quality: Some(Quality::Low),
                 },
-                json!({"type":"join","room":"standup","name":"Ada","mode":"mcu"}),
+                json!({"type":"join","room":"standup","name":"Ada","mode":"mcu","quality":"low"}),
             ),
             (
                 ClientMessage::Join {
@@ -541,6 +546,7 @@ mod tests {
                     name: "Ada".into(),
                     mode: None,
                     token: Some("eyJ0".into()),
+                    quality: None,
                 },
                 json!({"type":"join","room":"standup","name":"Ada","token":"eyJ0"}),
             ),
@@ -564,6 +570,7 @@ mod tests {
                     name: "n".into(),
                     mode: None,
                     token: None,
+                    quality: None,
                 },
                 json!({"type":"join","room":"r","name":"n"}),
             ),

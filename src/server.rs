@@ -2,13 +2,15 @@
 //! room and recording API under /api, recordings at /recordings/.
 
 use crate::config::Config;
+use crate::ids::RoomId;
 use crate::room::RoomSnapshot;
 use crate::room::registry::Registry;
 use crate::signaling::api;
 use crate::signaling::{AppState, Signaling};
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +50,7 @@ impl Server {
             .route("/ws", get(crate::signaling::ws::upgrade))
             .merge(crate::signaling::poll::routes())
             .route("/api/rooms", get(list_rooms))
+            .route("/api/rooms/{room}", get(show_room))
             .route(
                 "/api/rooms/{room}/recordings",
                 get(api::list).post(api::start),
@@ -138,6 +141,26 @@ impl Server {
 
 async fn list_rooms(State(state): State<AppState>) -> axum::Json<Vec<RoomSnapshot>> {
     axum::Json(state.registry.snapshot().await)
+}
+
+/// One room: its participants, and in an MCU room the rung each receiver
+/// is on and why (what the browser client's statistics table shows).
+async fn show_room(State(state): State<AppState>, Path(room): Path<String>) -> Response {
+    let snapshot = match RoomId::parse(&room) {
+        Some(id) => state.registry.snapshot_of(&id).await,
+        None => None,
+    };
+    match snapshot {
+        Some(snapshot) => axum::Json(snapshot).into_response(),
+        None => api::error_response(
+            404,
+            "unknown-room",
+            &format!(
+                "No room \"{}\" is open.",
+                room.chars().take(64).collect::<String>()
+            ),
+        ),
+    }
 }
 
 /// The content type a recording file is served with (where the generic

@@ -1408,6 +1408,13 @@ async fn an_mcu_page_draws_the_layout_picks_one_and_pauses_its_video_off_the_com
                 c["width"] == 320 && c["height"] == 180 && c["playing"] == true,
                 "composite {c}"
             );
+            // The statistics table says which picture the server sends and why.
+            let table = &s["statistics"];
+            ensure!(
+                table["Picture sent to you"] == "320x180@150"
+                    && table["Last picture change"] == "asked for it",
+                "statistics {table}"
+            );
             Ok(())
         })
         .await?;

@@ -6,7 +6,7 @@ import { McuSession } from "./mcu.js";
 import { MeshSession } from "./mesh.js";
 import { SfuSession } from "./sfu.js";
 import { Signaling } from "./signaling.js";
-import { StatsMeter, describeStats } from "./stats.js";
+import { StatsMeter, describeStats, receiverRung, describeRung } from "./stats.js";
 import { openDevices, stopDevices } from "./media.js";
 import { CallView, describeVideo, sampleColour } from "./view.js";
 import { peerConnectionsMade, renewIceServers, turnUsernames } from "./ice.js";
@@ -97,6 +97,22 @@ async function join(event) {
   connect();
 }
 
+// In an MCU room the join carries the picture asked for, so the first frame
+// is already on that rung.
+function joinMessage() {
+  const { room, name, mode, token } = call.settings;
+  const quality = $("#quality-picker").elements.quality.value;
+  call.joinedWithQuality = mode === "mcu" ? quality : "high";
+  return {
+    type: "join",
+    room,
+    name,
+    mode,
+    ...(token ? { token } : {}),
+    ...(call.joinedWithQuality !== "high" ? { quality } : {}),
+  };
+}
+
 function connect() {
   const signaling = new Signaling(location, call.settings.transport);
   call.signaling = signaling;
@@ -108,8 +124,7 @@ function connect() {
       signaling.send({ type: "resume", token: call.resumeToken, received: call.received });
       return;
     }
-    const { room, name, mode, token } = call.settings;
-    signaling.send({ type: "join", room, name, mode, ...(token ? { token } : {}) });
+    signaling.send(joinMessage());
   });
   signaling.addEventListener("message", (event) => onMessage(event.detail));
   signaling.addEventListener("reconnecting", (event) => {
@@ -135,11 +150,14 @@ async function onMessage(message) {
       view.setParticipants(call.participants);
       showLayoutPicker();
       setStatus("joined", `In the call as ${call.settings.name} (${call.signaling.transport})`);
-      // Before the offer, so the first picture is already the one asked for.
+      // Before the offer, so the first picture is already the one asked for
+      // (when the join could not say it: the room chose MCU itself).
       const qualityPicker = $("#quality-picker");
       qualityPicker.hidden = message.mode !== "mcu";
       const quality = qualityPicker.elements.quality.value;
-      if (message.mode === "mcu" && quality !== "high") call.signaling.send({ type: "quality", max: quality });
+      if (message.mode === "mcu" && quality !== call.joinedWithQuality) {
+        call.signaling.send({ type: "quality", max: quality });
+      }
       const Session = SESSIONS[message.mode];
       call.session = new Session({
         signaling: call.signaling,
@@ -205,8 +223,7 @@ async function onMessage(message) {
         endSession();
         call.resumeToken = null;
         setStatus("connecting", `Joining again (${call.signaling.transport})…`);
-        const { room, name, mode, token } = call.settings;
-        call.signaling.send({ type: "join", room, name, mode, ...(token ? { token } : {}) });
+        call.signaling.send(joinMessage());
         break;
       }
       view.error(message.code, message.message);
@@ -280,8 +297,9 @@ function updateControls() {
 async function refreshStats() {
   if (!call.session) return;
   call.stats = await meter.sample(call.session.peerConnections());
+  call.rung = call.settings.mode === "mcu" ? await receiverRung(call.settings.room, call.participant) : null;
   $("#stats").replaceChildren(
-    ...describeStats(call.stats).map(([name, value]) => {
+    ...[...describeStats(call.stats), ...describeRung(call.rung)].map(([name, value]) => {
       const row = document.createElement("tr");
       const th = document.createElement("th");
       const td = document.createElement("td");
@@ -362,6 +380,7 @@ window.gridmix = {
         speaking: slot.classList.contains("speaking"),
         dominant: slot.classList.contains("dominant"),
       })),
+      statistics: Object.fromEntries([...document.querySelectorAll("#stats tr")].map((row) => [row.querySelector("th").textContent, row.querySelector("td").textContent])),
       videoPaused: call.session?.videoPaused ?? false,
       videoPacketsOut: stats?.videoPacketsOut ?? 0,
       tiles: [...document.querySelectorAll("#tiles .tile")].map((tile) => ({

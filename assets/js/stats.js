@@ -84,3 +84,26 @@ export function describeStats(s) {
   ];
   return rows;
 }
+
+// What the server says of this receiver in an MCU room: the rung it sends,
+// what the link was seen to carry, and why it last moved. The room API
+// needs the server's API secret where one is set; then these rows are left out.
+export async function receiverRung(room, participant) {
+  try {
+    const response = await fetch(`/api/rooms/${encodeURIComponent(room)}`);
+    if (!response.ok) return null;
+    const snapshot = await response.json();
+    return (snapshot.receivers ?? []).find((r) => r.participant === participant) ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function describeRung(r) {
+  if (!r) return [];
+  return [
+    ["Picture sent to you", r.moving_to ? `${r.rung ?? "–"} → ${r.moving_to}` : (r.rung ?? "–")],
+    ["Estimated bandwidth", r.estimated_kbps == null ? "enough for the picture asked for" : `${r.estimated_kbps} kbit/s`],
+    ["Last picture change", r.last_switch ?? "–"],
+  ];
+}

@@ -231,6 +231,7 @@ impl Bot {
             name: config.name.clone(),
             mode: Some(config.mode),
             token: config.token.clone(),
+            quality: config.quality,
         };
         let mut connection = Connection::open(config.transport, &config.server, &join)
             .await

@@ -125,9 +125,6 @@ impl Session {
                 session
                     .media
                     .offer_lines(&mut conn.link, direction, config.receive)?;
-                if let Some(max) = config.quality {
-                    session.send(ClientMessage::Quality { max }).await?;
-                }
                 session.offer(conn, Route::Publish).await?;
             }
             Mode::Sfu if session.media.sends_anything() => {

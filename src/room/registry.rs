@@ -236,6 +236,11 @@ impl Registry {
             .collect()
     }
 
+    /// One open room, as its task sees it.
+    pub async fn snapshot_of(&self, id: &RoomId) -> Option<RoomSnapshot> {
+        describe(&self.room(id)?).await
+    }
+
     /// Every open room, as its task sees it.
     pub async fn snapshot(&self) -> Vec<RoomSnapshot> {
         let mut rooms = Vec::new();

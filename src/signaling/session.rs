@@ -13,7 +13,7 @@ use super::sequence::SeqBuffer;
 use super::{Signaling, Transport};
 use crate::auth;
 use crate::live_count::{Held, LiveCount};
-use crate::protocol::{ClientMessage, ErrorCode, ProtocolError, ServerMessage};
+use crate::protocol::{ClientMessage, ErrorCode, ProtocolError, Quality, ServerMessage};
 use crate::room::{Membership, OUTBOX_CAPACITY};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -267,7 +267,11 @@ impl Session {
                 name,
                 mode,
                 token,
-            }) => self.join(&room, &name, mode, token.as_deref()).await,
+                quality,
+            }) => {
+                self.join(&room, &name, mode, token.as_deref(), quality)
+                    .await
+            }
             Ok(ClientMessage::Resume { token, received }) => {
                 return self.resume(&token, received).await;
             }
@@ -306,6 +310,7 @@ impl Session {
         name: &str,
         mode: Option<crate::protocol::Mode>,
         token: Option<&str>,
+        quality: Option<Quality>,
     ) -> Result<(), ProtocolError> {
         let grant = match &self.signaling.settings.auth_secret {
             None => None,
@@ -352,7 +357,17 @@ impl Session {
         self.attach = Some(attach);
         self.join_deadline = None;
         self.candidates = 0;
-        Ok(())
+        // The room hears the cap before anything else this client sends,
+        // so its video starts on that rung.
+        match (quality, &self.joined) {
+            (Some(max), Some(joined)) => {
+                joined
+                    .membership
+                    .signal(ClientMessage::Quality { max })
+                    .await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Stops being in a room (the caller tells the room, if it must).
