@@ -1,5 +1,6 @@
 //! One MCU receiver's adaptation to its link: reads the receiver's reports
-//! about the composite it is sent (from the RTCP its session receives) and
+//! about the composite it is sent and its transport-wide feedback (from the
+//! RTCP its session receives) and
 //! what was sent (from the session's statistics), and lets the rung
 //! controller (rung_control.rs) decide on them. The MCU carries out the
 //! switches it returns.
@@ -9,6 +10,7 @@ use crate::media::receiver_reports::{
     Report, ReportBlock, ReportDeltas, SenderReading, report_blocks, round_trip,
 };
 use crate::media::rung_control::{RungController, Switch, SwitchReason};
+use crate::media::twcc_feedback::{self, Arrivals};
 use crate::media::webrtc;
 use gst::prelude::*;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,10 +27,13 @@ pub struct Adaptation {
     /// The payloader's SSRC, for the RTCP callback; it is only settled
     /// once the payloader has its caps.
     ssrc: Arc<AtomicU32>,
-    latest: LatestBlock,
+    heard: Heard,
     /// The rtpsession sending the payloader's SSRC, once found; the RTCP
     /// callback is connected to it then.
     session: Option<gst::Element>,
+    /// The receiver's keyframe requests so far (its PLIs and FIRs, as they
+    /// come up through its payloader).
+    keyframe_requests: Arc<AtomicU32>,
 }
 
 impl Adaptation {
@@ -39,22 +44,31 @@ impl Adaptation {
         cap: usize,
         now: Duration,
     ) -> Self {
+        let keyframe_requests = Arc::new(AtomicU32::new(0));
+        if let Some(pad) = pay.static_pad("sink") {
+            count_keyframe_requests(&pad, keyframe_requests.clone());
+        }
         Adaptation {
+            keyframe_requests,
             pay,
             webrtc,
             reports: ReportDeltas::default(),
             control: RungController::new(ladder, cap, now),
             last_report: None,
             ssrc: Arc::new(AtomicU32::new(0)),
-            latest: Arc::default(),
+            heard: Arc::default(),
             session: None,
         }
     }
 
-    /// Reads the latest figures; a switch if a new report calls for one.
+    /// Reads the latest figures; a switch if a new report, or the lack of
+    /// one, calls for it.
     pub fn poll(&mut self, now: Duration) -> Option<Switch> {
-        let reading = self.reading()?;
-        let report = self.reports.update(now, reading)?;
+        let report = self.reading().and_then(|r| self.reports.update(now, r));
+        let Some(report) = report else {
+            let requests = self.keyframe_requests.load(Ordering::Relaxed);
+            return self.control.on_tick(now, requests);
+        };
         tracing::debug!(?report, "receiver report");
         self.last_report = Some(report);
         self.control.on_report(&report)
@@ -94,10 +108,12 @@ impl Adaptation {
             self.session = self.find_session(ssrc);
         }
         let own = sender_stats(self.session.as_ref()?, ssrc)?;
+        let heard = *self.heard.lock().unwrap_or_else(|e| e.into_inner());
         Some(SenderReading {
             packets_sent: own.get::<u64>("packets-sent").unwrap_or(0),
             payload_bytes_sent: own.get::<u64>("octets-sent").unwrap_or(0),
-            block: *self.latest.lock().unwrap_or_else(|e| e.into_inner()),
+            block: heard.block,
+            arrivals: heard.arrivals,
         })
     }
 
@@ -109,9 +125,21 @@ impl Adaptation {
         let session = (0u32..4)
             .filter_map(|id| rtpbin.emit_by_name::<Option<gst::Element>>("get-session", &[&id]))
             .find(|session| sender_stats(session, ssrc).is_some())?;
-        listen_for_reports(&session, self.ssrc.clone(), self.latest.clone());
+        listen_for_reports(&session, self.ssrc.clone(), self.heard.clone());
         Some(session)
     }
+}
+
+/// Counts the keyframe requests going up through `pad` from the receiver.
+fn count_keyframe_requests(pad: &gst::Pad, count: Arc<AtomicU32>) {
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(event)) = &info.data
+            && webrtc::is_keyframe_request(event)
+        {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// `session`'s statistics for the stream it sends with `ssrc`.
@@ -125,11 +153,19 @@ fn sender_stats(session: &gst::Element, ssrc: u32) -> Option<gst::Structure> {
         .find(|source| source.get::<u32>("ssrc").ok() == Some(ssrc))
 }
 
-type LatestBlock = Arc<Mutex<Option<(ReportBlock, Option<Duration>)>>>;
+/// What the receiver's RTCP said: the latest report block about the video,
+/// with the round trip it implies, and the transport-wide feedback so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeardSoFar {
+    block: Option<(ReportBlock, Option<Duration>)>,
+    arrivals: Arrivals,
+}
 
-/// Keeps the latest report block about `ssrc` in `latest`, with the round
-/// trip it implies, from each RTCP packet `session` receives.
-fn listen_for_reports(session: &gst::Element, ssrc: Arc<AtomicU32>, latest: LatestBlock) {
+type Heard = Arc<Mutex<HeardSoFar>>;
+
+/// Keeps what each RTCP packet `session` receives says about `ssrc` (and,
+/// with BUNDLE, about the whole transport) in `heard`.
+fn listen_for_reports(session: &gst::Element, ssrc: Arc<AtomicU32>, heard: Heard) {
     // rtpbin's `get-session` gives the rtpsession element; the signal is
     // on the session object inside it.
     let session = session.property::<gst::glib::Object>("internal-session");
@@ -140,10 +176,14 @@ fn listen_for_reports(session: &gst::Element, ssrc: Arc<AtomicU32>, latest: Late
         let block = report_blocks(&map)
             .into_iter()
             .rev()
-            .find(|(about, _)| *about == wanted)?
-            .1;
-        let rtt = round_trip(&block, ntp_short_now());
-        *latest.lock().unwrap_or_else(|e| e.into_inner()) = Some((block, rtt));
+            .find(|(about, _)| *about == wanted)
+            .map(|(_, block)| (block, round_trip(&block, ntp_short_now())));
+        let arrivals = twcc_feedback::arrivals(&map);
+        let mut heard = heard.lock().unwrap_or_else(|e| e.into_inner());
+        if block.is_some() {
+            heard.block = block;
+        }
+        heard.arrivals += arrivals;
         None
     });
 }

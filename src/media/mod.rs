@@ -36,4 +36,5 @@ pub mod sfu;
 pub mod speakers;
 pub mod subscription;
 pub mod templates;
+pub mod twcc_feedback;
 pub mod webrtc;

@@ -4,7 +4,13 @@
 //! and the last round trip; this turns two readings of them into the loss
 //! and the delivered bitrate over the time between. Pure: no GStreamer.
 
+use crate::media::twcc_feedback::Arrivals;
 use std::time::Duration;
+
+/// Transport-wide feedback makes a report of its own, when no new receiver
+/// report came, once it covers this many packets over at least this long.
+const FEEDBACK_PACKETS: u32 = 20;
+const FEEDBACK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One reading of rtpsession's figures for the video the server sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +21,8 @@ pub struct SenderReading {
     /// The latest report block, once the receiver has sent one, with the
     /// round trip it implies.
     pub block: Option<(ReportBlock, Option<Duration>)>,
+    /// What the receiver's transport-wide feedback said arrived, in all.
+    pub arrivals: Arrivals,
 }
 
 /// The latest report block about the server's video.
@@ -36,49 +44,56 @@ pub struct ReportBlock {
 /// SSRC each is about. Parsed here because rtpsession 1.22 keeps only the
 /// last block of each report, so with a block for the audio after the one
 /// for the video, the video's is never seen in its statistics.
-pub fn report_blocks(mut packet: &[u8]) -> Vec<(u32, ReportBlock)> {
+pub fn report_blocks(packet: &[u8]) -> Vec<(u32, ReportBlock)> {
     const SENDER_REPORT: u8 = 200;
     const RECEIVER_REPORT: u8 = 201;
-    let word = |bytes: &[u8], at: usize| {
-        u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-    };
     let mut blocks = Vec::new();
-    while packet.len() >= 4 {
-        let count = usize::from(packet[0] & 0x1f);
-        let kind = packet[1];
-        let length = (usize::from(u16::from_be_bytes([packet[2], packet[3]])) + 1) * 4;
-        if packet[0] >> 6 != 2 || length > packet.len() {
-            break;
-        }
-        let first_block = match kind {
-            SENDER_REPORT => Some(8 + 20),
-            RECEIVER_REPORT => Some(8),
-            _ => None,
+    for (count, kind, packet) in compound_packets(packet) {
+        let first = match kind {
+            SENDER_REPORT => 8 + 20,
+            RECEIVER_REPORT => 8,
+            _ => continue,
         };
-        if let Some(first) = first_block {
-            for index in 0..count {
-                let at = first + index * 24;
-                if at + 24 > length {
-                    break;
-                }
-                let b = &packet[at..at + 24];
-                // The cumulative loss is 24 bits, signed.
-                let lost = ((word(b, 4) << 8) as i32) >> 8;
-                blocks.push((
-                    word(b, 0),
-                    ReportBlock {
-                        fraction_lost: b[4],
-                        highest_seq: word(b, 8),
-                        lost,
-                        last_sender_report: word(b, 16),
-                        delay_since: word(b, 20),
-                    },
-                ));
-            }
+        for index in 0..usize::from(count) {
+            let at = first + index * 24;
+            let Some(b) = packet.get(at..at + 24) else {
+                break;
+            };
+            // The cumulative loss is 24 bits, signed.
+            let lost = ((word(b, 4) << 8) as i32) >> 8;
+            blocks.push((
+                word(b, 0),
+                ReportBlock {
+                    fraction_lost: b[4],
+                    highest_seq: word(b, 8),
+                    lost,
+                    last_sender_report: word(b, 16),
+                    delay_since: word(b, 20),
+                },
+            ));
         }
-        packet = &packet[length..];
     }
     blocks
+}
+
+/// The big-endian 32-bit word at `at`.
+fn word(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// The packets of a compound RTCP packet: (the header's count or feedback
+/// type, packet type, the whole packet). Stops at the first that is not
+/// RTCP version 2 or runs past the end.
+pub(crate) fn compound_packets(mut packet: &[u8]) -> impl Iterator<Item = (u8, u8, &[u8])> {
+    std::iter::from_fn(move || {
+        if packet.len() < 4 || packet[0] >> 6 != 2 {
+            return None;
+        }
+        let length = (usize::from(u16::from_be_bytes([packet[2], packet[3]])) + 1) * 4;
+        let (this, rest) = packet.split_at_checked(length)?;
+        packet = rest;
+        Some((this[0] & 0x1f, this[1], this))
+    })
 }
 
 /// The round trip a block implies, from the middle 32 bits of the NTP time
@@ -124,27 +139,40 @@ pub struct ReportDeltas {
 
 impl ReportDeltas {
     /// The report `reading` brings, if the receiver sent a new one since the
-    /// previous reading (its highest sequence number moved on).
+    /// previous reading (its highest sequence number moved on), or else if
+    /// its transport-wide feedback covers enough packets since then (with
+    /// no round trip: that needs a receiver report).
     pub fn update(&mut self, at: Duration, reading: SenderReading) -> Option<Report> {
         let Some((then, before)) = self.previous else {
             self.previous = Some((at, reading));
             return None;
         };
-        let (block, rtt) = reading.block?;
-        let fraction_lost = match before.block.map(|(old, _)| old) {
-            Some(old) if old.highest_seq == block.highest_seq => return None,
-            Some(old) => {
-                let expected = i64::from(block.highest_seq.wrapping_sub(old.highest_seq));
-                let lost = i64::from(block.lost) - i64::from(old.lost);
-                // Duplicates can make the count go down: none lost then.
-                lost.clamp(0, expected) as f64 / expected as f64
-            }
-            // The first report: only its own figure covers what came before.
-            None => f64::from(block.fraction_lost) / 256.0,
-        };
         if at <= then {
             return None;
         }
+        let from_report = match (reading.block, before.block.map(|(old, _)| old)) {
+            (Some((block, _)), Some(old)) if old.highest_seq == block.highest_seq => None,
+            (Some((block, rtt)), Some(old)) => {
+                let expected = i64::from(block.highest_seq.wrapping_sub(old.highest_seq));
+                let lost = i64::from(block.lost) - i64::from(old.lost);
+                // Duplicates can make the count go down: none lost then.
+                Some((lost.clamp(0, expected) as f64 / expected as f64, rtt))
+            }
+            // The first report: only its own figure covers what came before.
+            (Some((block, rtt)), None) => Some((f64::from(block.fraction_lost) / 256.0, rtt)),
+            (None, _) => None,
+        };
+        let from_feedback = || {
+            let lost = reading.arrivals.lost.wrapping_sub(before.arrivals.lost);
+            let received = reading
+                .arrivals
+                .received
+                .wrapping_sub(before.arrivals.received);
+            let total = lost.saturating_add(received);
+            (total >= FEEDBACK_PACKETS && at - then >= FEEDBACK_INTERVAL)
+                .then(|| (f64::from(lost) / f64::from(total), None))
+        };
+        let (fraction_lost, rtt) = from_report.or_else(from_feedback)?;
         self.previous = Some((at, reading));
         let packets = reading.packets_sent.saturating_sub(before.packets_sent);
         let payload = reading
@@ -179,7 +207,47 @@ mod tests {
                 };
                 (block, round_trip(&block, (1 << 16) + (1 << 15) + 6553))
             }),
+            arrivals: Arrivals::default(),
         }
+    }
+
+    /// After `seconds`, with no receiver report but transport-wide feedback
+    /// on `received` and `lost` packets in all.
+    fn feedback_reading(seconds: u64, received: u32, lost: u32) -> SenderReading {
+        SenderReading {
+            arrivals: Arrivals { received, lost },
+            ..reading(seconds, None)
+        }
+    }
+
+    #[test]
+    fn without_receiver_reports_transport_feedback_makes_the_report() {
+        let mut deltas = ReportDeltas::default();
+        deltas.update(at(0), feedback_reading(0, 0, 0));
+        let report = deltas.update(at(1), feedback_reading(1, 60, 40)).unwrap();
+        assert_eq!(report.fraction_lost, 0.4);
+        assert_eq!(report.rtt, None);
+        assert_eq!(report.sent_kbps, 840);
+        // Too few packets, or too soon: wait for more.
+        assert_eq!(deltas.update(at(2), feedback_reading(2, 70, 40)), None);
+        let report = deltas.update(at(3), feedback_reading(3, 90, 40)).unwrap();
+        assert_eq!(report.fraction_lost, 0.0);
+    }
+
+    #[test]
+    fn a_new_receiver_report_is_preferred_to_feedback() {
+        let mut deltas = ReportDeltas::default();
+        deltas.update(at(0), reading(0, Some((100, 0))));
+        let both = SenderReading {
+            arrivals: Arrivals {
+                received: 0,
+                lost: 100,
+            },
+            ..reading(1, Some((200, 10)))
+        };
+        let report = deltas.update(at(1), both).unwrap();
+        assert_eq!(report.fraction_lost, 0.1);
+        assert!(report.rtt.is_some());
     }
 
     fn at(seconds: u64) -> Duration {

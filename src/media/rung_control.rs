@@ -4,6 +4,12 @@
 //! the way), up one rung at a time after a clean stretch, and a longer wait
 //! before the next try each time a step up had to be taken back, so a link
 //! that cannot carry the better rung is not made to freeze over and over.
+//! A receiver whose reports stop while it asks for keyframe after keyframe
+//! goes straight to the lowest rung: its picture is breaking up and it has
+//! no report to say how much gets through. (A webrtcbin 1.22 receiver
+//! under heavy loss is one: its keyframe requests go out as early RTCP
+//! without report blocks, and while early feedback keeps coming its
+//! regular reports are put off again and again.)
 //! Pure: no GStreamer; the MCU feeds it reports and carries out switches.
 //!
 //! There is no probing with padding before a step up: webrtcbin 1.22's
@@ -39,6 +45,13 @@ const LONGEST_WAIT: Duration = Duration::from_secs(12);
 const TRIAL: Duration = Duration::from_secs(8);
 /// The estimate a step down is chosen from is trusted this much.
 const ESTIMATE_MARGIN: f64 = 0.9;
+/// No report for this long, with this many keyframe requests in it, is a
+/// picture breaking up on a link too weak to report over.
+const SILENCE: Duration = Duration::from_secs(3);
+const BROKEN_REQUESTS: u32 = 3;
+/// During a step up being tried, from the new rung's first picture: a try
+/// that breaks the picture is taken back sooner.
+const TRIAL_SILENCE: Duration = Duration::from_secs(1);
 
 /// Why a receiver was moved.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +68,10 @@ pub enum SwitchReason {
     Stable {
         seconds: u64,
     },
+    /// No report for a while, and this many keyframe requests meanwhile.
+    Broken {
+        requests: u32,
+    },
 }
 
 impl fmt::Display for SwitchReason {
@@ -67,6 +84,9 @@ impl fmt::Display for SwitchReason {
             }
             SwitchReason::Stable { seconds } => {
                 write!(f, "no loss for {seconds} s: trying a better rung")
+            }
+            SwitchReason::Broken { requests } => {
+                write!(f, "{requests} keyframe requests and no report")
             }
         }
     }
@@ -101,6 +121,10 @@ pub struct RungController {
     /// below the rung it asked for.
     estimate_kbps: Option<u32>,
     last_reason: Option<SwitchReason>,
+    last_report_at: Option<Duration>,
+    /// The receiver's keyframe requests so far, as counted at each tick
+    /// over the last `SILENCE`.
+    request_counts: std::collections::VecDeque<(Duration, u32)>,
 }
 
 impl RungController {
@@ -124,6 +148,8 @@ impl RungController {
             trying_since: None,
             estimate_kbps: None,
             last_reason: None,
+            last_report_at: None,
+            request_counts: std::collections::VecDeque::new(),
         }
     }
 
@@ -156,9 +182,50 @@ impl RungController {
         None
     }
 
+    /// Between reports: `requests` is how many keyframes the receiver has
+    /// asked for in all. A switch if its reports stopped while it kept
+    /// asking.
+    pub fn on_tick(&mut self, now: Duration, requests: u32) -> Option<Switch> {
+        self.request_counts.push_back((now, requests));
+        while self
+            .request_counts
+            .front()
+            .is_some_and(|&(at, _)| at + SILENCE < now)
+        {
+            self.request_counts.pop_front();
+        }
+        let trying = self.trying_since.is_some();
+        let (silence, heard_from) = if trying {
+            (TRIAL_SILENCE, self.settled_at.saturating_sub(SETTLE))
+        } else {
+            (SILENCE, self.settled_at)
+        };
+        let quiet_since = self.last_report_at.unwrap_or_default().max(heard_from);
+        if now < quiet_since + silence {
+            return None;
+        }
+        let (_, before) = *self
+            .request_counts
+            .iter()
+            .find(|&&(at, _)| at + silence >= now)?;
+        let requests = requests.wrapping_sub(before);
+        if requests < BROKEN_REQUESTS {
+            return None;
+        }
+        // A failed try goes back to where it came from; otherwise there is
+        // no telling what the link carries.
+        let to = if trying {
+            self.rung + 1
+        } else {
+            self.needs_kbps.len() - 1
+        };
+        self.step_down(to, SwitchReason::Broken { requests }, now)
+    }
+
     /// What one new receiver report changes.
     pub fn on_report(&mut self, report: &Report) -> Option<Switch> {
         let now = report.at;
+        self.last_report_at = Some(now);
         if let Some(rtt) = report.rtt {
             self.lowest_rtt = Some(self.lowest_rtt.map_or(rtt, |lowest| lowest.min(rtt)));
         }
@@ -295,6 +362,84 @@ mod tests {
         fn rung(&self) -> usize {
             self.controller.rung()
         }
+    }
+
+    /// Ticks every 250 ms for `seconds` with no report, the receiver
+    /// asking for a keyframe every `request_every` ticks (0: never).
+    fn silent(
+        controller: &mut RungController,
+        from: Duration,
+        seconds: u64,
+        request_every: u32,
+    ) -> Vec<(Duration, Switch)> {
+        let mut switches = Vec::new();
+        let mut requests = 0;
+        for tick in 1..=(seconds * 4) as u32 {
+            let now = from + Duration::from_millis(250) * tick;
+            if request_every > 0 && tick % request_every == 0 {
+                requests += 1;
+            }
+            if let Some(switch) = controller.on_tick(now, requests) {
+                controller.reached(now);
+                switches.push((now, switch));
+            }
+        }
+        switches
+    }
+
+    #[test]
+    fn reports_that_stop_while_keyframes_are_asked_for_send_it_to_the_lowest_rung() {
+        let mut controller = RungController::new(&Ladder::default(), TOP, Duration::ZERO);
+        controller.reached(Duration::ZERO);
+        // A keyframe request a second, no report: the link cannot carry the
+        // picture, nor the receiver's reports about it.
+        let switches = silent(&mut controller, Duration::ZERO, 10, 4);
+        assert_eq!(switches.len(), 1, "{switches:?}");
+        let (at, switch) = &switches[0];
+        assert_eq!(switch.to, LOWEST);
+        assert!(matches!(switch.reason, SwitchReason::Broken { requests } if requests >= 3));
+        // Settle (2 s), then 3 s of silence before it could have decided.
+        assert_eq!(*at, Duration::from_secs(5));
+        assert_eq!(controller.estimate_kbps(), None);
+    }
+
+    #[test]
+    fn a_step_up_that_breaks_the_picture_is_taken_back_within_a_second_of_it() {
+        // Down to the lowest on a weak link, then clean until a try.
+        let mut link = Link::new(TOP);
+        link.run(5, shaped(300));
+        assert_eq!(link.rung(), LOWEST);
+        let tried = (0..30).find(|_| {
+            link.run(1, |_| (0.0, 20, 165));
+            link.rung() != LOWEST
+        });
+        assert!(tried.is_some(), "{:?}", link.switches);
+        let trying = link.rung();
+        // On the better rung the receiver stops reporting and asks for
+        // keyframe after keyframe.
+        let reached = link.now + Duration::from_millis(500);
+        link.controller.reached(reached);
+        let switches = silent(&mut link.controller, link.now, 5, 1);
+        let (at, switch) = &switches[0];
+        assert_eq!(switch.to, trying + 1);
+        assert!(*at <= reached + Duration::from_millis(1250), "{switches:?}");
+    }
+
+    #[test]
+    fn silence_alone_or_a_rare_request_moves_nothing() {
+        // GStreamer's receivers report only every few seconds.
+        let mut controller = RungController::new(&Ladder::default(), TOP, Duration::ZERO);
+        assert!(silent(&mut controller, Duration::ZERO, 30, 0).is_empty());
+        // One request every two seconds (a lost keyframe now and then).
+        assert!(silent(&mut controller, Duration::from_secs(30), 30, 8).is_empty());
+        // Requests with reports between them: the reports say what happens.
+        let mut link = Link::new(TOP);
+        for _ in 0..10 {
+            link.run(2, |_| (0.0, 20, 1650));
+            let now = link.now;
+            assert_eq!(link.controller.on_tick(now, 100), None);
+        }
+        assert_eq!(link.rung(), TOP);
     }
 
     /// What each rung sends, in kbit/s with headers.
