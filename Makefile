@@ -11,7 +11,7 @@ DEB_PACKAGES := pkg-config \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice \
-	gstreamer1.0-x fonts-dejavu-core
+	gstreamer1.0-x fonts-dejavu-core iproute2
 PKGCONFIG_MODULES := gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0 gstreamer-webrtc-1.0 \
 	gstreamer-pbutils-1.0
 # One element from each plugin package gridmix needs, and those recordings
@@ -22,6 +22,9 @@ PKGCONFIG_MODULES := gstreamer-1.0 gstreamer-app-1.0 gstreamer-sdp-1.0 gstreamer
 GST_ELEMENTS := webrtcbin nicesrc dtlssrtpenc compositor audiomixer opusenc vp8enc rtpvp8pay capssetter \
 	webmmux mp4mux x264enc h264parse voaacenc hlssink2 openh264dec faad textoverlay
 REQUIRED_FILES := /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf
+# `ip` (iproute2) makes the network namespace and shaped link that
+# `gridmix bench --weak` puts weak participants behind.
+PROGRAMS := ip tc
 # What only the tests need: the browser tests drive Debian's Chromium
 # through its WebDriver and Debian's Firefox ESR through its built-in
 # WebDriver BiDi (Debian has no geckodriver); the TURN test relays media
@@ -48,10 +51,10 @@ define install_if_missing
 endef
 
 deps:
-	$(call install_if_missing,$(DEB_PACKAGES),)
+	$(call install_if_missing,$(DEB_PACKAGES),$(PROGRAMS))
 
 test-deps:
-	$(call install_if_missing,$(DEB_PACKAGES) $(TEST_DEB_PACKAGES),$(TEST_PROGRAMS))
+	$(call install_if_missing,$(DEB_PACKAGES) $(TEST_DEB_PACKAGES),$(PROGRAMS) $(TEST_PROGRAMS))
 	@# The tests start their own turnserver; a system one would only hold ports.
 	@if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet coturn 2>/dev/null; then \
 	  systemctl stop coturn; systemctl disable coturn >/dev/null 2>&1 || true; \

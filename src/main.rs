@@ -72,6 +72,11 @@ struct BenchArgs {
     /// report the server's memory once each is gone (churn.md).
     #[arg(long)]
     churn: Option<usize>,
+    /// MCU runs: also run each size with this many participants behind a
+    /// 300 kbit/s link in a network namespace (needs root), and beside it
+    /// the same size without; the load sends a busy picture in both.
+    #[arg(long, default_value_t = 0)]
+    weak: usize,
 }
 
 #[derive(clap::Args)]
@@ -148,6 +153,16 @@ struct BotArgs {
     /// medium or high), sent before the bot's offer.
     #[arg(long, value_parser = parse_quality)]
     quality: Option<gridmix::protocol::Quality>,
+    /// Send a moving, detailed picture instead of a solid colour: one as
+    /// costly to encode as a busy camera's.
+    #[arg(long)]
+    busy_video: bool,
+    /// Report each second as one JSON object (for programs that watch the
+    /// bot: the weak-link test and bench): frame rate, frame size, received
+    /// video kbit/s and the freezes (gaps between frames over 200 ms) of
+    /// that second, in milliseconds.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -285,6 +300,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         server: args.server,
         ice_addresses,
         progress: true,
+        weak: args.weak,
     };
     if let Some(cycles) = args.churn {
         let results = gridmix::bench::run_churn(config, cycles).await?;
@@ -340,6 +356,7 @@ async fn bot(args: BotArgs) -> Result<()> {
     config.relay_only = args.relay_only;
     config.quality = args.quality;
     config.av_pulses = args.av_pulses;
+    config.busy_video = args.busy_video;
     if let Some(types) = args.payload_types {
         config.payload_types = types;
     }
@@ -351,12 +368,21 @@ async fn bot(args: BotArgs) -> Result<()> {
     let started = Instant::now();
     let deadline = args.duration.map(Duration::from_secs);
     let mut last = (0, Instant::now());
+    let mut last_traffic = bot.traffic();
+    // Listening from now on: a signal that comes while a report is being
+    // made is not missed.
+    let stop = wait_for_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = wait_for_signal() => break,
+            _ = &mut stop => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
-        report(&bot, mode, &mut last).await;
+        if args.json {
+            last_traffic = report_json(&bot, &last_traffic).await;
+        } else {
+            report(&bot, mode, &mut last).await;
+        }
         if deadline.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
@@ -385,6 +411,41 @@ async fn report(bot: &Bot, mode: Mode, last: &mut (u64, Instant)) {
         }
     }
     println!("{line}");
+}
+
+/// One second of what the bot received, as a JSON line; returns the counts
+/// the next second is measured from.
+async fn report_json(
+    bot: &Bot,
+    before: &gridmix::bot::traffic::TrafficSnapshot,
+) -> gridmix::bot::traffic::TrafficSnapshot {
+    let now = bot.traffic();
+    let since = before.at.unwrap_or_else(Instant::now);
+    let seconds = now
+        .at
+        .map_or(1.0, |at| (at - since).as_secs_f64())
+        .max(0.001);
+    let frames: u64 = now
+        .received
+        .iter()
+        .filter(|((_, video), _)| *video)
+        .map(|(key, s)| s.frames - before.received.get(key).map_or(0, |b| b.frames))
+        .sum();
+    let frame = bot.latest_frame(Duration::from_millis(100)).await.ok();
+    let bytes = now.received_video_bytes() - before.received_video_bytes();
+    let line = serde_json::json!({
+        "fps": (frames as f64 / seconds * 10.0).round() / 10.0,
+        "width": frame.as_ref().map(|f| f.width),
+        "height": frame.as_ref().map(|f| f.height),
+        "video_kbps": (bytes as f64 * 8.0 / seconds / 1000.0).round(),
+        "freezes_ms": now
+            .freezes_after(since)
+            .iter()
+            .map(|f| f.gap.as_millis() as u64)
+            .collect::<Vec<_>>(),
+    });
+    println!("{line}");
+    now
 }
 
 /// The size and colours of a stream's latest frame (the centre of each grid

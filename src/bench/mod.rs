@@ -11,7 +11,9 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod server;
+pub mod shaped_link;
 pub mod summary;
+pub mod weak;
 
 use crate::bot::shared::SharedEncoding;
 use crate::protocol::{LayoutKind, Mode};
@@ -38,6 +40,10 @@ pub struct BenchConfig {
     pub ice_addresses: Vec<String>,
     /// Show a progress line (off in tests).
     pub progress: bool,
+    /// MCU runs: also run each size with this many of its participants
+    /// behind a 300 kbit/s shaped link, the others' load sending a busy
+    /// picture in both runs (needs root; skipped with a message without).
+    pub weak: usize,
 }
 
 /// Shared by every run: the server, the load's one encoding, time zero.
@@ -45,19 +51,58 @@ async fn start_context(config: &BenchConfig) -> Result<BenchContext> {
     gst::init()?;
     std::fs::create_dir_all(&config.out)
         .with_context(|| format!("creating {}", config.out.display()))?;
+    let weak_links = weak_links(config)?;
+    let link_addresses: Vec<String> = weak_links
+        .iter()
+        .map(|l| l.host_address().to_string())
+        .collect();
     let server = match &config.server {
         Some(url) => ServerUnderTest::external(url).await?,
-        None => ServerUnderTest::start_child(&config.out.join("server.log")).await?,
+        None => {
+            ServerUnderTest::start_child(&config.out.join("server.log"), &link_addresses).await?
+        }
     };
     Ok(BenchContext {
         server,
         // Silent: the load listens while the probes speak, so an MCU room
         // keeps the probes on its composite (last-N) where they can be read.
         load: SharedEncoding::start(0x808080, 440.0, 0.0)?,
+        busy_load: if weak_links.is_empty() {
+            None
+        } else {
+            Some(SharedEncoding::busy(440.0, 0.0)?)
+        },
+        weak_links,
         ice_addresses: config.ice_addresses.clone(),
         canvas_fps: 30.0,
         origin: Instant::now(),
     })
+}
+
+/// The shaped links `--weak` asks for; none, with a message, when this
+/// process may not make them.
+fn weak_links(config: &BenchConfig) -> Result<Vec<shaped_link::ShapedLink>> {
+    if config.weak == 0 || !config.modes.contains(&Mode::Mcu) {
+        return Ok(Vec::new());
+    }
+    if config.server.is_some() {
+        eprintln!(
+            "--weak needs the bench's own server (its ICE must reach the links): the weak runs are skipped"
+        );
+        return Ok(Vec::new());
+    }
+    let mut links = Vec::new();
+    for _ in 0..config.weak {
+        match shaped_link::ShapedLink::create(weak::WEAK_LINK_KBPS) {
+            Ok(link) => links.push(link),
+            Err(shaped_link::LinkError::NotPermitted(why)) => {
+                eprintln!("{why}: the weak runs are skipped");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(links)
 }
 
 fn unix_stamp() -> u64 {
@@ -98,7 +143,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchResults> {
         };
         for layout in layouts {
             for &participants in &config.participants {
-                specs.push(RunSpec {
+                let spec = RunSpec {
                     mode,
                     layout,
                     participants,
@@ -106,7 +151,25 @@ pub async fn run(config: BenchConfig) -> Result<BenchResults> {
                     settle_timeout: Duration::from_secs(20)
                         + Duration::from_millis(500) * participants as u32,
                     warm_up: Duration::from_secs(2),
-                });
+                    weak: 0,
+                    busy: false,
+                };
+                let weak = context.weak_links.len();
+                if mode == Mode::Mcu && weak > 0 {
+                    // The same room without and with weak participants,
+                    // both with a picture that needs the rungs' full rates.
+                    // With them, time to be moved to the rung their links
+                    // carry before the window opens.
+                    specs.push(RunSpec { busy: true, ..spec });
+                    specs.push(RunSpec {
+                        busy: true,
+                        weak,
+                        warm_up: Duration::from_secs(15),
+                        ..spec
+                    });
+                } else {
+                    specs.push(spec);
+                }
             }
         }
     }

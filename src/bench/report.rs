@@ -121,6 +121,9 @@ pub fn markdown(results: &BenchResults) -> String {
                 if mcu { mcu_cells(r) } else { String::new() },
             );
         }
+        if mcu {
+            out += &weak_table(&results.runs);
+        }
         if let (Mode::Sfu, Some(fit)) = (mode, &results.sfu_cost_fit) {
             let _ = writeln!(
                 out,
@@ -226,4 +229,57 @@ fn draw_chart(results: &BenchResults, chart: &Chart, path: &Path) -> Result<()> 
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// The MCU runs with weak participants, beside the same size without.
+fn weak_table(runs: &[RunResult]) -> String {
+    let with_weak: Vec<&RunResult> = runs
+        .iter()
+        .filter(|r| r.mode == Mode::Mcu && r.weak.is_some())
+        .collect();
+    if with_weak.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n### Weak receivers (behind a shaped link)\n\n| Participants | Weak | Link kbit/s | Weak: kbit/s | fps | Freezes (longest ms) \
+         | Rung switches | Rungs at the end | Normal: kbit/s | fps | Freezes | Latency p95 ms | Rung switches | Server CPU % \
+         | Same size without weak: normal kbit/s | fps | Server CPU % |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in with_weak {
+        let Some(w) = &r.weak else { continue };
+        let without = runs.iter().find(|o| {
+            o.mode == Mode::Mcu
+                && o.weak.is_none()
+                && o.participants == r.participants
+                && o.layout == r.layout
+                && o.ok
+        });
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.participants,
+            w.receivers,
+            w.link_kbps,
+            cell(w.received_kbps, 0),
+            cell(w.received_fps, 1),
+            w.freezes,
+            w.longest_freeze_ms.map_or("–".into(), |g| g.to_string()),
+            w.rung_switches,
+            w.rungs.join(", "),
+            cell(r.clients.downlink_kbps_per_participant, 0),
+            cell(r.clients.received_fps, 1),
+            r.clients.freezes.map_or("–".into(), |f| f.to_string()),
+            cell(r.latency_ms.p95, 0),
+            r.normal_rung_switches.map_or("–".into(), |s| s.to_string()),
+            cell(r.server.cpu_percent, 1),
+            cell(
+                without.and_then(|o| o.clients.downlink_kbps_per_participant),
+                0
+            ),
+            cell(without.and_then(|o| o.clients.received_fps), 1),
+            cell(without.and_then(|o| o.server.cpu_percent), 1),
+        );
+    }
+    out
 }

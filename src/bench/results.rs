@@ -74,6 +74,31 @@ pub struct RunResult {
     pub mcu_output: McuOutputFigures,
     pub room: RoomFigures,
     pub speaker_switches: SwitchFigures,
+    /// Participants behind a shaped link (`--weak`), in runs that have them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weak: Option<WeakFigures>,
+    /// The loopback participants' rung switches in the window (MCU).
+    pub normal_rung_switches: Option<u64>,
+}
+
+/// What the participants behind a shaped link received in the window.
+/// Their latency is not measured: it is read from timecodes, which only
+/// the bench's in-process probes decode.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct WeakFigures {
+    pub receivers: usize,
+    /// What each one's link carries to it, kbit/s.
+    pub link_kbps: u32,
+    /// Video kbit/s and frames per second each received, mean.
+    pub received_kbps: Option<f64>,
+    pub received_fps: Option<f64>,
+    /// Gaps between frames over 200 ms, in all, and the longest.
+    pub freezes: u64,
+    pub longest_freeze_ms: Option<u64>,
+    /// Moves to another rung the room API showed in the window.
+    pub rung_switches: u64,
+    /// The rung each was on at the end.
+    pub rungs: Vec<String>,
 }
 
 /// What the room itself reported in the window (`/api/rooms`, read from
@@ -223,6 +248,8 @@ impl RunResult {
             mcu_output: McuOutputFigures::default(),
             room: RoomFigures::default(),
             speaker_switches: SwitchFigures::default(),
+            weak: None,
+            normal_rung_switches: None,
         }
     }
 }

@@ -9,7 +9,9 @@ use super::results::{
     ServerFigures, SwitchFigures,
 };
 use super::server::ServerUnderTest;
+use super::shaped_link::ShapedLink;
 use super::summary::{mean, percentiles};
+use super::weak::{self, WeakParticipant};
 use super::{process, process::ProcessSample};
 use crate::bot::shared::SharedEncoding;
 use crate::bot::timecode::{self, Region};
@@ -26,6 +28,11 @@ use std::time::{Duration, Instant};
 pub struct BenchContext {
     pub server: ServerUnderTest,
     pub load: SharedEncoding,
+    /// A moving, detailed picture instead (runs comparing weak links: the
+    /// composite's rungs then need their full rates).
+    pub busy_load: Option<SharedEncoding>,
+    /// One shaped link per weak participant (`--weak`).
+    pub weak_links: Vec<ShapedLink>,
     pub ice_addresses: Vec<String>,
     /// The MCU composite's frame rate the server aims at.
     pub canvas_fps: f64,
@@ -45,6 +52,10 @@ pub struct RunSpec {
     /// Measured after everyone receives everyone, before the window opens,
     /// so that encoders' rate control and jitter buffers have settled.
     pub warm_up: Duration,
+    /// How many of the participants sit behind a shaped link (MCU).
+    pub weak: usize,
+    /// The load sends `BenchContext::busy_load`.
+    pub busy: bool,
 }
 
 /// How many participants of a run are probes.
@@ -91,10 +102,14 @@ impl Participant {
 
 pub async fn run(spec: RunSpec, context: &BenchContext, room: &str) -> RunResult {
     let mut people = Vec::new();
+    let mut weak_people = Vec::new();
     let log = Arc::new(ProbeLog::default());
-    let result = measure(spec, context, room, &mut people, &log).await;
+    let result = measure(spec, context, room, &mut people, &mut weak_people, &log).await;
     for person in people {
         person.bot.leave().await;
+    }
+    for person in weak_people {
+        person.leave().await;
     }
     // The next run starts only once this room is gone from the server.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -111,10 +126,16 @@ async fn measure(
     context: &BenchContext,
     room: &str,
     people: &mut Vec<Participant>,
+    weak_people: &mut Vec<WeakParticipant>,
     log: &Arc<ProbeLog>,
 ) -> Result<RunResult> {
-    if spec.participants < 2 {
-        bail!("a run needs at least 2 participants");
+    // The weak participants join last, from their namespaces.
+    let in_process = spec.participants.saturating_sub(spec.weak);
+    if in_process < 2 {
+        bail!("a run needs at least 2 participants besides the weak ones");
+    }
+    if spec.weak > context.weak_links.len() {
+        bail!("{} weak participants need as many shaped links", spec.weak);
     }
     let probe_ids = Arc::new(Mutex::new(Vec::<String>::new()));
     // The composite's layout as the first probe was last told it (MCU), and
@@ -124,8 +145,8 @@ async fn measure(
     let talkers = Rotation::talkers(spec);
     // Join order: a probe, the load, the second probe last (its join time is
     // that of someone arriving in a full room).
-    for index in 0..spec.participants {
-        let probe = index == 0 || index == spec.participants - 1;
+    for index in 0..in_process {
+        let probe = index == 0 || index == in_process - 1;
         let mut config = BotConfig::new(
             &context.server.ws_url,
             room,
@@ -149,7 +170,8 @@ async fn measure(
             ));
         } else {
             config.decode = false;
-            config.shared_encoding = Some(context.load.clone());
+            let load = context.busy_load.as_ref().filter(|_| spec.busy);
+            config.shared_encoding = Some(load.unwrap_or(&context.load).clone());
         }
         if let Some(k) = talkers.iter().position(|&t| t == index) {
             config.own_audio = true;
@@ -181,7 +203,23 @@ async fn measure(
     let mut rotation = Rotation::new(talkers);
     rotation.step(people);
     settle(spec, people).await?;
+    let port = context.server.port()?;
+    for (k, link) in context.weak_links.iter().take(spec.weak).enumerate() {
+        weak_people.push(WeakParticipant::join(link, port, room, &format!("weak{k}")).await?);
+    }
+    let deadline = Instant::now() + spec.settle_timeout;
+    while !weak_people.iter().all(|w| w.receives()) {
+        if Instant::now() > deadline {
+            bail!(
+                "a weak participant received nothing in {:?}",
+                spec.settle_timeout
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(spec.warm_up).await;
+    let weak_ids: Vec<String> = weak_people.iter().map(|w| w.id.clone()).collect();
+    let mut rungs = RungWatch::default();
 
     let server_before = context.server.sample().transpose()?;
     let self_before = process::sample(None)?;
@@ -202,9 +240,11 @@ async fn measure(
         }
         if let Ok(Some(described)) = context.server.room(room).await {
             room_figures.see(&described);
+            rungs.see(&described, &weak_ids);
         }
     }
     log.measuring.store(false, Ordering::Relaxed);
+    let ended = Instant::now();
     let window = started.elapsed().as_secs_f64();
     let traffic_after: Vec<TrafficSnapshot> = people.iter().map(|p| p.bot.traffic()).collect();
     let self_after = process::sample(None)?;
@@ -249,7 +289,20 @@ async fn measure(
     } else {
         McuOutputFigures::default()
     };
+    let weak = (spec.weak > 0).then(|| {
+        let seconds: Vec<_> = weak_people
+            .iter()
+            .map(|w| w.seconds_between(started, ended))
+            .collect();
+        let last = weak_ids
+            .iter()
+            .map(|id| rungs.last.get(id).map_or("–".into(), |(r, _)| r.clone()))
+            .collect();
+        weak::figures(&seconds, rungs.weak_switches, last)
+    });
     Ok(RunResult {
+        weak,
+        normal_rung_switches: (spec.mode == Mode::Mcu).then_some(rungs.normal_switches),
         mode: spec.mode,
         layout: spec.layout,
         participants: spec.participants,
@@ -264,6 +317,48 @@ async fn measure(
         room: room_figures,
         speaker_switches,
     })
+}
+
+/// Receivers' rungs as the room API shows them through a window: how often
+/// each changed (a move begun counts once), weak and normal apart.
+#[derive(Default)]
+struct RungWatch {
+    /// Participant -> (rung, moving to) last seen.
+    last: std::collections::HashMap<String, (String, String)>,
+    weak_switches: u64,
+    normal_switches: u64,
+}
+
+impl RungWatch {
+    fn see(&mut self, room: &serde_json::Value, weak: &[String]) {
+        let Some(receivers) = room["receivers"].as_array() else {
+            return;
+        };
+        for r in receivers {
+            let (Some(id), Some(rung)) = (r["participant"].as_str(), r["rung"].as_str()) else {
+                continue;
+            };
+            let now = (
+                rung.to_owned(),
+                r["moving_to"].as_str().unwrap_or("").to_owned(),
+            );
+            let before = self.last.insert(id.to_owned(), now.clone());
+            // A move shows as a target, then as the new rung: count the target.
+            let moved = before.is_some_and(|(rung, moving)| {
+                let began = (rung.as_str(), moving.as_str()) != (now.0.as_str(), now.1.as_str())
+                    && !now.1.is_empty();
+                let jumped = moving.is_empty() && rung != now.0;
+                began || jumped
+            });
+            if moved {
+                if weak.iter().any(|w| w == id) {
+                    self.weak_switches += 1;
+                } else {
+                    self.normal_switches += 1;
+                }
+            }
+        }
+    }
 }
 
 type SharedLayout = Arc<Mutex<Option<Layout>>>;
@@ -540,7 +635,7 @@ fn client_figures(
         for (key, s) in a.received.iter().filter(|((_, video), _)| *video) {
             let frames_before = b.received.get(key).map_or(0, |s| s.frames);
             stream_fps.push((s.frames - frames_before) as f64 / window);
-            freezes += s.freezes.iter().filter(|t| **t >= window_start).count() as u64;
+            freezes += s.freezes.iter().filter(|f| f.ended >= window_start).count() as u64;
             streams += 1;
         }
         streams_per_participant.push(f64::from(streams));

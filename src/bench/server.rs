@@ -17,22 +17,24 @@ pub struct ServerUnderTest {
 
 impl ServerUnderTest {
     /// Starts this executable's `serve` on 127.0.0.1 with ICE on loopback;
-    /// its log goes to `log`.
-    pub async fn start_child(log: &Path) -> Result<ServerUnderTest> {
+    /// its log goes to `log`. With `link_addresses` (the host's ends of
+    /// shaped links) it listens on every address and has ICE candidates on
+    /// those too, so participants behind the links reach it.
+    pub async fn start_child(log: &Path, link_addresses: &[String]) -> Result<ServerUnderTest> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let listen = if link_addresses.is_empty() {
+            format!("127.0.0.1:{port}")
+        } else {
+            format!("0.0.0.0:{port}")
+        };
         let log_file =
             std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let child =
             Command::new(std::env::current_exe().context("finding the gridmix executable")?)
-                .args([
-                    "serve",
-                    "--listen",
-                    &format!("127.0.0.1:{port}"),
-                    "--ice-address",
-                    "127.0.0.1",
-                ])
+                .args(["serve", "--listen", &listen, "--ice-address", "127.0.0.1"])
+                .args(link_addresses.iter().flat_map(|a| ["--ice-address", a]))
                 .args(["--max-participants", "64"])
                 .env(
                     "RUST_LOG",
@@ -89,6 +91,15 @@ impl ServerUnderTest {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> Result<u16> {
+        self.http_base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("no port in {}", self.http_base))
     }
 
     /// The child's CPU, memory and threads now; None for an external server.

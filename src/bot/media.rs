@@ -140,6 +140,26 @@ pub(super) fn video_encoding(pattern: &str, keyframe_interval: u32, pt: u8) -> S
     )
 }
 
+/// A busy camera's picture: a zone plate that moves every frame, detail
+/// everywhere and no two frames alike, yet libvpx's rate control holds it
+/// to its target (noise, "snow", it overshoots eightfold).
+pub(super) const BUSY_PATTERN: &str = "pattern=zone-plate kx2=20 ky2=20 kt=1";
+
+/// Receiver reports about once a second, as browsers send them for video:
+/// rtpsession's default minimum is RFC 3550's 5 s, which on AVPF becomes a
+/// report every 2.5 to 7.5 s, and a server that adapts to its receivers'
+/// links would see a GStreamer receiver's link far later than a browser's.
+fn report_every_second(webrtc: &gst::Element) {
+    let Some(rtpbin) = webrtc::rtpbin_of(webrtc).and_then(|b| b.downcast::<gst::Bin>().ok()) else {
+        return;
+    };
+    rtpbin.connect_element_added(|_, element| {
+        if element.factory().is_some_and(|f| f.name() == "rtpsession") {
+            element.set_property("rtcp-min-interval", gst::ClockTime::SECOND.nseconds());
+        }
+    });
+}
+
 /// How loud a bot's tone is unless told otherwise (about -13.5 dBov: a
 /// voice close to the microphone).
 pub const TONE_VOLUME: f64 = 0.3;
@@ -236,6 +256,8 @@ impl BotMedia {
         } else {
             let pattern = if config.timecode_origin.is_some() || config.av_pulses {
                 "pattern=black".to_owned()
+            } else if config.busy_video {
+                BUSY_PATTERN.to_owned()
             } else {
                 format!(
                     "pattern=solid-color foreground-color={}",
@@ -353,6 +375,7 @@ impl BotMedia {
     /// A new webrtcbin named `name`, whose received streams belong to `owner`.
     pub fn add_connection(&self, name: &str, owner: StreamOwner) -> Result<PeerLink> {
         let webrtc = webrtc::make_webrtcbin(name, &self.settings)?;
+        report_every_second(&webrtc);
         self.pipeline.add(&webrtc)?;
         let receivers = self.receivers.clone();
         let traffic = self.traffic.clone();

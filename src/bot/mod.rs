@@ -100,6 +100,11 @@ pub struct BotConfig {
     pub own_audio: bool,
     /// Sees every decoded video frame.
     pub on_frame: Option<OnFrame>,
+    /// Send a moving, detailed picture instead of the colour: one that takes
+    /// every bit an encoder is given, as a busy camera does, so the
+    /// composite's rungs run at their full rates (a solid colour's 720p
+    /// composite needs a tenth).
+    pub busy_video: bool,
 }
 
 /// A frame observer in a configuration.
@@ -138,6 +143,7 @@ impl BotConfig {
             shared_encoding: None,
             own_audio: false,
             on_frame: None,
+            busy_video: false,
             transport: TransportKind::WebSocket,
             token: None,
             resume: true,

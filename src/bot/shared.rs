@@ -45,23 +45,26 @@ impl SharedEncoding {
     /// Starts encoding `colour` (0xRRGGBB) and a `tone_hz` sine at
     /// `volume` (0 to 1).
     pub fn start(colour: u32, tone_hz: f64, volume: f64) -> Result<SharedEncoding> {
+        let pattern = format!(
+            "pattern=solid-color foreground-color={}",
+            0xff00_0000u32 | colour
+        );
+        Self::start_pattern(&pattern, tone_hz, volume)
+    }
+
+    /// As `start`, with a busy camera's picture (`BotConfig::busy_video`).
+    pub fn busy(tone_hz: f64, volume: f64) -> Result<SharedEncoding> {
+        Self::start_pattern(super::media::BUSY_PATTERN, tone_hz, volume)
+    }
+
+    fn start_pattern(pattern: &str, tone_hz: f64, volume: f64) -> Result<SharedEncoding> {
         gst::init()?;
         let pipeline = gst::Pipeline::with_name("shared-encoding");
         let video: Outputs = Arc::default();
         let audio: Outputs = Arc::default();
         let mut video_out = None;
         for (description, outputs) in [
-            (
-                video_encoding(
-                    &format!(
-                        "pattern=solid-color foreground-color={}",
-                        0xff00_0000u32 | colour
-                    ),
-                    90,
-                    VIDEO_PT,
-                ),
-                &video,
-            ),
+            (video_encoding(pattern, 90, VIDEO_PT), &video),
             (audio_encoding(tone_hz, volume, AUDIO_PT), &audio),
         ] {
             let chain = gst::parse::bin_from_description(

@@ -14,6 +14,14 @@ use std::time::{Duration, Instant};
 /// A gap between two video frames longer than this is a freeze.
 pub const FREEZE_GAP: Duration = Duration::from_millis(200);
 
+/// A gap between two video frames longer than `FREEZE_GAP`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Freeze {
+    /// When the frame after the gap arrived.
+    pub ended: Instant,
+    pub gap: Duration,
+}
+
 /// One received stream of one kind.
 #[derive(Debug, Clone, Default)]
 pub struct StreamTraffic {
@@ -23,8 +31,7 @@ pub struct StreamTraffic {
     pub frames: u64,
     pub first_frame: Option<Instant>,
     pub last_frame: Option<Instant>,
-    /// When each freeze ended (the frame after the gap arrived).
-    pub freezes: Vec<Instant>,
+    pub freezes: Vec<Freeze>,
     /// The SSRCs its packets carried, each once.
     pub ssrcs: Vec<u32>,
     /// The mids its packets' MID header extension named, each once.
@@ -48,8 +55,10 @@ impl StreamTraffic {
         }
         if video && rtp::marker(packet) {
             let now = Instant::now();
-            if self.last_frame.is_some_and(|t| now - t > FREEZE_GAP) {
-                self.freezes.push(now);
+            if let Some(gap) = self.last_frame.map(|t| now - t)
+                && gap > FREEZE_GAP
+            {
+                self.freezes.push(Freeze { ended: now, gap });
             }
             self.frames += 1;
             self.first_frame.get_or_insert(now);
@@ -83,13 +92,27 @@ impl TrafficSnapshot {
         self.received.values().map(|s| s.packets).sum()
     }
 
-    /// The earliest first video frame of any stream.
-    pub fn first_video_frame(&self) -> Option<Instant> {
+    pub fn received_video_bytes(&self) -> u64 {
+        self.video_streams().map(|s| s.bytes).sum()
+    }
+
+    /// The freezes of every video stream that ended after `after`.
+    pub fn freezes_after(&self, after: Instant) -> Vec<Freeze> {
+        self.video_streams()
+            .flat_map(|s| s.freezes.iter().filter(|f| f.ended > after).copied())
+            .collect()
+    }
+
+    fn video_streams(&self) -> impl Iterator<Item = &StreamTraffic> {
         self.received
             .iter()
             .filter(|((_, video), _)| *video)
-            .filter_map(|(_, s)| s.first_frame)
-            .min()
+            .map(|(_, s)| s)
+    }
+
+    /// The earliest first video frame of any stream.
+    pub fn first_video_frame(&self) -> Option<Instant> {
+        self.video_streams().filter_map(|s| s.first_frame).min()
     }
 }
 
@@ -174,6 +197,7 @@ mod tests {
         video.last_frame = video.last_frame.map(|t| t - FREEZE_GAP * 2);
         video.count(&rtp(true), true, None);
         assert_eq!(video.freezes.len(), 1);
+        assert!(video.freezes[0].gap >= FREEZE_GAP * 2);
     }
 
     #[test]
